@@ -1,0 +1,3 @@
+from w2vtk.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""The ``w2vtk`` command line: a thin Typer shell over the library.
+
+Each module in :mod:`w2vtk.commands` defines ``register(app, prep_app)`` and adds its
+subcommands; a command parses options and calls one importable library function.  Heavy imports
+(torch, flashlight) happen inside the command functions so ``w2vtk --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from w2vtk import __version__
+from w2vtk.errors import W2vtkError
+
+app = typer.Typer(
+    name="w2vtk",
+    help="wav2vec 1.0 toolkit: prep -> pretrain -> extract -> train-am -> decode -> score.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+prep_app = typer.Typer(
+    help="Data preparation: corpora -> Kaldi data dirs, data-dir tools, token sets (lang), LMs (lm).",
+    no_args_is_help=True,
+)
+app.add_typer(prep_app, name="prep")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"w2vtk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """w2vtk: Kaldi-style recipes for wav2vec 1.0."""
+
+
+def _register_commands() -> None:
+    import w2vtk.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"w2vtk.commands.{info.name}")
+        module.register(app, prep_app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app, turning W2vtkError into one line and exit 1."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except W2vtkError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""CLI command modules; each defines ``register(app, prep_app)`` (see :mod:`w2vtk.cli`)."""

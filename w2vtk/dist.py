@@ -1,0 +1,86 @@
+"""torch.distributed under torchrun: environment, rank-0 helpers, sharding.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them w2vtk runs as a single process.
+NCCL is used when CUDA is available, gloo otherwise (CPU, and the tests' 2-process runs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_info() -> DistInfo:
+    """Rank information from torchrun's environment variables (single process when absent)."""
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+    )
+
+
+def init(device: str = "auto") -> tuple[DistInfo, "torch.device"]:  # noqa: F821
+    """Initialise the process group when launched by torchrun; pick this rank's device.
+
+    ``device``: "auto" (CUDA when available), "cpu" or "cuda".  Returns (info, torch.device).
+    """
+    import torch
+    import torch.distributed as tdist
+
+    info = env_info()
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    dev = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if info.distributed and not tdist.is_initialized():
+        tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return info, dev
+
+
+def is_main() -> bool:
+    return env_info().is_main
+
+
+def barrier() -> None:
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+
+
+def all_reduce_sum(tensor):
+    """In-place sum over ranks (no-op in a single process); returns the tensor."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
+    return tensor
+
+
+def cleanup() -> None:
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def shard_indices(n_items: int, num_shards: int, shard: int) -> list[int]:
+    """Items of shard ``shard`` when ``n_items`` sorted items are split into ``num_shards`` contiguous shards."""
+    start = n_items * shard // num_shards
+    stop = n_items * (shard + 1) // num_shards
+    return list(range(start, stop))

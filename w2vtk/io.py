@@ -1,0 +1,68 @@
+"""Atomic file output: write under a temporary name in the same directory, fsync, then rename.
+
+An interrupted run therefore never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from w2vtk.errors import W2vtkError
+
+
+def _check_parent(path: Path) -> None:
+    if not path.parent.exists():
+        raise W2vtkError(f"{path}: directory {path.parent} does not exist")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
+                make_parents: bool = False) -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; on success fsync and rename it over ``path``.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _check_parent(path)
+    binary = "b" in mode
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding,
+                       newline=None if binary else "\n") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, make_parents: bool = False) -> None:
+    with atomic_open(path, "w", make_parents=make_parents) as fh:
+        fh.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, make_parents: bool = False) -> None:
+    with atomic_open(path, "wb", encoding=None, make_parents=make_parents) as fh:
+        fh.write(data)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
