@@ -1,0 +1,26 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from w2vtk import __version__
+from w2vtk.cli import app
+
+runner = CliRunner()
+
+
+def test_version_and_help():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "prep" in result.output
+
+
+def test_console_script_turns_user_errors_into_one_line():
+    # Any command that meets a W2vtkError must print exactly one 'error:' line and exit 1.
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "prep", "validate", "/nonexistent/dir"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "/nonexistent/dir" in lines[0]
+    assert "Traceback" not in proc.stderr
