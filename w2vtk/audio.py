@@ -1,0 +1,455 @@
+"""Audio reading: any Kaldi ``wav.scp`` value -> float32 mono samples at 16 kHz.
+
+A ``wav.scp`` value is either a path (WAV, FLAC, uncompressed NIST SPHERE: all read by
+libsndfile through ``soundfile``; shorten-compressed SPHERE such as WSJ's ``.wv1``: decoded by an
+external decoder) or a shell pipeline ending in ``|`` whose stdout is a WAV file, run with the
+shell exactly as Kaldi does.  ``segments`` ranges cut a recording in seconds; other sample rates
+are resampled with soxr (a real band-limited resampler, not interpolation); multi-channel audio
+needs an explicit channel, because mixing down silently is never what a recipe wants.
+
+Shorten-compressed SPHERE is decoded by the first available of ``sph2pipe``, ``ffmpeg`` (its
+nistsphere demuxer hands the embedded shorten stream to its shorten decoder; it returns the last
+block zero-padded, so the output is cut to the header's ``sample_count``) or the pure-Python
+``desphere`` package (slow: convert once with ``w2vtk prep wsj --audio-out``).
+
+Every problem (missing or truncated file, failing pipe, NaN / Inf samples, empty audio, a stereo
+file without a channel) is a :class:`~w2vtk.errors.W2vtkError` naming the utterance and file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from w2vtk.errors import W2vtkError
+
+TARGET_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".wv1")
+SHORTEN_DECODERS = ("sph2pipe", "ffmpeg", "desphere")
+# A segment may end a little after the recording (rounding in the corpus' own tables); Kaldi's
+# extract-segments tolerates 0.5 s of overshoot by default and so do we.
+MAX_SEGMENT_OVERSHOOT_S = 0.5
+INSTALL_HINT = ("no decoder for shorten-compressed NIST SPHERE (WSJ .wv1): install ffmpeg "
+                "(apt-get install ffmpeg) or sph2pipe, or the python package desphere "
+                "(pip install desphere)")
+
+
+def _who(name: str, spec: str) -> str:
+    return f"{name} ({spec})" if name else spec
+
+
+# ----------------------------------------------------------------------------------- SPHERE
+
+
+def read_sphere_header(path: str | Path) -> dict[str, str] | None:
+    """Fields of a NIST SPHERE header as strings, or None when ``path`` is not SPHERE.
+
+    Adds ``header_size``.  Raises W2vtkError on a file that starts like SPHERE but has a broken
+    header.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+            if not head.startswith(b"NIST_1A"):
+                return None
+            lines = head.split(b"\n", 2)
+            try:
+                size = int(lines[1].strip())
+            except (IndexError, ValueError):
+                raise W2vtkError(f"{path}: broken NIST SPHERE header (no header size)") from None
+            if size > len(head):
+                head += fh.read(size - len(head))
+    except OSError as err:
+        raise W2vtkError(f"{path}: cannot read ({err.strerror})") from None
+    if len(head) < size:
+        raise W2vtkError(f"{path}: truncated NIST SPHERE header")
+    fields: dict[str, str] = {"header_size": str(size)}
+    for raw in head[:size].decode("ascii", errors="replace").split("\n")[2:]:
+        line = raw.strip()
+        if line == "end_head":
+            return fields
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            fields[parts[0]] = parts[2].strip()
+    raise W2vtkError(f"{path}: broken NIST SPHERE header (no end_head)")
+
+
+def is_shorten_sphere(path: str | Path) -> bool:
+    """True for NIST SPHERE files whose sample_coding names shorten compression (WSJ .wv1)."""
+    hdr = read_sphere_header(path)
+    return hdr is not None and "shorten" in hdr.get("sample_coding", "").lower()
+
+
+def available_shorten_decoders() -> list[str]:
+    """The shorten decoders usable here, in order of preference."""
+    found = []
+    for name in SHORTEN_DECODERS:
+        if name == "desphere":
+            try:
+                import desphere  # noqa: F401
+            except ImportError:
+                continue
+            found.append(name)
+        elif shutil.which(name):
+            found.append(name)
+    return found
+
+
+def shorten_decoder(prefer: str | None = None) -> str:
+    """The decoder to use: ``prefer`` (or env W2VTK_SHORTEN_DECODER) if available, else the first.
+
+    Raises W2vtkError with what to install when there is none.
+    """
+    prefer = prefer or os.environ.get("W2VTK_SHORTEN_DECODER") or None
+    found = available_shorten_decoders()
+    if prefer is not None:
+        if prefer not in SHORTEN_DECODERS:
+            raise W2vtkError(f"unknown shorten decoder {prefer!r} (choose from {', '.join(SHORTEN_DECODERS)})")
+        if prefer not in found:
+            raise W2vtkError(f"shorten decoder {prefer} is not available here "
+                             f"(available: {', '.join(found) or 'none'})")
+        return prefer
+    if not found:
+        raise W2vtkError(INSTALL_HINT)
+    return found[0]
+
+
+def _sample_count(path: Path) -> int:
+    hdr = read_sphere_header(path) or {}
+    try:
+        return int(hdr["sample_count"])
+    except (KeyError, ValueError):
+        raise W2vtkError(f"{path}: NIST SPHERE header lacks a sample_count") from None
+
+
+def shorten_pipe_command(path: str | Path, decoder: str | None = None) -> str:
+    """A ``wav.scp`` pipe (ending in `` |``) that writes ``path`` as 16-bit WAV to stdout."""
+    path = Path(path)
+    decoder = shorten_decoder(decoder)
+    q = shlex.quote(str(path))
+    if decoder == "sph2pipe":
+        return f"sph2pipe -f wav -p {q} |"
+    if decoder == "ffmpeg":
+        n = _sample_count(path)
+        return (f"ffmpeg -nostdin -v error -i {q} -af atrim=end_sample={n} "
+                f"-f wav -acodec pcm_s16le - |")
+    return f"{shlex.quote(sys.executable)} -m desphere.cli {q} - |"
+
+
+def decode_shorten_sphere(path: str | Path, decoder: str | None = None, name: str = "") -> bytes:
+    """Decode a shorten-compressed SPHERE file to WAV bytes (16-bit PCM, header's sample_count)."""
+    path = Path(path)
+    decoder = shorten_decoder(decoder)
+    if decoder == "desphere":
+        import desphere
+
+        try:
+            return desphere.transcode_bytes(path.read_bytes())
+        except (desphere.DesphereError, OSError) as err:
+            raise W2vtkError(f"{_who(name, str(path))}: cannot decode shorten SPHERE: {err}") from None
+    return _run_pipe(shorten_pipe_command(path, decoder)[:-1], name or str(path))
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def _run_pipe(cmd: str, who: str) -> bytes:
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, executable="/bin/bash")
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        detail = f": {tail[-1]}" if tail else ""
+        raise W2vtkError(f"{who}: command failed with exit status {proc.returncode}: {cmd}{detail}")
+    return proc.stdout
+
+
+def _check_riff_complete(path: Path, who: str) -> None:
+    """libsndfile quietly reads what is there of a truncated WAV; compare the data chunk size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while True:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return
+            cid, clen = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"data":
+                if clen != 0xFFFFFFFF and pos + 8 + clen > size:
+                    raise W2vtkError(f"{who}: truncated WAV: data chunk declares {clen} bytes, "
+                                     f"file holds {size - pos - 8}")
+                return
+            pos += 8 + clen + (clen & 1)
+
+
+def _check_sphere_complete(path: Path, hdr: dict[str, str], who: str) -> None:
+    try:
+        n = int(hdr["sample_count"]) * int(hdr.get("channel_count", "1")) * int(hdr.get("sample_n_bytes", "2"))
+    except (KeyError, ValueError):
+        raise W2vtkError(f"{who}: NIST SPHERE header lacks sample_count") from None
+    have = path.stat().st_size - int(hdr["header_size"])
+    if have < n:
+        raise W2vtkError(f"{who}: truncated NIST SPHERE: header declares {n} bytes of samples, "
+                         f"file holds {have}")
+
+
+def _read_file(path: Path, who: str) -> tuple[np.ndarray, int]:
+    """(T, C) float32 in [-1, 1) and the sample rate of a plain audio file."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise W2vtkError(f"{who}: no such audio file")
+    hdr = read_sphere_header(path)
+    if hdr is not None:
+        if "shorten" in hdr.get("sample_coding", "").lower():
+            return _read_bytes(decode_shorten_sphere(path, name=who), who)
+        _check_sphere_complete(path, hdr, who)
+    else:
+        _check_riff_complete(path, who)
+    try:
+        with sf.SoundFile(str(path)) as snd:
+            expected = snd.frames
+            data = snd.read(dtype="float32", always_2d=True)
+            rate = snd.samplerate
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise W2vtkError(f"{who}: unreadable audio ({err})") from None
+    if expected > 0 and len(data) < expected:
+        raise W2vtkError(f"{who}: truncated audio: {len(data)} of {expected} samples readable")
+    return data, rate
+
+
+def _read_bytes(blob: bytes, who: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    if not blob:
+        raise W2vtkError(f"{who}: produced no audio (empty output)")
+    try:
+        data, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise W2vtkError(f"{who}: output is not readable audio ({err})") from None
+    return data, rate
+
+
+def read_audio_native(spec: str, name: str = "") -> tuple[np.ndarray, int]:
+    """(T, C) float32 samples and the native sample rate for a ``wav.scp`` value."""
+    spec = spec.strip()
+    who = _who(name, spec)
+    if spec.endswith("|"):
+        cmd = spec[:-1].strip()
+        if not cmd:
+            raise W2vtkError(f"{who}: empty pipe command")
+        return _read_bytes(_run_pipe(cmd, name or cmd), who)
+    if spec.startswith("~"):
+        raise W2vtkError(f"{who}: '~' paths are not expanded in wav.scp; write the full path")
+    return _read_file(Path(spec), who)
+
+
+def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, channel: int | None = None,
+               sample_rate: int = TARGET_RATE, name: str = "") -> np.ndarray:
+    """Read a ``wav.scp`` value as float32 mono samples, shape (T,), at ``sample_rate`` Hz.
+
+    ``spec``: a path or a shell pipeline ending in ``|``.  ``start`` / ``end``: a ``segments``
+    range in seconds of the recording (``end`` None or negative = to the end).  ``channel``:
+    0-based channel to keep; required for multi-channel audio.  ``name``: the utterance id, used
+    in error messages.  Samples are scaled like libsndfile's float conversion (int16 / 32768).
+    """
+    who = _who(name, spec.strip())
+    data, rate = read_audio_native(spec, name)
+    n_chan = data.shape[1]
+    if channel is None:
+        if n_chan != 1:
+            raise W2vtkError(f"{who}: audio has {n_chan} channels; choose one (channel=0..{n_chan - 1})")
+        x = data[:, 0]
+    else:
+        if not 0 <= channel < n_chan:
+            raise W2vtkError(f"{who}: channel {channel} requested but the audio has {n_chan}")
+        x = data[:, channel]
+    if start or (end is not None and end >= 0):
+        total = len(x) / rate
+        if start < 0 or start >= total:
+            raise W2vtkError(f"{who}: segment start {start:.3f} s is outside the recording ({total:.3f} s)")
+        first = int(round(start * rate))
+        if end is not None and end >= 0:
+            if end <= start:
+                raise W2vtkError(f"{who}: segment end {end:.3f} s is not after its start {start:.3f} s")
+            if end > total + MAX_SEGMENT_OVERSHOOT_S:
+                raise W2vtkError(f"{who}: segment end {end:.3f} s is past the recording's end ({total:.3f} s)")
+            last = min(int(round(end * rate)), len(x))
+        else:
+            last = len(x)
+        x = x[first:last]
+    if len(x) == 0:
+        raise W2vtkError(f"{who}: audio has zero length")
+    if not np.isfinite(x).all():
+        raise W2vtkError(f"{who}: audio contains NaN or Inf samples")
+    if rate != sample_rate:
+        import soxr
+
+        x = soxr.resample(x, rate, sample_rate, quality="HQ")
+        if len(x) == 0:
+            raise W2vtkError(f"{who}: audio is too short to resample to {sample_rate} Hz")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def audio_duration(spec: str, name: str = "") -> float:
+    """Duration in seconds of a ``wav.scp`` value, from the header where possible.
+
+    Plain files: soundfile's header info; shorten SPHERE: the header's sample_count; pipes are
+    run and their output measured.
+    """
+    spec = spec.strip()
+    who = _who(name, spec)
+    if not spec.endswith("|"):
+        path = Path(spec)
+        if not path.is_file():
+            raise W2vtkError(f"{who}: no such audio file")
+        hdr = read_sphere_header(path)
+        if hdr is not None:
+            try:
+                return int(hdr["sample_count"]) / int(hdr["sample_rate"])
+            except (KeyError, ValueError, ZeroDivisionError):
+                raise W2vtkError(f"{who}: NIST SPHERE header lacks sample_count / sample_rate") from None
+        import soundfile as sf
+
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise W2vtkError(f"{who}: unreadable audio ({err})") from None
+        return info.frames / info.samplerate
+    data, rate = read_audio_native(spec, name)
+    return len(data) / rate
+
+
+# ------------------------------------------------------------------------------------ sources
+
+
+@dataclass
+class AudioSource:
+    """One utterance to read: a ``wav.scp`` value plus an optional ``segments`` range (seconds)."""
+
+    utt_id: str
+    spec: str
+    start: float = 0.0
+    end: float | None = None
+    duration_s: float | None = None
+
+    def load(self, sample_rate: int = TARGET_RATE, channel: int | None = None) -> np.ndarray:
+        """(T,) float32 samples at ``sample_rate`` Hz."""
+        return load_audio(self.spec, start=self.start, end=self.end, channel=channel,
+                          sample_rate=sample_rate, name=self.utt_id)
+
+
+def _read_table(path: Path) -> dict[str, str]:
+    table: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise W2vtkError(f"{path}: not UTF-8") from None
+    for num, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2:
+            raise W2vtkError(f"{path}:{num}: expected '<id> <value>'")
+        if parts[0] in table:
+            raise W2vtkError(f"{path}:{num}: duplicate id {parts[0]}")
+        table[parts[0]] = parts[1]
+    return table
+
+
+def _float(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise W2vtkError(f"{where}: {value!r} is not a number") from None
+
+
+def audio_sources(data_dir_or_path: str | Path) -> list[AudioSource]:
+    """The utterances of a Kaldi data dir (``wav.scp`` [+ ``segments``] [+ ``utt2dur``]), sorted.
+
+    Also accepts the path of a ``wav.scp`` file (each line one utterance).
+    """
+    path = Path(data_dir_or_path)
+    if path.is_file():
+        wav_scp, segments, utt2dur = _read_table(path), None, None
+    elif path.is_dir():
+        if not (path / "wav.scp").is_file():
+            raise W2vtkError(f"{path}: not a data dir (no wav.scp)")
+        try:
+            from w2vtk.data import load_data_dir
+        except ImportError:
+            load_data_dir = None
+        if load_data_dir is not None:
+            dd = load_data_dir(path)
+            wav_scp, segments, utt2dur = dd.wav_scp, dd.segments, dd.utt2dur
+        else:
+            wav_scp = _read_table(path / "wav.scp")
+            segments = _read_table(path / "segments") if (path / "segments").is_file() else None
+            utt2dur = _read_table(path / "utt2dur") if (path / "utt2dur").is_file() else None
+    else:
+        raise W2vtkError(f"{path}: no such data dir or wav.scp")
+    sources: list[AudioSource] = []
+    if segments is not None:
+        for utt, value in segments.items():
+            fields = value.split()
+            where = f"{path}/segments: {utt}"
+            if len(fields) != 3:
+                raise W2vtkError(f"{where}: expected '<utt> <reco> <start> <end>'")
+            reco, start, end = fields[0], _float(fields[1], where), _float(fields[2], where)
+            if reco not in wav_scp:
+                raise W2vtkError(f"{where}: recording {reco} is not in wav.scp")
+            dur = _float(utt2dur[utt], f"{path}/utt2dur: {utt}") if utt2dur and utt in utt2dur else None
+            if dur is None and end > start:
+                dur = end - start
+            sources.append(AudioSource(utt, wav_scp[reco], start, end if end >= 0 else None, dur))
+    else:
+        for utt, spec in wav_scp.items():
+            dur = _float(utt2dur[utt], f"{path}/utt2dur: {utt}") if utt2dur and utt in utt2dur else None
+            sources.append(AudioSource(utt, spec, 0.0, None, dur))
+    sources.sort(key=lambda s: s.utt_id.encode("utf-8"))
+    return sources
+
+
+def audio_dir_sources(directory: str | Path) -> list[AudioSource]:
+    """Every audio file under ``directory`` (recursive; .wav .flac .sph .wv1 in any case).
+
+    Utterance id = path relative to ``directory`` without the extension, ``/`` -> ``-``
+    (``spk1/a.flac`` -> ``spk1-a``).  Two files mapping to one id are refused.  Sorted by id.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise W2vtkError(f"{root}: no such directory")
+    seen: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        rel = path.relative_to(root)
+        utt = str(rel.with_suffix("")).replace(os.sep, "-").replace("/", "-")
+        if any(c.isspace() for c in utt):
+            raise W2vtkError(f"{path}: file names with white space cannot be utterance ids")
+        if utt in seen:
+            raise W2vtkError(f"{seen[utt]} and {path} both map to utterance id {utt}; rename one")
+        seen[utt] = path
+    if not seen:
+        raise W2vtkError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
+    sources = []
+    for utt, path in seen.items():
+        try:
+            dur = audio_duration(str(path), utt)
+        except W2vtkError:
+            dur = None  # reported when the file is actually loaded
+        sources.append(AudioSource(utt, str(path), 0.0, None, dur))
+    sources.sort(key=lambda s: s.utt_id.encode("utf-8"))
+    return sources
