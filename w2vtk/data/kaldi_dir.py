@@ -1,0 +1,563 @@
+"""Kaldi data directories: read, write and validate (the contract of docs/corpora.md).
+
+A data directory is a set of small text tables, one entry per line, ``<key> <value...>``:
+
+==================  ==========  ==================================================================
+file                keyed by    value
+==================  ==========  ==================================================================
+wav.scp             recording   a path, or a shell command ending in ``|`` whose stdout is WAV
+text                utterance   the transcript (may be empty)
+utt2spk             utterance   exactly one speaker id
+spk2utt             speaker     the speaker's utterances, sorted; always derived from utt2spk
+segments            utterance   ``<reco-id> <start-s> <end-s>``, end > start (optional)
+utt2dur             utterance   duration in seconds, > 0 (optional)
+utt2num_frames      utterance   number of feature frames, integer > 0 (optional)
+feats.scp           utterance   a Kaldi rxfilename such as ``feats.ark:123`` (optional)
+spk2gender          speaker     ``m`` or ``f`` (optional)
+text.*, utt2*       utterance   "extra" per-utterance files (e.g. ``text.words``), kept in step
+reco2dur            recording   recording duration in seconds (optional)
+==================  ==========  ==================================================================
+
+Every file is UTF-8, has no CR, ends in a newline, and is sorted and unique on its first field in
+C-locale (byte) order.  Python's ``sorted`` on ``str`` is that order: UTF-8 preserves code-point
+order byte for byte.  Without ``segments`` the recording id is the utterance id.  ``utt2spk`` must
+stay sorted when grouped by speaker, which holds when every utterance id starts with its speaker
+id and ``-`` (``-`` sorts before letters and digits).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+from w2vtk.errors import W2vtkError
+from w2vtk.io import atomic_open
+
+# Files with a fixed meaning.  Anything else named ``text.*`` or ``utt2*`` is an extra per-utterance
+# file that must have the same keys as utt2spk; other files (cmvn.scp, conf/, feats dirs...) are
+# left alone except where noted.
+KNOWN_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "utt2dur", "utt2num_frames",
+               "feats.scp", "spk2gender", "reco2dur")
+SPK_FILES = ("spk2gender", "cmvn.scp")  # keyed by speaker: filtered to the kept speakers
+RECO_FILES = ("reco2dur", "reco2file_and_channel")  # keyed by recording
+FORBIDDEN_TOKENS = frozenset({"<s>", "</s>", "#0"})
+BACKUP_DIR = ".backup"
+
+_FIELD_SPLIT = re.compile(r"[ \t]+")
+
+
+def is_extra_name(name: str) -> bool:
+    """True for a file name that is an extra per-utterance table (``text.words``, ``utt2lang``).
+
+    Hidden files, temporaries and backups (``.x``, ``*.tmp``, ``*.bak``, ``*~``) never count.
+    """
+    if name in KNOWN_FILES or name in RECO_FILES or name in SPK_FILES:
+        return False
+    if name.startswith(".") or name.endswith((".tmp", ".bak", "~")):
+        return False
+    return name.startswith("text.") or name.startswith("utt2")
+
+
+@dataclass
+class DataDir:
+    """A loaded data directory.  Every table maps the first field to the rest of the line.
+
+    ``text`` is ``{}`` only when the directory has no ``text`` (loaded with ``require_text=False``).
+    ``extra`` maps a file name (``"text.words"``) to its table.
+    """
+
+    path: Path
+    wav_scp: dict[str, str]
+    text: dict[str, str]
+    utt2spk: dict[str, str]
+    spk2utt: dict[str, str]
+    segments: dict[str, str] | None = None
+    utt2dur: dict[str, str] | None = None
+    utt2num_frames: dict[str, str] | None = None
+    feats_scp: dict[str, str] | None = None
+    spk2gender: dict[str, str] | None = None
+    extra: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def utt_ids(self) -> list[str]:
+        """Utterance ids in C-locale order."""
+        return sorted(self.utt2spk)
+
+    def speakers(self) -> dict[str, list[str]]:
+        """Speaker id -> its utterance ids (sorted)."""
+        return {spk: utts.split() for spk, utts in self.spk2utt.items()}
+
+    def durations(self) -> dict[str, float] | None:
+        """Utterance id -> duration in seconds, from utt2dur, else from segments; None if neither."""
+        if self.utt2dur is not None:
+            return {u: float(v) for u, v in self.utt2dur.items()}
+        if self.segments is not None:
+            out = {}
+            for u, v in self.segments.items():
+                _, start, end = v.split()
+                out[u] = float(end) - float(start)
+            return out
+        return None
+
+    def recording(self, utt: str) -> tuple[str, float, float | None]:
+        """(recording id, start s, end s or None for the whole recording) of an utterance."""
+        if self.segments is not None:
+            reco, start, end = self.segments[utt].split()
+            return reco, float(start), float(end)
+        return utt, 0.0, None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    line: int
+    key: str
+    value: str
+
+
+def _read_lines(path: Path, problems: list[str], *, repair: bool = False) -> list[_Entry]:
+    """Parse ``path`` into entries; file-level problems (encoding, CR, blank lines, missing final
+    newline, order, duplicates) go to ``problems`` as ``"<name>:<line>: ..."``.
+
+    Non-UTF-8 always raises: no later step can trust such a file.  With ``repair`` CRs are
+    stripped silently (fix_data_dir).
+    """
+    name = path.name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise W2vtkError(f"{path}: no such file") from None
+    except OSError as err:
+        raise W2vtkError(f"{path}: cannot read ({err.strerror})") from None
+    num_newlines = data.count(b"\n")
+    if data and not data.endswith(b"\n"):
+        problems.append(f"{name}:{num_newlines + 1}: last line is not newline-terminated")
+    entries: list[_Entry] = []
+    prev_key: str | None = None
+    seen: dict[str, int] = {}
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw and lineno == num_newlines + 1:
+            break  # the empty string after the final newline
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise W2vtkError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1} of the line)") \
+                from None
+        if "\r" in line:
+            if not repair:
+                problems.append(f"{name}:{lineno}: contains a carriage return (CR); "
+                                "convert with dos2unix")
+            line = line.replace("\r", "")
+        stripped = line.strip(" \t")
+        if not stripped:
+            if not repair:
+                problems.append(f"{name}:{lineno}: empty line")
+            continue
+        parts = _FIELD_SPLIT.split(stripped, maxsplit=1)
+        key = parts[0]
+        value = parts[1] if len(parts) > 1 else ""
+        if key in seen:
+            problems.append(f"{name}:{lineno}: duplicate key {key!r} (first on line {seen[key]})")
+        else:
+            seen[key] = lineno
+            if prev_key is not None and key < prev_key:
+                problems.append(f"{name}:{lineno}: not sorted: {key!r} after {prev_key!r} "
+                                "(sort with LC_ALL=C sort -k1,1)")
+            prev_key = key if prev_key is None or key > prev_key else prev_key
+        entries.append(_Entry(lineno, key, value))
+    return entries
+
+
+def read_kv(path: str | Path) -> dict[str, str]:
+    """Read a Kaldi table ``<key> <rest of line>`` into a dict (key -> rest, ``""`` if none).
+
+    Strict: non-UTF-8, a CR, a blank line, a missing final newline, an unsorted or a duplicate key
+    raises :class:`W2vtkError` naming the file and line.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    entries = _read_lines(path, problems)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise W2vtkError(f"{path.parent}/{problems[0]}{more}")
+    return {e.key: e.value for e in entries}
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("bool is not a table value")
+    if isinstance(value, float):
+        return format_seconds(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds as Kaldi writes them: fixed point, at most 4 decimals (below one 16 kHz sample is
+    never needed here), trailing zeros dropped."""
+    text = f"{seconds:.4f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def write_kv(path: str | Path, mapping: Mapping[str, object]) -> None:
+    """Write ``mapping`` as a Kaldi table, C-locale sorted, atomically.
+
+    Values may be strings, numbers or sequences of them (joined by spaces); an empty value writes
+    the key alone.  A key with whitespace or a value with a newline raises :class:`W2vtkError`.
+    """
+    path = Path(path)
+    lines = []
+    for key in sorted(mapping):
+        if not key or any(c in key for c in " \t\r\n"):
+            raise W2vtkError(f"{path}: invalid key {key!r} (empty or contains whitespace)")
+        value = _format_value(mapping[key]).strip(" \t")
+        if "\n" in value or "\r" in value:
+            raise W2vtkError(f"{path}: value of {key!r} contains a line break")
+        lines.append(f"{key} {value}\n" if value else f"{key}\n")
+    with atomic_open(path, "w") as fh:
+        fh.writelines(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Content checks (shared by validate_data_dir and write_data_dir)
+# --------------------------------------------------------------------------------------------
+
+def _examples(keys: Iterable[str], limit: int = 3) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (", ..." if len(keys) > limit else "")
+
+
+def _positive(value: str, integer: bool) -> bool:
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and number > 0
+
+
+def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> dict[str, str]:
+    """Derive spk2utt (speaker -> space-joined sorted utterance ids) from utt2spk."""
+    groups: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk):
+        groups.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(utts) for spk, utts in groups.items()}
+
+
+def _check_tables(tables: dict[str, dict[str, str]], lines: dict[str, dict[str, int]],
+                  require_text: bool) -> list[str]:
+    """Content checks on parsed tables (file name -> table); ``lines`` gives line numbers for
+    messages (missing -> messages without a line).  Returns one string per problem."""
+    problems: list[str] = []
+
+    def where(name: str, key: str) -> str:
+        line = lines.get(name, {}).get(key)
+        return f"{name}:{line}" if line is not None else f"{name}: {key!r}"
+
+    for name in ("wav.scp", "utt2spk"):
+        if name not in tables:
+            problems.append(f"{name}: missing (required)")
+    if require_text and "text" not in tables:
+        problems.append("text: missing (required)")
+    if "wav.scp" not in tables or "utt2spk" not in tables:
+        return problems
+
+    wav = tables["wav.scp"]
+    for reco, value in wav.items():
+        if not value:
+            problems.append(f"{where('wav.scp', reco)}: recording {reco!r} has no path or command")
+        elif value.endswith("|"):
+            if not value[:-1].strip():
+                problems.append(f"{where('wav.scp', reco)}: empty pipe command")
+        else:
+            if value.startswith("~"):
+                problems.append(f"{where('wav.scp', reco)}: path {value!r} starts with '~' "
+                                "(not expanded by Kaldi tools: write the absolute path)")
+            elif "|" in value:
+                problems.append(f"{where('wav.scp', reco)}: '|' inside a path; a pipe command "
+                                "must end with ' |'")
+
+    if "text" in tables:
+        for utt, value in tables["text"].items():
+            bad = sorted(set(value.split()) & FORBIDDEN_TOKENS)
+            if bad:
+                problems.append(f"{where('text', utt)}: utterance {utt!r} contains reserved "
+                                f"token(s) {' '.join(bad)}")
+
+    utt2spk = tables["utt2spk"]
+    for utt, value in utt2spk.items():
+        fields = value.split()
+        if len(fields) != 1:
+            problems.append(f"{where('utt2spk', utt)}: expected exactly 2 fields "
+                            f"(<utt-id> <spk-id>), got {len(fields) + 1}")
+    # Grouped by speaker, the utterances must come out in the same order as sorted utterances:
+    # Kaldi tools iterate spk2utt and utt2spk in lockstep.
+    by_speaker = sorted(utt2spk, key=lambda u: (utt2spk[u], u))
+    for got, want in zip(by_speaker, sorted(utt2spk)):
+        if got != want:
+            problems.append(f"{where('utt2spk', want)}: not sorted when grouped by speaker: "
+                            f"{want!r} (speaker {utt2spk[want]!r}) vs {got!r} (speaker "
+                            f"{utt2spk[got]!r}); make the speaker id a prefix of the utterance id")
+            break
+    derived = spk2utt_from_utt2spk(utt2spk)
+
+    if "spk2utt" not in tables:
+        problems.append("spk2utt: missing (derive it from utt2spk: w2vtk prep fix DIR)")
+    else:
+        spk2utt = tables["spk2utt"]
+        for spk, value in spk2utt.items():
+            if spk not in derived:
+                problems.append(f"{where('spk2utt', spk)}: speaker {spk!r} is not in utt2spk")
+            elif value.split() != derived[spk].split():
+                problems.append(f"{where('spk2utt', spk)}: utterances of speaker {spk!r} differ "
+                                "from utt2spk")
+        missing = set(derived) - set(spk2utt)
+        if missing:
+            problems.append(f"spk2utt: {len(missing)} speaker(s) of utt2spk missing "
+                            f"({_examples(missing)})")
+
+    if "spk2gender" in tables:
+        genders = tables["spk2gender"]
+        for spk, value in genders.items():
+            if value not in ("m", "f"):
+                problems.append(f"{where('spk2gender', spk)}: gender of {spk!r} must be m or f, "
+                                f"got {value!r}")
+        _key_sets(problems, "spk2gender", set(genders), set(derived), "speaker", "utt2spk")
+
+    utts = set(utt2spk)
+    if "segments" in tables:
+        segments = tables["segments"]
+        for utt, value in segments.items():
+            fields = value.split()
+            if len(fields) != 3:
+                problems.append(f"{where('segments', utt)}: expected 4 fields "
+                                f"(<utt-id> <reco-id> <start> <end>), got {len(fields) + 1}")
+                continue
+            reco, start, end = fields
+            try:
+                t0, t1 = float(start), float(end)
+            except ValueError:
+                problems.append(f"{where('segments', utt)}: start/end not numbers: {start} {end}")
+                continue
+            if not (math.isfinite(t0) and math.isfinite(t1)) or t0 < 0 or t1 <= t0:
+                problems.append(f"{where('segments', utt)}: need 0 <= start < end, got "
+                                f"{start} {end}")
+            if reco not in wav:
+                problems.append(f"{where('segments', utt)}: recording {reco!r} not in wav.scp")
+        _key_sets(problems, "segments", set(segments), utts, "utterance", "utt2spk")
+    else:
+        _key_sets(problems, "wav.scp", set(wav), utts, "utterance", "utt2spk")
+    if "reco2dur" in tables:
+        for reco, value in tables["reco2dur"].items():
+            if not _positive(value, integer=False):
+                problems.append(f"{where('reco2dur', reco)}: duration must be > 0, got {value!r}")
+        _key_sets(problems, "reco2dur", set(tables["reco2dur"]), set(wav), "recording", "wav.scp")
+
+    for name, integer in (("utt2dur", False), ("utt2num_frames", True)):
+        if name in tables:
+            for utt, value in tables[name].items():
+                if not _positive(value, integer):
+                    kind = "an integer" if integer else "a number"
+                    problems.append(f"{where(name, utt)}: must be {kind} > 0, got {value!r}")
+    if "feats.scp" in tables:
+        for utt, value in tables["feats.scp"].items():
+            if not value:
+                problems.append(f"{where('feats.scp', utt)}: utterance {utt!r} has no rxfilename")
+    for name in sorted(tables):
+        if name in ("text", "utt2dur", "utt2num_frames", "feats.scp") or is_extra_name(name):
+            _key_sets(problems, name, set(tables[name]), utts, "utterance", "utt2spk")
+    return problems
+
+
+def _key_sets(problems: list[str], name: str, keys: set[str], ref: set[str], what: str,
+              ref_name: str) -> None:
+    missing = ref - keys
+    if missing:
+        problems.append(f"{name}: {len(missing)} {what}(s) of {ref_name} missing "
+                        f"({_examples(missing)})")
+    unknown = keys - ref
+    if unknown:
+        problems.append(f"{name}: {len(unknown)} {what}(s) not in {ref_name} "
+                        f"({_examples(unknown)})")
+
+
+# --------------------------------------------------------------------------------------------
+# Directory-level API
+# --------------------------------------------------------------------------------------------
+
+def _table_files(path: Path) -> list[str]:
+    """Names of the table files of a data dir that the contract knows about (known + extras)."""
+    names = []
+    for entry in sorted(os.listdir(path)):
+        if not (path / entry).is_file():
+            continue
+        if entry in KNOWN_FILES or entry in RECO_FILES or entry in SPK_FILES or is_extra_name(entry):
+            names.append(entry)
+    return names
+
+
+def _checked_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise W2vtkError(f"{path}: data directory does not exist")
+    if not path.is_dir():
+        raise W2vtkError(f"{path}: not a directory")
+    return path
+
+
+def _read_dir(path: Path, problems: list[str], *, repair: bool = False,
+              ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, int]]]:
+    tables: dict[str, dict[str, str]] = {}
+    lines: dict[str, dict[str, int]] = {}
+    for name in _table_files(path):
+        entries = _read_lines(path / name, problems, repair=repair)
+        table: dict[str, str] = {}
+        numbers: dict[str, int] = {}
+        for e in entries:
+            if e.key not in table:  # first occurrence wins (duplicates were reported)
+                table[e.key] = e.value
+                numbers[e.key] = e.line
+        tables[name] = table
+        lines[name] = numbers
+    return tables, lines
+
+
+def validate_data_dir(path: str | Path, *, require_text: bool = True) -> list[str]:
+    """Check a data directory against the contract; returns one line per problem (empty: valid).
+
+    Lines read ``"<file>:<line>: <problem>"`` where a line is known, else ``"<file>: <problem>"``.
+    Non-UTF-8 content or a missing directory raises :class:`W2vtkError` instead.
+    """
+    path = _checked_dir(path)
+    problems: list[str] = []
+    tables, lines = _read_dir(path, problems)
+    problems.extend(_check_tables(tables, lines, require_text))
+    return problems
+
+
+def _raise_problems(path: Path, problems: list[str]) -> None:
+    more = f" (and {len(problems) - 1} more; run: w2vtk prep validate {path})" \
+        if len(problems) > 1 else ""
+    raise W2vtkError(f"{path}/{problems[0]}{more}")
+
+
+def _tables_to_datadir(path: Path, tables: dict[str, dict[str, str]]) -> DataDir:
+    return DataDir(
+        path=path,
+        wav_scp=tables["wav.scp"],
+        text=tables.get("text", {}),
+        utt2spk=tables["utt2spk"],
+        spk2utt=tables.get("spk2utt") or spk2utt_from_utt2spk(tables["utt2spk"]),
+        segments=tables.get("segments"),
+        utt2dur=tables.get("utt2dur"),
+        utt2num_frames=tables.get("utt2num_frames"),
+        feats_scp=tables.get("feats.scp"),
+        spk2gender=tables.get("spk2gender"),
+        extra={name: t for name, t in tables.items() if is_extra_name(name)},
+    )
+
+
+def load_data_dir(path: str | Path, *, validate: bool = True, require_text: bool = True) -> DataDir:
+    """Load a data directory.  With ``validate`` (default) any contract problem raises
+    :class:`W2vtkError` naming the first one (file and line) and how many there are."""
+    path = _checked_dir(path)
+    problems: list[str] = []
+    tables, lines = _read_dir(path, problems)
+    if validate:
+        problems.extend(_check_tables(tables, lines, require_text))
+        if problems:
+            _raise_problems(path, problems)
+    for name in ("wav.scp", "utt2spk"):
+        if name not in tables:
+            raise W2vtkError(f"{path}/{name}: missing (required)")
+    return _tables_to_datadir(path, tables)
+
+
+def _stringify(name: str, table: Mapping[str, object] | None) -> dict[str, str] | None:
+    if table is None:
+        return None
+    out = {}
+    for key, value in table.items():
+        if not isinstance(key, str):
+            raise W2vtkError(f"{name}: key {key!r} is not a string")
+        out[key] = _format_value(value).strip(" \t")
+    return out
+
+
+def write_data_dir(out_dir: str | Path, *, wav_scp: Mapping[str, object],
+                   text: Mapping[str, object] | None, utt2spk: Mapping[str, str],
+                   segments: Mapping[str, object] | None = None,
+                   utt2dur: Mapping[str, object] | None = None,
+                   spk2gender: Mapping[str, str] | None = None,
+                   utt2num_frames: Mapping[str, object] | None = None,
+                   feats_scp: Mapping[str, str] | None = None,
+                   extra: Mapping[str, Mapping[str, object]] | None = None,
+                   reco2dur: Mapping[str, object] | None = None) -> DataDir:
+    """Validate the tables in memory, then write them to ``out_dir`` (created), sorted, atomically.
+
+    ``spk2utt`` is derived from ``utt2spk``.  Values may be strings, numbers (seconds are written
+    with at most 4 decimals) or sequences (segments as ``(reco, start_s, end_s)``, text as a word
+    list).  ``text=None`` writes no ``text`` (unlabelled audio).  ``extra`` maps file names such as
+    ``"text.words"`` to per-utterance tables.  Known data files and extras already in ``out_dir``
+    that are not written now are removed, so the directory never mixes two preparations.
+    Invalid input raises :class:`W2vtkError` before anything is written.
+    """
+    out_dir = Path(out_dir)
+    tables: dict[str, dict[str, str]] = {}
+    for name, table in (("wav.scp", wav_scp), ("text", text), ("utt2spk", utt2spk),
+                        ("segments", segments), ("utt2dur", utt2dur), ("spk2gender", spk2gender),
+                        ("utt2num_frames", utt2num_frames), ("feats.scp", feats_scp),
+                        ("reco2dur", reco2dur)):
+        converted = _stringify(name, table)
+        if converted is not None:
+            tables[name] = converted
+    for name, table in (extra or {}).items():
+        if not is_extra_name(name):
+            raise W2vtkError(f"{out_dir}: extra file name {name!r} must start with 'text.' or "
+                             "'utt2' and not be a known data file")
+        tables[name] = _stringify(name, table)  # type: ignore[assignment]
+    for name, table in tables.items():
+        for key, value in table.items():
+            if not key or any(c in key for c in " \t\r\n"):
+                raise W2vtkError(f"{out_dir}/{name}: invalid key {key!r} (empty or whitespace)")
+            if "\n" in value or "\r" in value:
+                raise W2vtkError(f"{out_dir}/{name}: value of {key!r} contains a line break")
+    tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
+    problems = _check_tables(tables, {}, require_text=text is not None)
+    if problems:
+        _raise_problems(out_dir, problems)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in _table_files(out_dir):
+        if name not in tables and name not in ("cmvn.scp", "reco2file_and_channel"):
+            (out_dir / name).unlink()
+    for name in sorted(tables):
+        write_kv(out_dir / name, tables[name])
+    return _tables_to_datadir(out_dir, tables)
+
+
+def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without newline) of a UTF-8 text file; non-UTF-8 raises W2vtkError
+    naming the file and line.  For lists such as ``--spk-list`` files."""
+    path = Path(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as err:
+        raise W2vtkError(f"{path}: cannot read ({err.strerror})") from None
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise W2vtkError(f"{path}:{lineno}: not valid UTF-8") from None
