@@ -1,0 +1,516 @@
+"""The extraction driver: audio sources -> feature archives, sharded, resumable, batched by length.
+
+Layout for an archive ``DIR/feats.ark`` and ``--num-shards N``:
+
+- utterances are sorted by id (C locale / UTF-8 bytes) and split into N contiguous shards;
+  torchrun rank r takes shards r, r + W, r + 2W, ... (W = number of processes);
+- shard k (1-based, as Kaldi's JOB) is written to ``DIR/feats.ark`` when N == 1, else
+  ``DIR/feats.<k>.ark``, under a temporary name that is renamed when the shard is complete; then its
+  record (scp offsets, frame counts, skipped utterances) goes to ``DIR/.feats.work/shard.<k>.json``;
+- when every shard has its record, rank 0 merges them in shard order into ``DIR/feats.scp``,
+  ``DIR/utt2num_frames``, ``DIR/feats.yaml`` (and ``DIR/feats.skipped`` when audio was too short).
+
+Because the partition depends only on the sorted utterance list and N, ``--resume`` after a killed run
+redoes only the shards without a record, under any number of processes; the shard count itself must
+stay the same (it is recorded in ``.feats.work/manifest.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from w2vtk.errors import W2vtkError
+from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
+from w2vtk.io import atomic_open, atomic_write_text
+
+SAMPLE_RATE = 16000
+FRAME_SHIFT_MS = 10
+
+
+class FeatureExtractor(Protocol):
+    """What the driver needs from a feature type (log-mel, wav2vec)."""
+
+    feature_type: str
+    dim: int
+    min_samples: int  # shortest input with at least one frame
+
+    def num_frames(self, num_samples: int) -> int: ...
+
+    def extract(self, batch: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+        """(utt_id, (T,) float32 samples at 16 kHz) pairs -> one (T', dim) float32 array each."""
+
+    def provenance(self) -> dict: ...
+
+
+@dataclass
+class ExtractOptions:
+    """How to run and store; see ``w2vtk extract --help``."""
+
+    dtype: str = "float32"  # storage: float32 | float16
+    compress: bool = False  # Kaldi CM compression (float32 only)
+    batch_samples: int = 1_600_000  # padded samples per batch (100 s at 16 kHz)
+    num_shards: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    num_workers: int = 2  # audio-decoding worker processes (0 = decode in the main process)
+    fail_on_short: bool = False  # error instead of skipping audio shorter than the receptive field
+    window_batches: int = 8  # utterances are sorted by length within windows of this many batches
+
+
+@dataclass
+class ExtractResult:
+    complete: bool  # False when other shards are still missing (another process will finish)
+    scp: Path | None
+    num_utterances: int = 0
+    num_frames: int = 0
+    skipped: list[str] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Every path the driver writes for one output (``ark`` None: .npy files only)."""
+
+    meta_dir: Path
+    stem: str
+    ark: Path | None
+    num_shards: int
+
+    @property
+    def work(self) -> Path:
+        return self.meta_dir / f".{self.stem}.work"
+
+    @property
+    def scp(self) -> Path:
+        return self.meta_dir / f"{self.stem}.scp"
+
+    @property
+    def utt2num_frames(self) -> Path:
+        return self.meta_dir / "utt2num_frames"
+
+    @property
+    def yaml(self) -> Path:
+        return self.meta_dir / f"{self.stem}.yaml"
+
+    @property
+    def skipped(self) -> Path:
+        return self.meta_dir / f"{self.stem}.skipped"
+
+    def shard_ark(self, k: int) -> Path | None:
+        """Archive of shard k (0-based; named with k + 1 as Kaldi's JOB)."""
+        if self.ark is None:
+            return None
+        if self.num_shards == 1:
+            return self.ark
+        return self.ark.with_name(f"{self.stem}.{k + 1}{self.ark.suffix}")
+
+    def shard_record(self, k: int) -> Path:
+        return self.work / f"shard.{k + 1}.json"
+
+    def existing(self) -> list[Path]:
+        found = [p for p in (self.scp, self.utt2num_frames, self.yaml, self.skipped, self.work) if p.exists()]
+        if self.ark is not None:
+            pattern = str(self.ark.with_name(f"{glob.escape(self.stem)}.*{self.ark.suffix}"))
+            found += [Path(p) for p in glob.glob(pattern)]
+            if self.ark.exists():
+                found.append(self.ark)
+        return sorted(set(found))
+
+
+def _layout(ark: Path | None, npy_dir: Path | None, num_shards: int) -> _Layout:
+    if ark is not None:
+        ark = Path(ark).absolute()
+        if ark.suffix != ".ark":
+            raise W2vtkError(f"--out {ark}: the archive name must end in .ark")
+        if not ark.parent.is_dir():
+            raise W2vtkError(f"--out {ark}: directory {ark.parent} does not exist")
+        return _Layout(ark.parent, ark.stem, ark, num_shards)
+    if npy_dir is None:
+        raise W2vtkError("nothing to write: give an archive (--out / --out-dir) or --npy-dir")
+    return _Layout(Path(npy_dir).absolute(), "feats", None, num_shards)
+
+
+# ------------------------------------------------------------------------------------ audio
+
+
+def _source_duration(src) -> float | None:
+    if getattr(src, "duration_s", None) is not None:
+        return float(src.duration_s)
+    if src.end is not None:
+        return float(src.end) - float(src.start)
+    return None
+
+
+class _AudioDataset:
+    """Map-style dataset decoding one utterance per item in a DataLoader worker.
+
+    Returns (index, samples or None, error message or None): a W2vtkError is passed back as text so
+    the main process raises it as one line (DataLoader would wrap it in a worker traceback).
+    """
+
+    def __init__(self, sources: Sequence):
+        self.sources = sources
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.sources[i].load(), None
+        except W2vtkError as err:
+            return i, None, str(err)
+
+
+def _worker_init(_worker_id: int) -> None:
+    import torch
+
+    # Decoding is single-threaded work; leave the cores to the model.
+    torch.set_num_threads(1)
+
+
+def _iter_audio(sources: Sequence, indices: list[int], num_workers: int):
+    """Yield (index, samples) in ``indices`` order, decoding in ``num_workers`` processes."""
+    import torch
+
+    ds = _AudioDataset(sources)
+    if num_workers <= 0 or len(indices) <= 1:
+        for i in indices:
+            _, wave, err = ds[i]
+            if err is not None:
+                raise W2vtkError(err)
+            yield i, wave
+        return
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=indices,
+                                         num_workers=min(num_workers, len(indices)),
+                                         worker_init_fn=_worker_init, prefetch_factor=4)
+    for i, wave, err in loader:
+        if err is not None:
+            raise W2vtkError(err)
+        yield int(i), np.asarray(wave, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ one shard
+
+
+def _length_batches(lengths: dict[int, int], batch_samples: int) -> list[list[int]]:
+    """Group item indices sorted by length (longest first) into batches of at most ``batch_samples``
+    padded samples (n * longest); an item longer than the budget forms a batch of its own."""
+    order = sorted(lengths, key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) + 1) * longest > batch_samples:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _run_shard(k: int, sources: Sequence, indices: list[int], extractor: FeatureExtractor,
+               layout: _Layout, npy_dir: Path | None, opts: ExtractOptions,
+               on_progress: Callable[[float], None]) -> dict:
+    """Extract shard k; write its archive (atomically) and then its record. Returns the record."""
+    ark = layout.shard_ark(k)
+    if ark is not None:
+        # A killed run leaves atomic_open's temporary file behind; it is never valid.
+        for stale in glob.glob(str(ark.with_name(f".{glob.escape(ark.name)}.*.tmp"))):
+            os.unlink(stale)
+    entries: list[list] = []
+    skipped: list[str] = []
+    window_samples = max(1, opts.batch_samples * opts.window_batches)
+
+    def process(window: dict[int, np.ndarray], fh) -> None:
+        lengths = {i: len(w) for i, w in window.items()}
+        feats: dict[int, np.ndarray] = {}
+        for batch in _length_batches(lengths, opts.batch_samples):
+            outs = extractor.extract([(sources[i].utt_id, window[i]) for i in batch])
+            for i, mat in zip(batch, outs):
+                feats[i] = mat
+        for i in sorted(feats):
+            utt = sources[i].utt_id
+            mat = feats[i]
+            if not np.isfinite(mat).all():
+                raise W2vtkError(f"utterance {utt}: the features contain NaN or Inf")
+            offset = -1
+            if fh is not None:
+                offset = write_matrix(fh, utt, mat, opts.dtype, opts.compress)
+            if npy_dir is not None:
+                write_npy(npy_dir, utt, mat, opts.dtype)
+            entries.append([utt, offset, int(mat.shape[0])])
+            on_progress(lengths[i] / SAMPLE_RATE)
+
+    def loop(fh) -> None:
+        window: dict[int, np.ndarray] = {}
+        size = 0
+        for i, wave in _iter_audio(sources, indices, opts.num_workers):
+            if extractor.num_frames(len(wave)) < 1:
+                utt = sources[i].utt_id
+                if opts.fail_on_short:
+                    raise W2vtkError(
+                        f"utterance {utt}: {len(wave)} samples is shorter than the {extractor.min_samples}"
+                        f" samples one {extractor.feature_type} frame needs (drop --fail-on-short to skip it)")
+                skipped.append(utt)
+                on_progress(len(wave) / SAMPLE_RATE)
+                continue
+            window[i] = wave
+            size += len(wave)
+            if size >= window_samples:
+                process(window, fh)
+                window, size = {}, 0
+        if window:
+            process(window, fh)
+
+    if ark is not None:
+        with atomic_open(ark, "wb", encoding=None) as fh:
+            loop(fh)
+    else:
+        loop(None)
+    record = {"shard": k + 1, "ark": str(ark) if ark is not None else None,
+              "entries": entries, "skipped": skipped}
+    atomic_write_text(layout.shard_record(k), json.dumps(record) + "\n")
+    return record
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def _manifest(sources: Sequence, extractor: FeatureExtractor, opts: ExtractOptions, layout: _Layout,
+              npy_dir: Path | None) -> dict:
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(f"{s.utt_id} {s.spec} {s.start} {s.end}\n".encode("utf-8"))
+    prov = extractor.provenance()
+    return {"num_shards": layout.num_shards, "num_utterances": len(sources), "utterances_sha256": h.hexdigest(),
+            "feature_type": extractor.feature_type, "dim": extractor.dim,
+            "extractor": {k: v for k, v in prov.items() if k != "checkpoint_path"},
+            "dtype": opts.dtype, "compress": opts.compress, "ark": str(layout.ark) if layout.ark else None,
+            "npy_dir": str(npy_dir) if npy_dir else None}
+
+
+def _check_resume(layout: _Layout, manifest: dict) -> None:
+    path = layout.work / "manifest.json"
+    if not path.is_file():
+        raise W2vtkError(f"--resume: {layout.meta_dir} has no record of an earlier run of this output "
+                         f"({path} missing); use --overwrite to start again")
+    old = json.loads(path.read_text())
+    if old.get("num_shards") != manifest["num_shards"]:
+        raise W2vtkError(f"--resume: the earlier run used --num-shards {old.get('num_shards')}, not "
+                         f"{manifest['num_shards']}; the shard count must stay the same (the number of "
+                         f"processes may change)")
+    for key in manifest:
+        if old.get(key) != manifest[key]:
+            raise W2vtkError(f"--resume: the earlier run of {layout.meta_dir} differs in {key} "
+                             f"({old.get(key)!r} vs {manifest[key]!r}); use --overwrite to start again")
+
+
+def _remove_outputs(layout: _Layout) -> None:
+    for p in layout.existing():
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def projected_size(sources: Sequence, extractor: FeatureExtractor, opts: ExtractOptions) -> tuple[float, float, int]:
+    """(bytes, known audio seconds, number of utterances of unknown duration) of the archive to write."""
+    seconds, unknown = 0.0, 0
+    for s in sources:
+        d = _source_duration(s)
+        if d is None:
+            unknown += 1
+        else:
+            seconds += d
+    frames = seconds * 1000.0 / FRAME_SHIFT_MS
+    return frames * bytes_per_frame(extractor.dim, opts.dtype, opts.compress), seconds, unknown
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000.0
+    return f"{n:.1f} TB"
+
+
+def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Path | None,
+                     npy_dir: Path | None = None, opts: ExtractOptions = ExtractOptions(),
+                     rank: int | None = None, world_size: int | None = None,
+                     log: Callable[[str], None] | None = None,
+                     progress_enabled: bool | None = None) -> ExtractResult:
+    """Extract features of ``sources`` (AudioSource-like: utt_id, spec, start, end, duration_s, load()).
+
+    ``ark``: final archive path (``DIR/feats.ark``); ``npy_dir``: also (or only) write
+    ``<utt_id>.npy`` files there.  ``rank`` / ``world_size`` default to torchrun's; a process only
+    extracts its shards, and the one that sees every shard finished merges the outputs (rank 0 after a
+    barrier under torchrun).  Returns what was done; ``complete`` is False when shards of other
+    processes are still missing.
+    """
+    from w2vtk import __version__
+    from w2vtk.dist import barrier, env_info
+    from w2vtk.progress import progress
+
+    check_dtype(opts.dtype, opts.compress)
+    if opts.num_shards < 1:
+        raise W2vtkError(f"--num-shards {opts.num_shards}: must be at least 1")
+    if opts.batch_samples < 1:
+        raise W2vtkError(f"--batch-samples {opts.batch_samples}: must be positive")
+    if opts.resume and opts.overwrite:
+        raise W2vtkError("--resume and --overwrite exclude each other")
+    info = env_info()
+    rank = info.rank if rank is None else rank
+    world_size = info.world_size if world_size is None else world_size
+    is_main = rank == 0
+    say = log if (log is not None and is_main) else (lambda _msg: None)
+
+    sources = sorted(sources, key=lambda s: s.utt_id.encode("utf-8"))
+    ids = [s.utt_id for s in sources]
+    if len(set(ids)) != len(ids):
+        raise W2vtkError("duplicate utterance ids in the input")
+    if not sources:
+        raise W2vtkError("no utterances to extract")
+    if npy_dir is not None:
+        npy_dir = Path(npy_dir).absolute()
+        if not npy_dir.parent.is_dir():
+            raise W2vtkError(f"--npy-dir {npy_dir}: directory {npy_dir.parent} does not exist")
+    layout = _layout(ark, npy_dir, opts.num_shards)
+    manifest = _manifest(sources, extractor, opts, layout, npy_dir)
+
+    existing = layout.existing()
+    if existing and not (opts.resume or opts.overwrite):
+        raise W2vtkError(f"{existing[0]} already exists: use --overwrite to replace the output "
+                         f"or --resume to finish an interrupted run")
+    if opts.resume and existing:
+        _check_resume(layout, manifest)
+    barrier()
+    if is_main:
+        if opts.overwrite and existing:
+            _remove_outputs(layout)
+        layout.work.mkdir(parents=True, exist_ok=True)
+        if npy_dir is not None:
+            npy_dir.mkdir(exist_ok=True)
+        atomic_write_text(layout.work / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    barrier()
+    layout.work.mkdir(parents=True, exist_ok=True)
+
+    n_shards = opts.num_shards
+    shards = [list(range(len(sources) * k // n_shards, len(sources) * (k + 1) // n_shards))
+              for k in range(n_shards)]
+    todo = [k for k in range(n_shards) if k % world_size == rank and not layout.shard_record(k).is_file()]
+    done_before = sum(1 for k in range(n_shards) if layout.shard_record(k).is_file())
+
+    size, known_s, unknown = projected_size(sources, extractor, opts)
+    if layout.ark is not None:
+        extra = f"; {unknown} utterances of unknown duration not counted" if unknown else ""
+        dur = f"{known_s / 3600:.2f} h" if known_s >= 360 else f"{known_s:.1f} s"
+        say(f"projected archive size: {_human(size)} for {dur} of audio "
+            f"({len(sources)} utterances, {extractor.dim} x {opts.dtype}"
+            f"{' compressed' if opts.compress else ''} at 100 Hz{extra})")
+    if done_before:
+        say(f"resuming: {done_before} of {n_shards} shards already complete")
+
+    my_seconds = 0.0
+    all_known = True
+    for k in todo:
+        for i in shards[k]:
+            d = _source_duration(sources[i])
+            if d is None:
+                all_known = False
+            else:
+                my_seconds += d
+    t0 = time.perf_counter()
+    audio_done = [0.0]
+    with progress(f"extract {extractor.feature_type}", total=my_seconds if all_known else None,
+                  unit="audio-s", enabled=progress_enabled if is_main else False) as bar:
+        def advance(seconds: float) -> None:
+            audio_done[0] += seconds
+            bar.advance(seconds)
+
+        for k in todo:
+            _run_shard(k, sources, shards[k], extractor, layout, npy_dir, opts, advance)
+    wall = time.perf_counter() - t0
+    barrier()
+
+    missing = [k + 1 for k in range(n_shards) if not layout.shard_record(k).is_file()]
+    if missing or not is_main:
+        return ExtractResult(complete=not missing, scp=layout.scp if not missing else None,
+                             audio_seconds=audio_done[0], wall_seconds=wall)
+    return _merge(layout, sources, extractor, opts, npy_dir, audio_done[0], wall, __version__)
+
+
+def _merge(layout: _Layout, sources: Sequence, extractor: FeatureExtractor, opts: ExtractOptions,
+           npy_dir: Path | None, audio_seconds: float, wall: float, version: str) -> ExtractResult:
+    scp_lines: list[str] = []
+    frame_lines: list[str] = []
+    skipped: list[str] = []
+    total_frames = 0
+    for k in range(layout.num_shards):
+        rec = json.loads(layout.shard_record(k).read_text())
+        for utt, offset, frames in rec["entries"]:
+            if rec["ark"] is not None:
+                scp_lines.append(f"{utt} {rec['ark']}:{offset}\n")
+            frame_lines.append(f"{utt} {frames}\n")
+            total_frames += frames
+        skipped.extend(rec["skipped"])
+    if layout.ark is not None:
+        atomic_write_text(layout.scp, "".join(scp_lines))
+    atomic_write_text(layout.utt2num_frames, "".join(frame_lines))
+    if skipped:
+        atomic_write_text(layout.skipped, "".join(f"{u}\n" for u in skipped))
+    elif layout.skipped.exists():
+        layout.skipped.unlink()
+    write_provenance(layout.yaml, extractor, opts, layout=layout, npy_dir=npy_dir,
+                     num_utterances=len(frame_lines), num_frames=total_frames, skipped=len(skipped),
+                     version=version)
+    return ExtractResult(complete=True, scp=layout.scp if layout.ark is not None else None,
+                         num_utterances=len(frame_lines), num_frames=total_frames, skipped=skipped,
+                         audio_seconds=audio_seconds, wall_seconds=wall)
+
+
+def write_provenance(path: Path, extractor: FeatureExtractor, opts: ExtractOptions, *, layout: _Layout,
+                     npy_dir: Path | None, num_utterances: int, num_frames: int, skipped: int,
+                     version: str) -> None:
+    """``feats.yaml``: what the features are and where they came from (read by train-am)."""
+    import yaml
+
+    doc = {
+        "feature_type": extractor.feature_type,
+        "dim": extractor.dim,
+        "frame_shift_ms": FRAME_SHIFT_MS,
+        "sample_rate": SAMPLE_RATE,
+        "dtype": opts.dtype,
+        "compression": "kaldi-cm" if opts.compress else "none",
+        "storage": ("kaldi-ark" if layout.ark is not None else "npy") + ("+npy" if layout.ark is not None and npy_dir else ""),
+        "ark_format": ("kaldiio NPY records (kaldiio reads them; Kaldi binaries do not)"
+                       if opts.dtype == "float16" else "Kaldi binary matrices"),
+        "npy_dir": str(npy_dir) if npy_dir is not None else None,
+        "num_shards": layout.num_shards,
+        "num_utterances": num_utterances,
+        "num_frames": num_frames,
+        "skipped_short": skipped,
+        **extractor.provenance(),
+        "frame_count_note": ("log-mel (25 ms window, snip_edges) has one frame more than wav2vec c for "
+                             "the same audio in most cases: 150000 samples -> 936 log-mel frames, 935 c "
+                             "frames; train-am trims to the shorter when it combines them"),
+        "w2vtk_version": version,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

@@ -1,0 +1,148 @@
+"""``w2vtk extract`` as one importable function: input discovery, the extractor, data-dir output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from w2vtk.errors import W2vtkError
+from w2vtk.features.extract import ExtractOptions, ExtractResult, extract_features
+
+
+@dataclass
+class ExtractRequest:
+    """Everything ``w2vtk extract`` was asked to do (the CLI options, typed)."""
+
+    input: Path
+    out: Path | None = None  # DIR/feats.ark
+    out_dir: Path | None = None  # new data dir (or feature dir) holding feats.ark
+    npy_dir: Path | None = None
+    feature_type: str = "wav2vec"  # wav2vec | logmel
+    checkpoint: Path | None = None
+    layer: str = "c"  # c | z | context-N
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (CUDA autocast)
+    long_chunk_seconds: float = 30.0  # longer utterances use the exact chunked path
+    approx_chunks: bool = False  # opt-in approximate chunking (independent chunks)
+    dither: float = 0.0
+    seed: int = 0
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+
+
+def discover_sources(path: Path) -> tuple[list, Path | None]:
+    """(sorted AudioSource list, data dir or None) for a data dir, a wav.scp file or an audio dir."""
+    from w2vtk.audio import audio_dir_sources, audio_sources
+
+    path = Path(path)
+    if path.is_dir():
+        if (path / "wav.scp").is_file():
+            return audio_sources(path), path
+        return audio_dir_sources(path), None
+    if path.is_file():
+        return audio_sources(path), None
+    raise W2vtkError(f"--in {path}: no such directory or wav.scp file")
+
+
+def make_extractor(req: ExtractRequest, log: Callable[[str], None], device=None):
+    """The feature extractor for ``req`` (log-mel or wav2vec from a checkpoint)."""
+    if req.feature_type == "logmel":
+        from w2vtk.features.logmel import LogMelConfig, LogMelExtractor
+
+        if req.checkpoint is not None:
+            raise W2vtkError("--checkpoint is for --type wav2vec; log-mel features need no model")
+        if req.dither < 0:
+            raise W2vtkError(f"--dither {req.dither}: must be >= 0")
+        return LogMelExtractor(LogMelConfig(dither=req.dither), seed=req.seed)
+    if req.feature_type == "wav2vec":
+        from w2vtk.features.wav2vec import Wav2VecExtractor
+
+        if req.checkpoint is None:
+            raise W2vtkError("--type wav2vec needs --checkpoint (a w2vtk or fairseq wav2vec checkpoint)")
+        return Wav2VecExtractor.from_checkpoint(req.checkpoint, layer=req.layer, device=device,
+                                                precision=req.precision,
+                                                long_chunk_seconds=req.long_chunk_seconds,
+                                                approx_chunks=req.approx_chunks, log=log)
+    raise W2vtkError(f"--type {req.feature_type}: expected wav2vec or logmel")
+
+
+def _filter(table: dict[str, str] | None, keep: set[str]) -> dict[str, str] | None:
+    if table is None:
+        return None
+    return {k: v for k, v in table.items() if k in keep}
+
+
+def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
+                     utt2num_frames: dict[str, str]) -> None:
+    """The input data dir's tables, restricted to the extracted utterances, plus the feature tables."""
+    from w2vtk.data import load_data_dir, write_data_dir
+
+    dd = load_data_dir(in_dir, require_text=False)
+    keep = set(feats_scp)
+    if dd.segments is not None:
+        segments = _filter(dd.segments, keep)
+        recos = {v.split()[0] for v in segments.values()}
+    else:
+        segments = None
+        recos = keep
+    utt2spk = _filter(dd.utt2spk, keep)
+    speakers = set(utt2spk.values())
+    reco2dur = None
+    reco_path = in_dir / "reco2dur"
+    if reco_path.is_file():
+        from w2vtk.data import read_kv
+
+        reco2dur = _filter(read_kv(reco_path), recos)
+    write_data_dir(out_dir, wav_scp=_filter(dd.wav_scp, recos),
+                   text=_filter(dd.text, keep) if (in_dir / "text").is_file() else None,
+                   utt2spk=utt2spk, segments=segments, utt2dur=_filter(dd.utt2dur, keep),
+                   spk2gender=_filter(dd.spk2gender, speakers), utt2num_frames=utt2num_frames,
+                   feats_scp=feats_scp, extra={n: _filter(t, keep) for n, t in dd.extra.items()},
+                   reco2dur=reco2dur)
+
+
+def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
+                progress_enabled: bool | None = None) -> ExtractResult:
+    """Run ``w2vtk extract``; returns the result (``complete`` False on a rank that did not merge)."""
+    from w2vtk.dist import barrier, env_info, init
+
+    if (req.out is None) == (req.out_dir is None) and not (req.out is None and req.npy_dir is not None):
+        raise W2vtkError("give exactly one of --out FILE.ark and --out-dir DIR (or only --npy-dir)")
+    if req.device not in ("auto", "cpu", "cuda"):
+        raise W2vtkError(f"--device {req.device}: expected auto, cpu or cuda")
+    sources, data_dir = discover_sources(Path(req.input))
+    _, device = init(req.device if req.feature_type == "wav2vec" else "cpu")
+    ark = None
+    if req.out is not None:
+        ark = Path(req.out)
+    elif req.out_dir is not None:
+        out_dir = Path(req.out_dir)
+        if not out_dir.absolute().parent.is_dir():
+            raise W2vtkError(f"--out-dir {out_dir}: directory {out_dir.absolute().parent} does not exist")
+        if data_dir is not None and out_dir.exists() and out_dir.resolve() == data_dir.resolve():
+            raise W2vtkError(f"--out-dir {out_dir} is the input data dir; extract never modifies its "
+                             f"input: name a new one such as {data_dir.name}_w2v")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise W2vtkError(f"--out-dir {out_dir}: exists and is not a directory")
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not (req.options.resume or req.options.overwrite):
+            raise W2vtkError(f"--out-dir {out_dir} already exists and is not empty: use --overwrite to "
+                             f"replace it or --resume to finish an interrupted run")
+        if env_info().is_main:
+            out_dir.mkdir(exist_ok=True)
+        barrier()
+        out_dir.mkdir(exist_ok=True)
+        ark = out_dir / "feats.ark"
+    extractor = make_extractor(req, log, device)
+    result = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options,
+                              log=log, progress_enabled=progress_enabled)
+    if result.skipped:
+        shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
+        log(f"skipped {len(result.skipped)} utterances shorter than {extractor.min_samples} samples "
+            f"(listed in {result.scp.with_suffix('.skipped') if result.scp else 'feats.skipped'}): {shown}")
+    if result.complete and env_info().is_main and req.out_dir is not None and data_dir is not None \
+            and result.scp is not None:
+        from w2vtk.data import read_kv
+
+        _write_data_copy(data_dir, Path(req.out_dir), read_kv(result.scp),
+                         read_kv(Path(req.out_dir) / "utt2num_frames"))
+    return result
