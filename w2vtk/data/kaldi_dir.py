@@ -205,9 +205,9 @@ def _format_value(value: object) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    """Seconds as Kaldi writes them: fixed point, at most 4 decimals (below one 16 kHz sample is
-    never needed here), trailing zeros dropped."""
-    text = f"{seconds:.4f}".rstrip("0").rstrip(".")
+    """Seconds in fixed point with trailing zeros dropped; 7 decimals keep any multiple of a
+    16 kHz sample (62.5 us) exact, so start/end convert back to the same sample index."""
+    text = f"{seconds:.7f}".rstrip("0").rstrip(".")
     return text if text not in ("", "-0") else "0"
 
 
@@ -508,7 +508,7 @@ def write_data_dir(out_dir: str | Path, *, wav_scp: Mapping[str, object],
     """Validate the tables in memory, then write them to ``out_dir`` (created), sorted, atomically.
 
     ``spk2utt`` is derived from ``utt2spk``.  Values may be strings, numbers (seconds are written
-    with at most 4 decimals) or sequences (segments as ``(reco, start_s, end_s)``, text as a word
+    with at most 7 decimals) or sequences (segments as ``(reco, start_s, end_s)``, text as a word
     list).  ``text=None`` writes no ``text`` (unlabelled audio).  ``extra`` maps file names such as
     ``"text.words"`` to per-utterance tables.  Known data files and extras already in ``out_dir``
     that are not written now are removed, so the directory never mixes two preparations.
