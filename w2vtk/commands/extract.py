@@ -68,7 +68,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         from w2vtk.dist import cleanup, env_info
 
         try:
-            result = run_extract(req, log=lambda msg: console.print(msg, highlight=False))
+            result = run_extract(req, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
         finally:
             cleanup()
         if env_info().is_main and result.complete:

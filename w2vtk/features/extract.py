@@ -100,7 +100,10 @@ class _Layout:
 
     @property
     def utt2num_frames(self) -> Path:
-        return self.meta_dir / "utt2num_frames"
+        # Kaldi's name for the usual archive name; a differently named archive gets its own, so two
+        # archives can share a directory.
+        name = "utt2num_frames" if self.stem == "feats" else f"{self.stem}.utt2num_frames"
+        return self.meta_dir / name
 
     @property
     def yaml(self) -> Path:
@@ -394,6 +397,13 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     layout = _layout(ark, npy_dir, opts.num_shards)
     manifest = _manifest(sources, extractor, opts, layout, npy_dir)
 
+    if opts.fail_on_short:
+        for s in sources:
+            d = _source_duration(s)
+            if d is not None and extractor.num_frames(int(round(d * SAMPLE_RATE))) < 1:
+                raise W2vtkError(f"utterance {s.utt_id}: {d:.3f} s is shorter than the {extractor.min_samples}"
+                                 f" samples one {extractor.feature_type} frame needs (drop --fail-on-short "
+                                 f"to skip it)")
     existing = layout.existing()
     if existing and not (opts.resume or opts.overwrite):
         raise W2vtkError(f"{existing[0]} already exists: use --overwrite to replace the output "

@@ -55,10 +55,10 @@ def make_extractor(req: ExtractRequest, log: Callable[[str], None], device=None)
             raise W2vtkError(f"--dither {req.dither}: must be >= 0")
         return LogMelExtractor(LogMelConfig(dither=req.dither), seed=req.seed)
     if req.feature_type == "wav2vec":
-        from w2vtk.features.wav2vec import Wav2VecExtractor
-
         if req.checkpoint is None:
             raise W2vtkError("--type wav2vec needs --checkpoint (a w2vtk or fairseq wav2vec checkpoint)")
+        from w2vtk.features.wav2vec import Wav2VecExtractor
+
         return Wav2VecExtractor.from_checkpoint(req.checkpoint, layer=req.layer, device=device,
                                                 precision=req.precision,
                                                 long_chunk_seconds=req.long_chunk_seconds,
