@@ -1,0 +1,428 @@
+"""Token sets shared by training, the lexicon, the language model and scoring (``w2vtk prep lang``).
+
+A lang dir holds:
+
+- ``tokens.txt``: ``<token> <index>`` per line, as k2/icefall write it; index 0 is the CTC blank
+  ``<blk>``; for letters the word boundary ``|`` comes next (index 1).
+- ``lang.yaml``: type, boundary index, case, the options used and the sha256 of the source text.
+- ``spm.model`` (type ``spm`` only): the sentencepiece model; token index == sentencepiece id, so
+  the blank is sentencepiece's user-defined symbol ``<blk>`` at id 0 (icefall's layout).
+
+Three types:
+
+- ``letters``: wav2letter's letter targets: a word's characters, words joined by one ``|``, no
+  leading or trailing ``|``.  The set follows the transcripts' case.  When every character of the
+  text lies in a standard set, that whole set is used, so that the token set does not depend on
+  which letters a particular subset happens to contain: lower case -> wav2letter's WSJ set
+  ``| ' . a-z`` (29 tokens; the paper's "31 graphemes" add ASG's two repetition labels, which CTC
+  does not need), upper case -> LibriSpeech's ``| ' A-Z`` (28).  Otherwise the set is the text's own
+  characters (recorded as ``letters_set: data`` in lang.yaml).
+- ``phones``: TIMIT's 48 phones (Kaldi's training set) or, with ``phone_set=39``, the 39 scoring
+  phones; encoding folds 61/48-phone labels to 39 first, so a 48-phone ``text`` can feed a 39 set.
+- ``spm``: sentencepiece (unigram or BPE) trained on the transcripts, ``character_coverage=1.0``.
+
+A character (letters) or phone outside the set is a :class:`W2vtkError` naming the utterance,
+unless an unknown token was chosen (``unk_token``), to which such symbols are then mapped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from w2vtk.errors import W2vtkError
+from w2vtk.io import atomic_write_bytes, atomic_write_text
+
+BLANK = "<blk>"
+BOUNDARY = "|"
+
+# --- TIMIT phone sets: the tables and folding live in w2vtk.corpora.timit (one copy) ------------
+
+def fold_phones(phones: Iterable[str], phone_set: int = 39, where: str = "") -> list[str]:
+    """Fold a 61/48/39-label sequence to the 48 or 39 set (``q`` deleted, ``sil`` kept, repeats
+    not merged); an unknown label is a W2vtkError prefixed with ``where`` (file / utterance)."""
+    from w2vtk.corpora import timit
+
+    out = []
+    for p in phones:
+        try:
+            folded = timit.fold_phone(p, phone_set)
+        except W2vtkError as err:
+            raise W2vtkError(f"{where}: {err}" if where else str(err)) from None
+        if folded is not None:
+            out.append(folded)
+    return out
+
+
+STANDARD_LOWER = ["'", "."] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+STANDARD_UPPER = ["'"] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+
+
+# --- Kaldi text files ---------------------------------------------------------------------------
+
+def read_transcripts(path: str | Path) -> dict[str, str]:
+    """Read a Kaldi ``text`` file: ``<utt-id> <words...>`` per line -> {utt: "words ..."}.
+
+    A line holding only the id is an empty transcript.  Order is the file's.  Non-UTF-8 bytes,
+    CR line ends, blank lines and duplicate ids are errors naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise W2vtkError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_no = raw[: err.start].count(b"\n") + 1
+        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+    out: dict[str, str] = {}
+    for line_no, line in enumerate(content.split("\n"), start=1):
+        if "\r" in line:
+            raise W2vtkError(f"{path}:{line_no}: carriage return (CR) in line; use Unix line ends")
+        if not line.strip():
+            if line_no == content.count("\n") + 1:  # the text after the final newline
+                continue
+            raise W2vtkError(f"{path}:{line_no}: empty line")
+        fields = line.split(maxsplit=1)
+        utt = fields[0]
+        if utt in out:
+            raise W2vtkError(f"{path}:{line_no}: duplicate utterance id {utt!r}")
+        out[utt] = " ".join(fields[1].split()) if len(fields) > 1 else ""
+    return out
+
+
+def _sha256_text(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- TokenSet -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class LangInfo:
+    """Contents of lang.yaml."""
+
+    type: str
+    blank: int = 0
+    boundary: int | None = None
+    case: str | None = None          # "lower" | "upper" | "mixed" | None (no cased letters)
+    letters_set: str | None = None   # "standard-lower" | "standard-upper" | "data"
+    phone_set: int | None = None     # 48 | 39
+    spm_type: str | None = None      # "unigram" | "bpe"
+    vocab_size: int | None = None
+    unk_token: str | None = None
+    source_text: str | None = None
+    source_text_sha256: str | None = None
+    num_tokens: int = 0
+    w2vtk_version: str = ""
+
+
+class TokenSet:
+    """A token inventory with encode (text -> ids) and decode (ids -> words).
+
+    ``tokens[i]`` is the token of index i; ``blank`` is 0; ``boundary`` the index of ``|`` (letters)
+    or None; ``type`` one of ``letters``, ``phones``, ``spm``.  Ids are what the acoustic model
+    emits: (T', V) emissions have V == len(tokens).
+    """
+
+    def __init__(self, tokens: list[str], info: LangInfo, spm_processor=None):
+        if not tokens or tokens[0] != BLANK:
+            raise W2vtkError(f"token index 0 must be the blank {BLANK!r}")
+        self.tokens = list(tokens)
+        self.info = info
+        self.type = info.type
+        self.blank = 0
+        self.boundary = self.tokens.index(BOUNDARY) if BOUNDARY in self.tokens and info.type == "letters" else None
+        self._index = {t: i for i, t in enumerate(self.tokens)}
+        self._unk = self._index.get(info.unk_token) if info.unk_token else None
+        self._sp = spm_processor
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __repr__(self) -> str:
+        return f"TokenSet(type={self.type!r}, size={len(self.tokens)}, boundary={self.boundary})"
+
+    def index(self, token: str) -> int:
+        return self._index[token]
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, lang_dir: str | Path) -> "TokenSet":
+        """Load ``tokens.txt`` (+ ``lang.yaml``, ``spm.model``) from a lang dir (or an AM exp dir).
+
+        Without lang.yaml (e.g. an exp dir holding only a copy of tokens.txt) the type is inferred:
+        spm.model present -> spm, ``|`` among the tokens -> letters, else phones.
+        """
+        lang_dir = Path(lang_dir)
+        tokens = read_tokens_txt(lang_dir / "tokens.txt")
+        yaml_path = lang_dir / "lang.yaml"
+        if yaml_path.is_file():
+            try:
+                data = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as err:
+                raise W2vtkError(f"{yaml_path}: not valid YAML ({err.__class__.__name__})") from None
+            known = {f.name for f in dataclasses.fields(LangInfo)}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise W2vtkError(f"{yaml_path}: unknown key(s) {', '.join(unknown)}")
+            info = LangInfo(**data)
+        else:
+            if (lang_dir / "spm.model").is_file():
+                kind = "spm"
+            elif BOUNDARY in tokens:
+                kind = "letters"
+            else:
+                kind = "phones"
+            info = LangInfo(type=kind, num_tokens=len(tokens),
+                            phone_set=(39 if len(tokens) == 40 else 48) if kind == "phones" else None)
+        if info.type not in ("letters", "phones", "spm"):
+            raise W2vtkError(f"{yaml_path}: type must be letters, phones or spm, not {info.type!r}")
+        sp = None
+        if info.type == "spm":
+            sp = _load_spm(lang_dir / "spm.model")
+            if sp.get_piece_size() != len(tokens):
+                raise W2vtkError(f"{lang_dir}: spm.model has {sp.get_piece_size()} pieces but "
+                                 f"tokens.txt has {len(tokens)} tokens")
+            for i, tok in enumerate(tokens):
+                if sp.id_to_piece(i) != tok:
+                    raise W2vtkError(f"{lang_dir}/tokens.txt: token {i} is {tok!r} but spm.model "
+                                     f"has {sp.id_to_piece(i)!r}")
+        return cls(tokens, info, sp)
+
+    # -- encode / decode ---------------------------------------------------------------------
+    def encode(self, text: str, utt: str = "") -> list[int]:
+        """Transcript (words separated by spaces) -> token ids (no blanks).
+
+        letters: the words' characters joined by one ``|`` (no leading/trailing ``|``); phones: one
+        id per phone (folded to 39 first for a 39 set); spm: sentencepiece pieces.  ``utt`` names
+        the utterance in the error raised for a symbol outside the set.
+        """
+        words = text.split()
+        where = f"utterance {utt!r}" if utt else "transcript"
+        if self.type == "letters":
+            ids: list[int] = []
+            for w_i, word in enumerate(words):
+                if w_i:
+                    ids.append(self.boundary)
+                for ch in word:
+                    ids.append(self._lookup(ch, where, "character"))
+            return ids
+        if self.type == "phones":
+            # Fold 61/48 labels to the set's own size first, so a 48-phone text feeds a 39 set.
+            from w2vtk.corpora.timit import fold_phone
+
+            ids = []
+            for p in words:
+                try:
+                    folded = fold_phone(p, self.info.phone_set or 48)
+                except W2vtkError:
+                    folded = p  # not a TIMIT label: _lookup maps it to unk or names it
+                if folded is not None:
+                    ids.append(self._lookup(folded, where, "phone"))
+            return ids
+        ids = self._sp.encode(" ".join(words), out_type=int)
+        unk = self._sp.unk_id()
+        if unk in ids and self._unk is None:
+            pieces = self._sp.encode(" ".join(words), out_type=str)
+            bad = sorted({c for c in " ".join(words) if self._sp.piece_to_id(c) == unk
+                          and self._sp.piece_to_id("\u2581" + c) == unk})
+            raise W2vtkError(f"{where}: characters {''.join(bad) or pieces!r} are not covered by the "
+                             f"sentencepiece model (rebuild lang with this text, or use --unk-token)")
+        if self.blank in ids:
+            raise W2vtkError(f"{where}: the transcript contains the blank symbol {BLANK!r}")
+        return ids
+
+    def _lookup(self, sym: str, where: str, what: str) -> int:
+        idx = self._index.get(sym)
+        if idx is None or idx == self.blank or (idx == self.boundary and what == "character"):
+            if self._unk is not None:
+                return self._unk
+            raise W2vtkError(f"{where}: {what} {sym!r} is not in the {self.type} token set "
+                             f"(build the lang from text containing it, or pass --unk-token)")
+        return idx
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Token ids (a label sequence: CTC repeats already collapsed) -> words joined by spaces.
+
+        Blanks are dropped.  letters: split on ``|`` (empty words from doubled or edge ``|`` vanish);
+        phones: the phones; spm: sentencepiece's detokenisation.
+        """
+        ids = [int(i) for i in ids if int(i) != self.blank]
+        for i in ids:
+            if not 0 <= i < len(self.tokens):
+                raise W2vtkError(f"token id {i} out of range for a set of {len(self.tokens)}")
+        if self.type == "spm":
+            return " ".join(self._sp.decode(ids).split())
+        toks = [self.tokens[i] for i in ids]
+        if self.type == "phones":
+            return " ".join(toks)
+        return " ".join(w for w in "".join(toks).split(BOUNDARY) if w)
+
+    def pieces(self, word: str) -> list[str]:
+        """Token strings spelling one word, without a boundary (for lexicons).
+
+        letters: its characters; spm: its sentencepiece pieces; phones: not defined (a phone
+        lexicon is needed), a W2vtkError.
+        """
+        if self.type == "letters":
+            return [self.tokens[i] for i in self.encode(word, utt=word)]
+        if self.type == "spm":
+            return self._sp.encode(word, out_type=str)
+        raise W2vtkError("phone token sets cannot spell words; a pronunciation lexicon is needed")
+
+
+def read_tokens_txt(path: str | Path) -> list[str]:
+    """Read ``<token> <index>`` lines; indices must run 0..N-1 in order, index 0 being ``<blk>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise W2vtkError(f"{path}: no such file (make it with `w2vtk prep lang`)")
+    tokens: list[str] = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise W2vtkError(f"{path}:{line_no}: expected '<token> <index>', got {line!r}")
+        if int(fields[1]) != len(tokens):
+            raise W2vtkError(f"{path}:{line_no}: index {fields[1]} out of order (expected {len(tokens)})")
+        if fields[0] in tokens:
+            raise W2vtkError(f"{path}:{line_no}: duplicate token {fields[0]!r}")
+        tokens.append(fields[0])
+    if not tokens or tokens[0] != BLANK:
+        raise W2vtkError(f"{path}: index 0 must be the blank {BLANK!r}")
+    return tokens
+
+
+def _load_spm(path: Path):
+    import sentencepiece as spm
+
+    if not path.is_file():
+        raise W2vtkError(f"{path}: no such file (an spm lang needs its sentencepiece model)")
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(str(path))
+    except (OSError, RuntimeError):
+        raise W2vtkError(f"{path}: not a sentencepiece model") from None
+    return sp
+
+
+# --- building a lang dir ------------------------------------------------------------------------
+
+def _letters_for(texts: dict[str, str]) -> tuple[list[str], str, str | None]:
+    """Letter inventory for transcripts -> (letters, letters_set, case)."""
+    chars = set()
+    for text in texts.values():
+        chars.update(text.replace(" ", ""))
+    if BOUNDARY in chars:
+        utt = next(u for u, t in texts.items() if BOUNDARY in t)
+        raise W2vtkError(f"utterance {utt!r}: the transcript contains {BOUNDARY!r}, the word boundary token")
+    if BLANK in " ".join(texts.values()):
+        utt = next(u for u, t in texts.items() if BLANK in t)
+        raise W2vtkError(f"utterance {utt!r}: the transcript contains the blank symbol {BLANK!r}")
+    has_lower = any(c.islower() for c in chars)
+    has_upper = any(c.isupper() for c in chars)
+    case = "mixed" if has_lower and has_upper else "lower" if has_lower else "upper" if has_upper else None
+    if chars <= set(STANDARD_LOWER):
+        return list(STANDARD_LOWER), "standard-lower", case
+    if chars <= set(STANDARD_UPPER):
+        return list(STANDARD_UPPER), "standard-upper", case
+    return sorted(chars), "data", case
+
+
+def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "letters", *,
+               vocab_size: int = 500, spm_type: str = "unigram", phone_set: int = 48,
+               unk_token: str | None = None) -> TokenSet:
+    """Build a lang dir (tokens.txt, lang.yaml[, spm.model]) from a Kaldi ``text`` file.
+
+    ``token_type``: letters | phones | spm.  ``vocab_size`` and ``spm_type`` (unigram | bpe) apply
+    to spm; ``phone_set`` (48 | 39) to phones; ``unk_token`` adds a token to which symbols outside
+    the set are mapped at encode time (for spm it names sentencepiece's unknown piece).
+    Every transcript is encoded once as a check, so a bad utterance fails here, named.
+    Files are written atomically, lang.yaml last.
+    """
+    from w2vtk import __version__
+
+    text_path, out_dir = Path(text_path), Path(out_dir)
+    if token_type not in ("letters", "phones", "spm"):
+        raise W2vtkError(f"--type must be letters, phones or spm, not {token_type!r}")
+    texts = read_transcripts(text_path)
+    if not any(t.strip() for t in texts.values()):
+        raise W2vtkError(f"{text_path}: no transcripts (all lines empty)")
+    if unk_token is not None and (not unk_token or any(c.isspace() for c in unk_token)
+                                  or unk_token in (BLANK, BOUNDARY)):
+        raise W2vtkError(f"--unk-token must be one non-blank token other than {BLANK} and {BOUNDARY}")
+    info = LangInfo(type=token_type, unk_token=unk_token, source_text=str(text_path),
+                    source_text_sha256=_sha256_text(text_path), w2vtk_version=__version__)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spm_bytes = None
+    if token_type == "letters":
+        letters, info.letters_set, info.case = _letters_for(texts)
+        if unk_token is not None and unk_token in letters:
+            raise W2vtkError(f"--unk-token {unk_token!r} is already a letter of the set")
+        tokens = [BLANK, BOUNDARY] + letters + ([unk_token] if unk_token else [])
+    elif token_type == "phones":
+        if phone_set not in (48, 39):
+            raise W2vtkError(f"--phone-set must be 48 or 39, not {phone_set}")
+        info.phone_set = phone_set
+        info.case = "lower"
+        from w2vtk.corpora.timit import PHONES_39, PHONES_48
+
+        tokens = [BLANK] + sorted(PHONES_48 if phone_set == 48 else PHONES_39) + ([unk_token] if unk_token else [])
+    else:
+        if spm_type not in ("unigram", "bpe"):
+            raise W2vtkError(f"--spm-type must be unigram or bpe, not {spm_type!r}")
+        info.spm_type, info.vocab_size = spm_type, vocab_size
+        spm_bytes = _train_spm(texts, vocab_size, spm_type, unk_token or "<unk>", text_path)
+        tokens = _spm_pieces(spm_bytes)
+        info.case = _letters_for(texts)[2]
+    info.boundary = tokens.index(BOUNDARY) if token_type == "letters" else None
+    info.num_tokens = len(tokens)
+
+    sp = None
+    if spm_bytes is not None:
+        import sentencepiece as spm
+        sp = spm.SentencePieceProcessor(model_proto=spm_bytes)
+    tset = TokenSet(tokens, info, sp)
+    for utt, text in texts.items():
+        try:
+            tset.encode(text, utt=utt)
+        except W2vtkError as err:
+            raise W2vtkError(f"{text_path}: {err}") from None
+
+    if spm_bytes is not None:
+        atomic_write_bytes(out_dir / "spm.model", spm_bytes)
+    atomic_write_text(out_dir / "tokens.txt", "".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
+    atomic_write_text(out_dir / "lang.yaml", yaml.safe_dump(dataclasses.asdict(info), sort_keys=False))
+    return tset
+
+
+def _train_spm(texts: dict[str, str], vocab_size: int, model_type: str, unk_piece: str,
+               text_path: Path) -> bytes:
+    import io
+
+    import sentencepiece as spm
+
+    sentences = [t for t in texts.values() if t]
+    writer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=writer, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=1.0,
+            # icefall's layout: <blk> is id 0, so token index == sentencepiece id; no bos/eos for CTC.
+            user_defined_symbols=[BLANK], unk_id=1, unk_piece=unk_piece, bos_id=-1, eos_id=-1,
+            pad_id=-1, num_threads=1, minloglevel=2, input_sentence_size=2_000_000,
+            shuffle_input_sentence=True)
+    except RuntimeError as err:
+        msg = str(err).splitlines()[-1] if str(err) else err.__class__.__name__
+        raise W2vtkError(f"{text_path}: sentencepiece training failed: {msg} "
+                         f"(for a small text, lower --vocab-size)") from None
+    return writer.getvalue()
+
+
+def _spm_pieces(model_bytes: bytes) -> list[str]:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
