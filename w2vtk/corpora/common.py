@@ -16,6 +16,9 @@ Contract for a preparer (``w2vtk/corpora/<corpus>.py``)::
         return finish_prep(out_dir, "foo", sets, lm_lines=iter_of_lm_sentences,
                            expected_counts={"train": 3696, "test": 192}, signature=signature)
 
+- A combined set (LibriSpeech ``train_960``) is just one more entry of ``sets`` whose tables are
+  the merged dicts of its parts (ids must not collide); write nothing outside ``finish_prep``, or
+  it would not be covered by the done marker.
 - ``signature``: anything JSON-serialisable (paths become strings) that identifies the run:
   corpus path, options, and a version number to bump when the preparer's output changes.
 - :func:`start_prep` returns True when ``OUT_DIR/local/prep_done.json`` holds the same signature
