@@ -1,0 +1,27 @@
+"""Shared pytest fixtures.
+
+``mini_corpus``: the prepared data root of a tiny synthesized corpus, built once per test session::
+
+    mini_corpus / {train, dev, test}/     Kaldi data dirs (wav.scp -> 16 kHz FLAC, text, utt2spk,
+                                          spk2utt, utt2dur, spk2gender)
+    mini_corpus / local / lm_text.txt     train transcripts + 5000 extra grammar sentences
+
+Six espeak-ng pseudo-speakers (4 train, 1 dev, 1 test), about 90 seconds of speech in utterances
+of 1.5-8 s, seed 0.  Treat it as read-only: it is shared by every test of the session; copy what a
+test needs to modify (``shutil.copytree``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mini_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from w2vtk.corpora.mini import synthesize_mini
+
+    root = tmp_path_factory.mktemp("mini_corpus")
+    return synthesize_mini(root / "data", minutes=1.5, seed=0, speakers=6, lm_sentences=5000,
+                           quiet=True)

@@ -1,0 +1,382 @@
+"""The built-in mini corpus: deterministic multi-speaker English synthesized with espeak-ng.
+
+``synthesize_mini(out_dir)`` writes a small corpus in the LibriSpeech layout and prepares it with the
+LibriSpeech preparer, so every later stage runs without downloading anything::
+
+    <corpus_dir>/LibriSpeech/{train,dev,test}/<reader>/<chapter>/<reader>-<chapter>-<NNNN>.flac
+    <corpus_dir>/LibriSpeech/{train,dev,test}/<reader>/<chapter>/<reader>-<chapter>.trans.txt
+    <corpus_dir>/LibriSpeech/SPEAKERS.TXT
+    <corpus_dir>/librispeech-lm-norm.txt    extra grammar sentences (the corpus's "LM text")
+    <corpus_dir>/mini.json                  what was synthesized (seed, minutes, versions)
+    <out_dir>/{train,dev,test}/             Kaldi data dirs (speaker = reader-chapter)
+    <out_dir>/local/lm_text.txt             train transcripts + the extra sentences
+
+``corpus_dir`` defaults to ``<out_dir>/corpus``, so deleting ``out_dir`` removes everything.
+
+Speakers are espeak-ng voices (eight English accents x the ``+m1``..``+m8`` / ``+f1``..``+f5``
+variants) with their own speaking rate, pitch, intonation range, level and background-noise floor;
+about 0.8 speakers per minute of audio (24 for 30 minutes, at least 6).  Dev and test each get
+about an eighth of the speakers; the three sets never share a speaker.  Sentences come from
+:mod:`w2vtk.corpora.mini_grammar` and are distinct across the whole corpus; the extra LM sentences
+never repeat a corpus sentence.
+
+Determinism: the same seed gives byte-identical FLAC files on the same machine and library versions.
+espeak-ng keeps hidden state between utterances (its pitch-flutter phase and random generators
+survive ``espeak_Terminate``), so each chapter is synthesized from scratch in a fresh worker process
+(``spawn``, one task per process) in a fixed order; the main process never synthesizes.
+espeak-ng's 22,050 Hz output is resampled to 16 kHz with soxr.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+import math
+import multiprocessing
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from w2vtk.errors import W2vtkError
+from w2vtk.io import atomic_write_bytes, atomic_write_text
+
+# Bump when a change alters the synthesized audio or text for a given seed.
+MINI_FORMAT = 1
+SAMPLE_RATE = 16000
+ESPEAK_RATE = 22050
+SPEAKERS_PER_MINUTE = 0.8
+MIN_SPEAKERS = 6
+DEFAULT_LM_SENTENCES = 20000
+
+ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+           "en-gb-x-gbcwmd")
+MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8")
+FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
+SUBSETS = ("train", "dev", "test")
+
+# espeak-ng's speaking rate is in words per minute; at its default (175) the grammar's sentences
+# come out at about 18 characters per second including the short pauses around them.
+_CHARS_PER_SECOND_AT_175 = 18.0
+
+
+@dataclass(frozen=True)
+class MiniSpeaker:
+    """One pseudo-speaker: an espeak-ng voice plus prosody and recording-condition settings."""
+
+    reader: int
+    chapter: int
+    subset: str           # "train" | "dev" | "test"
+    voice: str            # espeak-ng voice name, e.g. "en-gb-scotland+f3"
+    gender: str           # "m" | "f"
+    rate: int             # espeak-ng words per minute
+    pitch: int            # espeak-ng base pitch 0..99
+    pitch_range: int      # espeak-ng intonation range 0..99
+    peak: float           # utterance peak level, fraction of full scale
+    noise_dbfs: float     # background noise floor (white), dB relative to full scale
+
+    @property
+    def speaker_id(self) -> str:
+        return f"{self.reader}-{self.chapter}"
+
+
+@dataclass(frozen=True)
+class MiniPlan:
+    """Everything synthesize_mini will write, derived from (minutes, seed, speakers) alone."""
+
+    speakers: list[MiniSpeaker]
+    utterances: dict[str, list[tuple[str, str]]]   # speaker_id -> [(utt_id, transcript)]
+    lm_sentences: list[str]
+
+
+def _num_speakers(minutes: float) -> int:
+    return max(MIN_SPEAKERS, round(minutes * SPEAKERS_PER_MINUTE))
+
+
+def estimate_seconds(text: str, rate: int) -> float:
+    """Rough spoken duration of ``text`` at espeak-ng ``rate`` (used only to plan the corpus size)."""
+    return len(text) / _CHARS_PER_SECOND_AT_175 * 175.0 / rate + 0.45
+
+
+def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = None,
+              lm_sentences: int = DEFAULT_LM_SENTENCES) -> MiniPlan:
+    """Choose speakers, their sets and their sentences; a pure function of the arguments."""
+    from w2vtk.corpora.mini_grammar import sentences
+
+    if not (minutes > 0) or math.isinf(minutes):
+        raise W2vtkError(f"mini corpus: --minutes must be a positive number, got {minutes}")
+    n_spk = speakers if speakers is not None else _num_speakers(minutes)
+    if n_spk < 3:
+        raise W2vtkError(f"mini corpus: need at least 3 speakers (train, dev, test), got {n_spk}")
+    if lm_sentences < 0:
+        raise W2vtkError(f"mini corpus: lm_sentences must be >= 0, got {lm_sentences}")
+    rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/speakers")
+    n_held = max(1, round(n_spk / 8))
+    pools = {"m": [f"{a}+{v}" for a in ACCENTS for v in MALE_VARIANTS],
+             "f": [f"{a}+{v}" for a in ACCENTS for v in FEMALE_VARIANTS]}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    readers = rng.sample(range(100, 10000), n_spk)
+    chapters = rng.sample(range(1000, 300000), n_spk)
+    first_gender = rng.choice("mf")
+    spk_list: list[MiniSpeaker] = []
+    for i in range(n_spk):
+        # Alternating genders keep dev and test mixed even with two speakers each.
+        gender = first_gender if i % 2 == 0 else ("f" if first_gender == "m" else "m")
+        pool = pools[gender]
+        voice = pool[(i // 2) % len(pool)]
+        subset = "dev" if i < n_held else "test" if i < 2 * n_held else "train"
+        spk_list.append(MiniSpeaker(
+            reader=readers[i], chapter=chapters[i], subset=subset, voice=voice, gender=gender,
+            rate=rng.randint(150, 205), pitch=rng.randint(30, 70), pitch_range=rng.randint(35, 85),
+            peak=round(rng.uniform(0.35, 0.85), 3), noise_dbfs=round(rng.uniform(-66.0, -50.0), 1)))
+
+    text_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/sentences")
+    per_speaker = minutes * 60.0 / n_spk
+    seen: set[str] = set()
+    utterances: dict[str, list[tuple[str, str]]] = {}
+    for spk in spk_list:
+        utts: list[tuple[str, str]] = []
+        total = 0.0
+        while total < per_speaker or not utts:
+            (text,) = sentences(text_rng, 1, exclude=seen)
+            seen.add(text)
+            utts.append((f"{spk.speaker_id}-{len(utts):04d}", text))
+            total += estimate_seconds(text, spk.rate)
+        utterances[spk.speaker_id] = utts
+    lm_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/lm")
+    extra = sentences(lm_rng, lm_sentences, exclude=seen)
+    return MiniPlan(speakers=spk_list, utterances=utterances, lm_sentences=extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# espeak-ng through ctypes (only ever used inside worker processes)
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_ESPEAK_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.c_void_p)
+
+
+class _Espeak:
+    """The espeak-ng shared library bundled by the ``espeakng-loader`` wheel, synchronous mode."""
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        import numpy as np
+
+        self._np = np
+        try:
+            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+            data = espeakng_loader.get_data_path()
+        except (OSError, RuntimeError) as err:
+            raise W2vtkError(f"cannot load espeak-ng from espeakng-loader ({err}); "
+                             "reinstall it: pip install --force-reinstall espeakng-loader") from None
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), 0)
+        if rate != ESPEAK_RATE:
+            raise W2vtkError(f"espeak-ng initialisation failed (returned {rate}, data {data})")
+        self._chunks: list = []
+        self._callback = _SYNTH_CALLBACK(self._collect)  # kept alive: the library holds a pointer
+        lib.espeak_SetSynthCallback(self._callback)
+        self.lib = lib
+
+    def _collect(self, wav, n, events) -> int:
+        if n > 0:
+            self._chunks.append(self._np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0
+
+    def version(self) -> str:
+        return self.lib.espeak_Info(None).decode()
+
+    def seed(self, value: int) -> None:
+        # espeak-ng draws noise from its own generator and from libc rand(); fix both.
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_ng_SetRandSeed(value)
+        ctypes.CDLL(None).srand(ctypes.c_uint(value))
+
+    def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int):
+        """(N,) int16 samples at 22,050 Hz for ``text`` (lower case: espeak spells out short
+        all-caps words such as US)."""
+        lib = self.lib
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise W2vtkError(f"espeak-ng has no voice {voice!r}")
+        for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, pitch_range),
+                             (_PARAM_VOLUME, 60)):  # volume 60 leaves headroom: 100 clips
+            lib.espeak_SetParameter(param, value, 0)
+        self._chunks = []
+        data = text.lower().encode()
+        status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8,
+                                  None, None)
+        lib.espeak_Synchronize()
+        if status != 0 or not self._chunks:
+            raise W2vtkError(f"espeak-ng failed on {text!r} with voice {voice} (status {status})")
+        return self._np.concatenate(self._chunks)
+
+
+def _render(engine: _Espeak, spk: MiniSpeaker, text: str, noise_seed: list[int]):
+    """(N,) int16 samples at 16 kHz: speech at the speaker's level between short noisy pauses."""
+    import numpy as np
+    import soxr
+
+    raw = engine.synth(text, spk.voice, spk.rate, spk.pitch, spk.pitch_range)
+    speech = soxr.resample(raw.astype(np.float32) / 32768.0, ESPEAK_RATE, SAMPLE_RATE, quality="HQ")
+    peak = float(np.abs(speech).max())
+    if peak <= 0.0:
+        raise W2vtkError(f"espeak-ng produced silence for {text!r} ({spk.voice})")
+    rng = np.random.default_rng(noise_seed)
+    lead = int(rng.uniform(0.05, 0.35) * SAMPLE_RATE)
+    trail = int(rng.uniform(0.10, 0.40) * SAMPLE_RATE)
+    audio = np.zeros(lead + len(speech) + trail, dtype=np.float32)
+    audio[lead:lead + len(speech)] = speech * np.float32(spk.peak / peak)
+    audio += rng.standard_normal(len(audio)).astype(np.float32) * np.float32(10 ** (spk.noise_dbfs / 20))
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def _synthesize_chapter(job: dict) -> tuple[str, list[tuple[str, int]], str]:
+    """Worker: synthesize one chapter (one speaker) into its FLAC files and ``trans.txt``.
+
+    Runs in a fresh process so espeak-ng starts from its initial state; returns
+    (speaker_id, [(utt_id, num_samples)], espeak version).  The transcript file is written last,
+    so its presence means the chapter is complete.
+    """
+    import numpy as np  # noqa: F401  (import before espeak so worker errors are about espeak)
+    import soundfile as sf
+
+    spk = MiniSpeaker(**job["speaker"])
+    chapter_dir = Path(job["chapter_dir"])
+    chapter_dir.mkdir(parents=True, exist_ok=True)
+    engine = _Espeak()
+    engine.seed(job["seed"] * 1_000_003 + spk.reader)
+    lengths: list[tuple[str, int]] = []
+    for index, (utt_id, text) in enumerate(job["utterances"]):
+        samples = _render(engine, spk, text, [job["seed"], spk.reader, index])
+        buf = io.BytesIO()
+        sf.write(buf, samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        atomic_write_bytes(chapter_dir / f"{utt_id}.flac", buf.getvalue())
+        lengths.append((utt_id, len(samples)))
+    trans = "".join(f"{utt_id} {text}\n" for utt_id, text in job["utterances"])
+    atomic_write_text(chapter_dir / f"{spk.speaker_id}.trans.txt", trans)
+    return spk.speaker_id, lengths, engine.version()
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _manifest(minutes: float, seed: int, speakers: int, lm_sentences: int) -> dict:
+    return {"format": MINI_FORMAT, "minutes": minutes, "seed": seed, "speakers": speakers,
+            "lm_sentences": lm_sentences, "sample_rate": SAMPLE_RATE}
+
+
+def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int = 0, *,
+                      speakers: int | None = None, lm_sentences: int = DEFAULT_LM_SENTENCES,
+                      workers: int | None = None) -> Path:
+    """Write the mini corpus in the LibriSpeech layout under ``corpus_dir``; returns ``corpus_dir``.
+
+    A finished corpus (``.done`` written last) with the same settings is reused; finished chapters
+    of an interrupted run are kept; a corpus made with other settings is refused.
+    """
+    from w2vtk.progress import progress
+
+    corpus_dir = Path(corpus_dir)
+    plan = plan_mini(minutes, seed, speakers=speakers, lm_sentences=lm_sentences)
+    wanted = _manifest(minutes, seed, len(plan.speakers), lm_sentences)
+    manifest_path = corpus_dir / "mini.json"
+    done_path = corpus_dir / ".done"
+    if manifest_path.exists():
+        try:
+            found = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            found = None
+        if not isinstance(found, dict) or {k: found.get(k) for k in wanted} != wanted:
+            raise W2vtkError(f"{corpus_dir} holds a mini corpus made with other settings "
+                             f"({manifest_path}); use another --corpus-dir or delete it")
+        if done_path.exists():
+            return corpus_dir
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest_path, json.dumps(wanted, indent=1) + "\n")
+    root = corpus_dir / "LibriSpeech"
+    jobs = []
+    for spk in plan.speakers:
+        chapter_dir = root / spk.subset / str(spk.reader) / str(spk.chapter)
+        if (chapter_dir / f"{spk.speaker_id}.trans.txt").exists():
+            continue
+        jobs.append({"speaker": asdict(spk), "speaker_id": spk.speaker_id, "chapter_dir": str(chapter_dir), "seed": seed,
+                     "utterances": plan.utterances[spk.speaker_id]})
+    if jobs:
+        n_workers = max(1, min(workers or _default_workers(), len(jobs)))
+        planned = {spk.speaker_id: sum(estimate_seconds(t, spk.rate)
+                                       for _, t in plan.utterances[spk.speaker_id])
+                   for spk in plan.speakers}
+        total = sum(planned[job["speaker_id"]] for job in jobs)
+        # spawn + one task per process: every chapter starts from espeak-ng's initial state.
+        ctx = multiprocessing.get_context("spawn")
+        versions = set()
+        with progress("synthesize mini", total=total, unit="audio-s") as bar, \
+                ctx.Pool(n_workers, maxtasksperchild=1) as pool:
+            for spk_id, lengths, version in pool.imap_unordered(_synthesize_chapter, jobs):
+                versions.add(version)
+                bar.advance(planned[spk_id])
+        wanted["espeak_ng"] = sorted(versions)[0]
+    import soundfile as sf
+
+    minutes_of: dict[str, float] = {}
+    for spk in plan.speakers:
+        chapter_dir = root / spk.subset / str(spk.reader) / str(spk.chapter)
+        minutes_of[spk.speaker_id] = sum(sf.info(str(chapter_dir / f"{utt}.flac")).duration
+                                         for utt, _ in plan.utterances[spk.speaker_id]) / 60.0
+    speakers_txt = ["; w2vtk mini corpus: synthesized speakers (espeak-ng voice in NAME)",
+                    ";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    for spk in sorted(plan.speakers, key=lambda s: s.reader):
+        speakers_txt.append(f"{spk.reader:<5}| {spk.gender.upper()} | {spk.subset:<17}| "
+                            f"{minutes_of[spk.speaker_id]:5.2f} | {spk.voice} rate {spk.rate} pitch {spk.pitch}")
+    atomic_write_text(root / "SPEAKERS.TXT", "\n".join(speakers_txt) + "\n")
+    atomic_write_text(corpus_dir / "librispeech-lm-norm.txt",
+                      "".join(f"{s}\n" for s in plan.lm_sentences))
+    atomic_write_text(done_path, json.dumps(wanted, indent=1) + "\n")
+    return corpus_dir
+
+
+def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
+                    corpus_dir: str | Path | None = None, *, speakers: int | None = None,
+                    lm_sentences: int = DEFAULT_LM_SENTENCES, workers: int | None = None,
+                    quiet: bool = False) -> Path:
+    """Synthesize (or reuse) the mini corpus and prepare ``train``, ``dev``, ``test`` in ``out_dir``.
+
+    Args:
+        out_dir: data root to write: ``out_dir/{train,dev,test}`` Kaldi data dirs (16 kHz FLAC in
+            wav.scp, speaker = reader-chapter) and ``out_dir/local/lm_text.txt``.
+        minutes: total audio, about (planned from an estimate of espeak-ng's speaking rate).
+        seed: fixes speakers, sentences and audio (byte-identical FLAC for the same seed).
+        corpus_dir: where the LibriSpeech-layout corpus goes; default ``out_dir/corpus``.
+        speakers: number of pseudo-speakers; default max(6, round(0.8 * minutes)).
+        lm_sentences: extra grammar sentences for the LM text (none equals a corpus sentence).
+        workers: synthesis processes; default the usable CPU cores.
+    Returns:
+        ``out_dir`` (the prepared data root).
+    """
+    from w2vtk.corpora.librispeech import prepare_librispeech
+
+    out_dir = Path(out_dir)
+    corpus_dir = Path(corpus_dir) if corpus_dir is not None else out_dir / "corpus"
+    synthesize_corpus(corpus_dir, minutes, seed, speakers=speakers, lm_sentences=lm_sentences,
+                      workers=workers)
+    prepare_librispeech(corpus_dir, out_dir, subsets=list(SUBSETS), speaker="reader-chapter",
+                        quiet=quiet)
+    return out_dir
+
