@@ -115,19 +115,14 @@ class DataDir:
 # Reading
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class _Entry:
-    line: int
-    key: str
-    value: str
+def _read_lines(path: Path, problems: list[str], *, repair: bool = False,
+                ) -> list[tuple[int, str, str]]:
+    """Parse ``path`` into (line number, key, value) entries; file-level problems (CR, blank
+    lines, missing final newline, order, duplicates) go to ``problems`` as
+    ``"<name>:<line>: ..."``.
 
-
-def _read_lines(path: Path, problems: list[str], *, repair: bool = False) -> list[_Entry]:
-    """Parse ``path`` into entries; file-level problems (encoding, CR, blank lines, missing final
-    newline, order, duplicates) go to ``problems`` as ``"<name>:<line>: ..."``.
-
-    Non-UTF-8 always raises: no later step can trust such a file.  With ``repair`` CRs are
-    stripped silently (fix_data_dir).
+    Non-UTF-8 always raises, naming the line: no later step can trust such a file.  With
+    ``repair`` CRs and blank lines are dropped silently (fix_data_dir).
     """
     name = path.name
     try:
@@ -136,42 +131,52 @@ def _read_lines(path: Path, problems: list[str], *, repair: bool = False) -> lis
         raise W2vtkError(f"{path}: no such file") from None
     except OSError as err:
         raise W2vtkError(f"{path}: cannot read ({err.strerror})") from None
-    num_newlines = data.count(b"\n")
-    if data and not data.endswith(b"\n"):
-        problems.append(f"{name}:{num_newlines + 1}: last line is not newline-terminated")
-    entries: list[_Entry] = []
-    prev_key: str | None = None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise W2vtkError(f"{path}:{lineno}: not valid UTF-8 (byte {column} of the line)") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the empty string after the final newline
+    elif not repair:
+        problems.append(f"{name}:{len(lines)}: last line is not newline-terminated")
+    has_cr = "\r" in text
+    entries: list[tuple[int, str, str]] = []
+    prev_key = ""
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw and lineno == num_newlines + 1:
-            break  # the empty string after the final newline
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise W2vtkError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1} of the line)") \
-                from None
-        if "\r" in line:
+    for lineno, line in enumerate(lines, start=1):
+        if has_cr and "\r" in line:
             if not repair:
                 problems.append(f"{name}:{lineno}: contains a carriage return (CR); "
                                 "convert with dos2unix")
             line = line.replace("\r", "")
-        stripped = line.strip(" \t")
-        if not stripped:
-            if not repair:
-                problems.append(f"{name}:{lineno}: empty line")
-            continue
-        parts = _FIELD_SPLIT.split(stripped, maxsplit=1)
-        key = parts[0]
-        value = parts[1] if len(parts) > 1 else ""
+        if "\t" in line or line[:1] == " ":
+            line = line.strip(" \t")
+            if not line:
+                if not repair:
+                    problems.append(f"{name}:{lineno}: empty line")
+                continue
+            parts = _FIELD_SPLIT.split(line, maxsplit=1)
+            key, value = parts[0], (parts[1] if len(parts) > 1 else "")
+        else:  # the common case, kept cheap: tables of LibriSpeech size have 10^5..10^6 lines
+            if not line:
+                if not repair:
+                    problems.append(f"{name}:{lineno}: empty line")
+                continue
+            key, _, value = line.partition(" ")
+            value = value.strip(" ")
         if key in seen:
             problems.append(f"{name}:{lineno}: duplicate key {key!r} (first on line {seen[key]})")
         else:
             seen[key] = lineno
-            if prev_key is not None and key < prev_key:
+            if key < prev_key:
                 problems.append(f"{name}:{lineno}: not sorted: {key!r} after {prev_key!r} "
                                 "(sort with LC_ALL=C sort -k1,1)")
-            prev_key = key if prev_key is None or key > prev_key else prev_key
-        entries.append(_Entry(lineno, key, value))
+            else:
+                prev_key = key
+        entries.append((lineno, key, value))
     return entries
 
 
@@ -187,7 +192,7 @@ def read_kv(path: str | Path) -> dict[str, str]:
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise W2vtkError(f"{path.parent}/{problems[0]}{more}")
-    return {e.key: e.value for e in entries}
+    return {key: value for _, key, value in entries}
 
 
 def _format_value(value: object) -> str:
@@ -425,10 +430,10 @@ def _read_dir(path: Path, problems: list[str], *, repair: bool = False,
         entries = _read_lines(path / name, problems, repair=repair)
         table: dict[str, str] = {}
         numbers: dict[str, int] = {}
-        for e in entries:
-            if e.key not in table:  # first occurrence wins (duplicates were reported)
-                table[e.key] = e.value
-                numbers[e.key] = e.line
+        for lineno, key, value in entries:
+            if key not in table:  # first occurrence wins (duplicates were reported)
+                table[key] = value
+                numbers[key] = lineno
         tables[name] = table
         lines[name] = numbers
     return tables, lines
