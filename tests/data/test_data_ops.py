@@ -136,6 +136,21 @@ def test_subset_hours_from_segments(tmp_path):
     assert set((tmp_path / "o" / "wav.scp").read_text().split()) >= {"r1", "r2"}
 
 
+def test_subset_copies_speaker_and_recording_tables(tmp_path):
+    d = write_raw(tmp_path / "d", {
+        "wav.scp": "r1 /x/r1.wav\nr2 /x/r2.wav\n",
+        "segments": "a-1 r1 0 10\na-2 r1 10 20\nb-1 r2 0 10\n",
+        "text": "a-1 x\na-2 y\nb-1 z\n", "utt2spk": "a-1 a\na-2 a\nb-1 b\n",
+        "spk2utt": "a a-1 a-2\nb b-1\n", "reco2dur": "r1 20\nr2 10\n",
+        "cmvn.scp": "a cmvn.ark:1\nb cmvn.ark:9\n", "reco2file_and_channel": "r1 r1 A\nr2 r2 A\n"})
+    subset_data_dir(d, tmp_path / "o", spk_list=["b"])
+    o = tmp_path / "o"
+    assert (o / "cmvn.scp").read_text() == "b cmvn.ark:9\n"
+    assert (o / "reco2file_and_channel").read_text() == "r2 r2 A\n"
+    assert (o / "reco2dur").read_text() == "r2 10\n" and (o / "wav.scp").read_text() == "r2 /x/r2.wav\n"
+    assert validate_data_dir(o) == []
+
+
 def test_subset_spk_list(tmp_path, src):
     lst = tmp_path / "spk.list"
     lst.write_text("spkC\nspkA extra-field\n\n")

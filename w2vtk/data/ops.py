@@ -171,8 +171,11 @@ def _tables_of(dd: DataDir) -> dict[str, dict[str, str]]:
 
 
 def _write_selected(tables: dict[str, dict[str, str]], out: Path, keep: set[str],
-                    src_reco2dur: dict[str, str] | None) -> DataDir:
+                    src: Path) -> DataDir:
     """Write the tables restricted to utterances ``keep`` (with their recordings and speakers)."""
+    from w2vtk.data.kaldi_dir import read_kv
+
+    src_reco2dur = read_kv(src / "reco2dur") if (src / "reco2dur").is_file() else None
     per_utt = {name: {u: v for u, v in t.items() if u in keep} for name, t in tables.items()
                if name in ("text", "utt2spk", "segments") + _PER_UTT or is_extra_name(name)}
     if "segments" in per_utt:
@@ -182,7 +185,7 @@ def _write_selected(tables: dict[str, dict[str, str]], out: Path, keep: set[str]
     speakers = set(per_utt["utt2spk"].values())
     spk2gender = tables.get("spk2gender")
     reco2dur = {r: v for r, v in src_reco2dur.items() if r in recos} if src_reco2dur else None
-    return write_data_dir(
+    dd = write_data_dir(
         out,
         wav_scp={r: v for r, v in tables["wav.scp"].items() if r in recos},
         text=per_utt.get("text"),
@@ -195,6 +198,14 @@ def _write_selected(tables: dict[str, dict[str, str]], out: Path, keep: set[str]
         extra={n: t for n, t in per_utt.items() if is_extra_name(n)},
         reco2dur=reco2dur,
     )
+    # Tables write_data_dir does not own: per-speaker CMVN stats and the recording->file map
+    # follow the kept speakers / recordings, as in Kaldi's subset_data_dir.sh.
+    for name, keys in (("cmvn.scp", speakers), ("reco2file_and_channel", recos)):
+        if (src / name).is_file():
+            write_kv(out / name, {k: v for k, v in read_kv(src / name).items() if k in keys})
+        else:
+            (out / name).unlink(missing_ok=True)
+    return dd
 
 
 def subset_data_dir(src: str | Path, out: str | Path, *, hours: float | None = None,
@@ -224,10 +235,6 @@ def subset_data_dir(src: str | Path, out: str | Path, *, hours: float | None = N
         raise W2vtkError(f"subset: output {out} is the source directory")
     dd = load_data_dir(src_path, require_text=False)
     tables = _tables_of(dd)
-    reco2dur = None
-    if (src_path / "reco2dur").exists():
-        from w2vtk.data.kaldi_dir import read_kv
-        reco2dur = read_kv(src_path / "reco2dur")
     speakers = dd.speakers()
     if spk_list is not None:
         wanted = _read_spk_list(spk_list)
@@ -263,7 +270,7 @@ def subset_data_dir(src: str | Path, out: str | Path, *, hours: float | None = N
                 break
             keep.add(utt)
             total += durations[utt]
-    return _write_selected(tables, out, keep, reco2dur)
+    return _write_selected(tables, out, keep, src_path)
 
 
 # --------------------------------------------------------------------------------------------
