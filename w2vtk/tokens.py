@@ -227,10 +227,9 @@ class TokenSet:
         ids = self._sp.encode(" ".join(words), out_type=int)
         unk = self._sp.unk_id()
         if unk in ids and self._unk is None:
-            pieces = self._sp.encode(" ".join(words), out_type=str)
-            bad = sorted({c for c in " ".join(words) if self._sp.piece_to_id(c) == unk
-                          and self._sp.piece_to_id("\u2581" + c) == unk})
-            raise W2vtkError(f"{where}: characters {''.join(bad) or pieces!r} are not covered by the "
+            # character_coverage=1.0 made every training character a piece: the unknown ones are new
+            bad = sorted({c for c in "".join(words) if self._sp.piece_to_id(c) == unk})
+            raise W2vtkError(f"{where}: characters {''.join(bad)!r} are not covered by the "
                              f"sentencepiece model (rebuild lang with this text, or use --unk-token)")
         if self.blank in ids:
             raise W2vtkError(f"{where}: the transcript contains the blank symbol {BLANK!r}")
@@ -416,6 +415,7 @@ def _train_spm(texts: dict[str, str], vocab_size: int, model_type: str, unk_piec
             shuffle_input_sentence=True)
     except RuntimeError as err:
         msg = str(err).splitlines()[-1] if str(err) else err.__class__.__name__
+        msg = msg.rsplit("] ", 1)[-1]  # drop sentencepiece's "INTERNAL: file(line) [check]" prefix
         raise W2vtkError(f"{text_path}: sentencepiece training failed: {msg} "
                          f"(for a small text, lower --vocab-size)") from None
     return writer.getvalue()
