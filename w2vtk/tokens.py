@@ -28,14 +28,13 @@ unless an unknown token was chosen (``unk_token``), to which such symbols are th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_write_bytes, atomic_write_text
+from w2vtk.io import atomic_write_bytes, atomic_write_text, sha256_file
 
 BLANK = "<blk>"
 BOUNDARY = "|"
@@ -93,10 +92,6 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
             raise W2vtkError(f"{path}:{line_no}: duplicate utterance id {utt!r}")
         out[utt] = " ".join(fields[1].split()) if len(fields) > 1 else ""
     return out
-
-
-def _sha256_text(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- TokenSet -----------------------------------------------------------------------------------
@@ -353,7 +348,7 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
                                   or unk_token in (BLANK, BOUNDARY)):
         raise W2vtkError(f"--unk-token must be one non-blank token other than {BLANK} and {BOUNDARY}")
     info = LangInfo(type=token_type, unk_token=unk_token, source_text=str(text_path),
-                    source_text_sha256=_sha256_text(text_path), w2vtk_version=__version__)
+                    source_text_sha256=sha256_file(text_path), w2vtk_version=__version__)
     out_dir.mkdir(parents=True, exist_ok=True)
     spm_bytes = None
     if token_type == "letters":
