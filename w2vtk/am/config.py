@@ -1,0 +1,90 @@
+"""Typed config of ``w2vtk train-am`` (``conf/am/*.yaml``).
+
+The paper trained its acoustic models with wav2letter++ and the ASG criterion; w2vtk trains with
+CTC. The paper's optimiser values are kept, for the record, in the ``paper:`` mapping of every
+config (it is saved with the resolved config but never read by the trainer); the values the
+trainer uses are the CTC-adapted ones in ``optim`` / ``schedule`` / ``batch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from w2vtk.errors import W2vtkError
+from w2vtk.models.am import AMConfig
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser. ``name`` sgd (``momentum`` 0 = wav2letter's plain SGD) or adam (``betas``, ``eps``)."""
+
+    name: Literal["sgd", "adam"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float = 10.0  # 0 disables gradient clipping
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise W2vtkError(f"optim.lr: must be > 0, got {self.lr}")
+        if self.clip_norm < 0:
+            raise W2vtkError(f"optim.clip_norm: must be >= 0, got {self.clip_norm}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning rate: linear warm-up from ``warmup_init_lr`` over ``warmup_updates`` updates, then
+    ``decay``: constant, cosine or linear down to ``final_lr`` at the last update."""
+
+    warmup_updates: int = 0
+    warmup_init_lr: float = 0.0
+    decay: Literal["constant", "cosine", "linear"] = "constant"
+    final_lr: float = 0.0
+
+
+@dataclass
+class BatchConfig:
+    """Length-bucketed batches: utterances sorted by frames, cut into batches of at most
+    ``max_frames`` padded input frames and ``max_utts`` utterances; batch order shuffled each
+    epoch (seeded). ``accum`` micro-batches make one update (gradient accumulation)."""
+
+    max_frames: int = 20000
+    max_utts: int = 64
+    accum: int = 1
+    valid_max_frames: int = 40000
+
+    def validate(self) -> None:
+        if self.max_frames < 1 or self.max_utts < 1 or self.accum < 1 or self.valid_max_frames < 1:
+            raise W2vtkError("batch: max_frames, max_utts, accum and valid_max_frames must be >= 1")
+
+
+@dataclass
+class TrainAMConfig:
+    """Everything ``w2vtk train-am`` needs besides the data and lang directories."""
+
+    model: AMConfig = field(default_factory=AMConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    max_epochs: int = 100
+    max_updates: int = 0  # 0: no limit; stops (and saves) after this many updates
+    normalisation: Literal["utterance", "global", "none"] = "utterance"
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # mixed precision, CUDA only (ignored on CPU)
+    seed: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    save_interval_updates: int = 0  # 0: checkpoint_last.pt at epoch ends only
+    average_last: int = 5  # checkpoint_avg.pt = mean of the last N epoch-end weights (0: none)
+    keep_epoch_checkpoints: int = 0  # extra checkpoint_epochN.pt files kept (0: none)
+    best_metric: Literal["error", "loss"] = "error"
+    paper: dict[str, Any] = field(default_factory=dict)
+    note: Optional[str] = None
+
+    def validate(self) -> None:
+        if self.max_epochs < 1:
+            raise W2vtkError(f"max_epochs: must be >= 1, got {self.max_epochs}")
+        if self.max_updates < 0 or self.save_interval_updates < 0 or self.average_last < 0:
+            raise W2vtkError("max_updates, save_interval_updates and average_last must be >= 0")

@@ -1,0 +1,548 @@
+"""``w2vtk train-am``: CTC training of a conv acoustic model on a feature data dir.
+
+Exp dir contents: ``checkpoint_last.pt`` (everything needed to resume exactly: model, optimizer,
+update count, every rank's RNG states, sampler position, best so far), ``checkpoint_best.pt``
+(model of the epoch with the lowest dev error), ``checkpoint_epoch<N>.pt`` (model only, the last
+``average_last`` epochs), ``checkpoint_avg.pt`` (their mean), ``tokens.txt`` (+ ``spm.model``),
+``feats.yaml`` (the training features' provenance), ``config.yaml`` (resolved), ``global_cmvn.npz``
+(global normalisation only) and ``metrics.jsonl`` (one record per epoch).
+
+Loss: torch's CTC loss summed over utterances and divided by the number of target tokens of the
+whole update (all micro-batches, all ranks), i.e. a per-token loss, which keeps the gradient scale
+independent of batch size, accumulation and world size.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from w2vtk import __version__
+from w2vtk.am.config import TrainAMConfig
+from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_frames, epoch_order,
+                           global_stats, load_feature_dir, make_batches, stats_to_mean_std)
+from w2vtk.config import from_dict, save_config, to_dict
+from w2vtk.errors import W2vtkError
+from w2vtk.models.am import AMConfig, build_am, num_parameters, output_length
+
+CKPT_KIND = "w2vtk-am"
+LANG_FILES = ("tokens.txt", "spm.model", "lang.yaml")
+
+
+@dataclass
+class TrainAMResult:
+    exp_dir: Path
+    epochs_done: int
+    updates: int
+    best_error: float | None
+    best_epoch: int | None
+    skipped_short: int
+    num_train: int
+    num_valid: int
+    stopped_early: bool  # max_updates reached before max_epochs
+
+
+def _log(msg: str, info) -> None:
+    if info.is_main:
+        from w2vtk.progress import console
+
+        console.print(msg, highlight=False)
+
+
+def _encode_labels(fd: FeatureDir, tokens) -> dict[str, list[int]]:
+    out = {}
+    for utt in fd.ids:
+        try:
+            out[utt] = [int(i) for i in tokens.encode(fd.texts[utt], utt=utt)]
+        except W2vtkError as err:
+            raise W2vtkError(f"{fd.path}/text: {err}") from None
+    return out
+
+
+def _copy_lang(lang_dir: Path, exp_dir: Path) -> None:
+    for name in LANG_FILES:
+        src = lang_dir / name
+        if src.is_file():
+            from w2vtk.io import atomic_write_bytes
+
+            atomic_write_bytes(exp_dir / name, src.read_bytes())
+
+
+def _pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
+    """Load, normalise and zero-pad: ((B, T, C) float32 tensor, (B,) frame counts)."""
+    import torch
+
+    mats = [norm(fd.load(u)) for u in utts]
+    lengths = torch.tensor([m.shape[0] for m in mats], dtype=torch.long)
+    out = np.zeros((len(mats), int(lengths.max()), fd.dim), dtype=np.float32)
+    for i, m in enumerate(mats):
+        out[i, : m.shape[0]] = m
+    return torch.from_numpy(out), lengths
+
+
+def model_payload(model, cfg: TrainAMConfig, *, input_dim: int, tokens: list[str], norm: Normaliser,
+                  feats: dict | None, epoch: int, updates: int, source: str) -> dict:
+    """The part of a checkpoint that decoding needs (what best / avg / epoch files hold)."""
+    return {
+        "kind": CKPT_KIND, "w2vtk_version": __version__,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_config": to_dict(cfg.model), "config": to_dict(cfg),
+        "input_dim": int(input_dim), "num_tokens": len(tokens), "tokens": list(tokens),
+        "normaliser": norm.state(), "feats": feats, "epoch": int(epoch), "updates": int(updates),
+        "source": source,
+    }
+
+
+def _average_states(paths: list[Path]) -> dict:
+    from w2vtk.checkpoint import load_checkpoint
+
+    total = None
+    for p in paths:
+        state = load_checkpoint(p)["model"]
+        if total is None:
+            total = {k: v.double().clone() for k, v in state.items()}
+        else:
+            for k, v in state.items():
+                total[k] += v.double()
+    return {k: (v / len(paths)).float() for k, v in total.items()}
+
+
+def _read_feats_copy(exp_dir: Path) -> dict | None:
+    from w2vtk.am.data import read_provenance
+
+    return read_provenance(exp_dir)
+
+
+def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path, valid_dir: str | Path,
+             exp_dir: str | Path, allow_feature_mismatch: bool = False) -> TrainAMResult:
+    """Train (or resume training) an acoustic model; see the module docstring for the exp dir.
+
+    Runs in one process or under torchrun (DDP; NCCL on GPU, gloo on CPU): rank r takes every
+    W-th length-bucketed batch of a seeded per-epoch shuffle; only rank 0 writes.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from w2vtk import dist
+    from w2vtk.checkpoint import load_checkpoint, save_checkpoint
+    from w2vtk.tokens import TokenSet
+    from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
+                                make_grad_scaler, resolve_amp, restore_rng_state, seed_everything, setup_cpu)
+
+    lang_dir, train_dir, valid_dir, exp_dir = Path(lang_dir), Path(train_dir), Path(valid_dir), Path(exp_dir)
+    info, device = dist.init(cfg.device)
+    if device.type == "cpu":
+        setup_cpu()
+    amp = resolve_amp(cfg.amp, device)
+    if not lang_dir.is_dir() or not (lang_dir / "tokens.txt").is_file():
+        raise W2vtkError(f"{lang_dir}: no tokens.txt (make it with `w2vtk prep lang`)")
+    tokens = TokenSet.load(lang_dir)
+
+    # ---- data
+    train_fd = load_feature_dir(train_dir)
+    valid_fd = load_feature_dir(valid_dir)
+    for fd in (train_fd, valid_fd):
+        if fd.dropped_no_text or fd.dropped_no_feats:
+            _log(f"[yellow]{fd.path}: {len(fd.ids)} utterances have features and a transcript; "
+                 f"{len(fd.dropped_no_text)} with features but no text and {len(fd.dropped_no_feats)} "
+                 f"with text but no features are left out[/yellow]", info)
+    if valid_fd.dim != train_fd.dim:
+        raise W2vtkError(f"{valid_dir}: features have dimension {valid_fd.dim}, the training features "
+                         f"({train_dir}) {train_fd.dim}")
+    diffs = check_provenance(train_fd.provenance, valid_fd.provenance, where=str(valid_dir),
+                             allow_mismatch=allow_feature_mismatch)
+    for d in diffs:
+        _log(f"[yellow]warning: {valid_dir}: {d} (allowed by --allow-feature-mismatch)[/yellow]", info)
+    if train_fd.provenance is None:
+        _log(f"[yellow]warning: {train_dir} has no feats.yaml: feature provenance cannot be checked later"
+             f"[/yellow]", info)
+    train_labels = _encode_labels(train_fd, tokens)
+    valid_labels = _encode_labels(valid_fd, tokens)
+
+    # ---- resume or start
+    last_path = exp_dir / "checkpoint_last.pt"
+    ckpt: dict | None = None
+    if last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        if not isinstance(ckpt, dict) or ckpt.get("kind") != CKPT_KIND or "optimizer" not in ckpt:
+            raise W2vtkError(f"{last_path}: not a w2vtk acoustic-model training checkpoint")
+        old_model = from_dict(AMConfig, ckpt["model_config"], where=f"{last_path}:model")
+        if to_dict(old_model) != to_dict(cfg.model):
+            raise W2vtkError(f"{last_path}: the model section of the config differs from the one this "
+                             f"experiment was started with; use a new --exp dir")
+        if ckpt["input_dim"] != train_fd.dim:
+            raise W2vtkError(f"{train_dir}: features have dimension {train_fd.dim} but the model in "
+                             f"{last_path} takes {ckpt['input_dim']}-dim features")
+        if list(ckpt["tokens"]) != list(tokens.tokens):
+            raise W2vtkError(f"{lang_dir}/tokens.txt differs from the token set of {last_path}")
+        check_provenance(ckpt.get("feats"), train_fd.provenance, where=f"{train_dir} (resuming {exp_dir})",
+                         allow_mismatch=allow_feature_mismatch)
+
+    seed_everything(cfg.seed + 1000 * info.rank)
+    model = build_am(cfg.model, train_fd.dim, len(tokens.tokens)).to(device)
+
+    # ---- CTC feasibility: drop (and count) utterances too short for their labels
+    def feasible(fd: FeatureDir, labels: dict[str, list[int]]) -> tuple[list[str], list[str]]:
+        ok, short = [], []
+        for utt in fd.ids:
+            t_out = output_length(fd.frames[utt], cfg.model.layers)
+            (ok if t_out >= ctc_min_frames(labels[utt]) and t_out > 0 else short).append(utt)
+        return ok, short
+
+    train_ids, train_short = feasible(train_fd, train_labels)
+    _, valid_short = feasible(valid_fd, valid_labels)
+    if train_short:
+        _log(f"[yellow]{train_dir}: {len(train_short)} utterances are too short for their transcript under "
+             f"CTC at stride {model.stride} and are skipped (e.g. {', '.join(train_short[:3])})[/yellow]", info)
+    if not train_ids:
+        raise W2vtkError(f"{train_dir}: no training utterance left after filtering "
+                         f"({len(train_short)} too short for their transcripts)")
+
+    # ---- normalisation
+    if ckpt is not None:
+        norm = Normaliser.from_state(ckpt["normaliser"])
+    elif cfg.normalisation == "global":
+        idx = dist.shard_indices(len(train_ids), info.world_size, info.rank)
+        s, ss, n = global_stats(train_fd, [train_ids[i] for i in idx])
+        packed = torch.from_numpy(np.concatenate([s, ss, [n]])).double()
+        dist.all_reduce_sum(packed)
+        packed = packed.numpy()
+        mean, std = stats_to_mean_std(packed[: train_fd.dim], packed[train_fd.dim: 2 * train_fd.dim],
+                                      float(packed[-1]))
+        norm = Normaliser("global", mean, std)
+    else:
+        norm = Normaliser(cfg.normalisation)
+
+    # ---- exp dir
+    if info.is_main:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        _copy_lang(lang_dir, exp_dir)
+        if ckpt is None:
+            if (train_dir / "feats.yaml").is_file():
+                from w2vtk.io import atomic_write_bytes
+
+                atomic_write_bytes(exp_dir / "feats.yaml", (train_dir / "feats.yaml").read_bytes())
+            if norm.mode == "global":
+                from w2vtk.io import atomic_open
+
+                with atomic_open(exp_dir / "global_cmvn.npz", "wb", encoding=None) as fh:
+                    np.savez(fh, mean=norm.mean, std=norm.std)
+        save_config(cfg, exp_dir / "config.yaml")
+    dist.barrier()
+
+    # ---- batches
+    batches = make_batches(train_ids, train_fd.frames, cfg.batch.max_frames, cfg.batch.max_utts)
+    accum = cfg.batch.accum
+    per_rank = len(epoch_order(len(batches), cfg.seed, 1, info.world_size, accum)) // info.world_size
+    updates_per_epoch = per_rank // accum
+    valid_batches = make_batches(valid_fd.ids, valid_fd.frames, cfg.batch.valid_max_frames, 10 ** 9)
+
+    # ---- optimiser and schedule
+    if cfg.optim.name == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                    nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                     eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    sched = LRSchedule(peak_lr=cfg.optim.lr, max_update=max(1, cfg.max_epochs * updates_per_epoch),
+                       warmup_updates=cfg.schedule.warmup_updates,
+                       warmup_init_lr=cfg.schedule.warmup_init_lr, min_lr=cfg.schedule.final_lr,
+                       kind=cfg.schedule.decay)
+    scaler = make_grad_scaler(amp)
+    guard = NonFiniteGuard(10)
+
+    epoch, pos, updates = 1, 0, 0
+    best_error: float | None = None
+    best_epoch: int | None = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        guard.load_state_dict(ckpt.get("guard", {}))
+        epoch, pos, updates = int(ckpt["epoch"]), int(ckpt["position"]), int(ckpt["updates"])
+        best_error, best_epoch = ckpt.get("best_error"), ckpt.get("best_epoch")
+        rng = ckpt.get("rng_per_rank") or []
+        if len(rng) == info.world_size:
+            restore_rng_state(rng[info.rank])
+        else:
+            _log(f"[yellow]warning: resuming with {info.world_size} processes instead of {len(rng)}: "
+                 f"dropout randomness is reseeded, so this run will not match an uninterrupted one[/yellow]",
+                 info)
+            seed_everything(cfg.seed + 1000 * info.rank + 7919 * updates)
+        if pos >= per_rank:
+            epoch, pos = epoch + 1, 0
+        _log(f"resuming {exp_dir} at epoch {epoch}, update {updates}", info)
+
+    net = model
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=info.is_main, key="epoch")
+    if ckpt is not None:
+        metrics.truncate_after(int(ckpt["epoch"]) - (1 if int(ckpt["position"]) < per_rank else 0))
+    else:
+        metrics.truncate_after(0)
+
+    if info.is_main:
+        _log(f"train-am: {len(train_ids)} training utterances ({sum(train_fd.frames[u] for u in train_ids) / 360000:.2f} h), "
+             f"{len(valid_fd.ids)} dev, {train_fd.dim}-dim features, {len(tokens.tokens)} tokens ({tokens.type}), "
+             f"{num_parameters(model) / 1e6:.2f}M parameters, stride {model.stride}, device {device}, "
+             f"{info.world_size} process(es), {updates_per_epoch} updates/epoch", info)
+
+    def rank_batches(ep: int) -> list[list[str]]:
+        order = epoch_order(len(batches), cfg.seed, ep, info.world_size, accum)
+        return [batches[i] for i in order[info.rank::info.world_size]]
+
+    carried = torch.zeros(3, dtype=torch.float64)  # epoch sums of an interrupted epoch (rank 0 keeps them)
+    if ckpt is not None and info.is_main and pos > 0:
+        carried = ckpt.get("epoch_sums", carried).double()
+
+    def save_last(ep: int, position: int, sums) -> None:
+        sums = sums.clone()
+        if info.distributed:
+            dist.all_reduce_sum(sums)
+        rng_all = [capture_rng_state()]
+        if info.distributed:
+            import torch.distributed as tdist
+
+            rng_all = [None] * info.world_size
+            tdist.all_gather_object(rng_all, capture_rng_state())
+        if info.is_main:
+            state = model_payload(model, cfg, input_dim=train_fd.dim, tokens=tokens.tokens, norm=norm,
+                                  feats=train_fd.provenance, epoch=ep, updates=updates, source="last")
+            state.update({
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {},
+                "guard": guard.state_dict(), "position": int(position), "rng_per_rank": rng_all,
+                "best_error": best_error, "best_epoch": best_epoch, "world_size": info.world_size,
+                "epoch_sums": sums,
+            })
+            save_checkpoint(state, last_path)
+        dist.barrier()
+
+    stopped_early = False
+    while epoch <= cfg.max_epochs:
+        mine = rank_batches(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum = carried.clone()  # CTC loss, target tokens, input frames (this rank)
+        carried.zero_()
+        seen = torch.zeros(1, dtype=torch.float64)  # frames trained on in this process's run of the epoch
+        from w2vtk.progress import progress
+
+        with progress(f"epoch {epoch}", total=sum(train_fd.frames[u] for b in mine[pos:] for u in b) / 100.0,
+                      unit="audio-s") as bar:
+            while pos < len(mine):
+                group = mine[pos: pos + accum]
+                lab_group = [[train_labels[u] for u in b] for b in group]
+                tok = torch.tensor([float(sum(len(lab) for labs in lab_group for lab in labs))], dtype=torch.float64)
+                tok = float(dist.all_reduce_sum(tok)[0]) if info.distributed else float(tok[0])
+                lr = sched.apply(optimizer, updates)
+                optimizer.zero_grad(set_to_none=True)
+                for j, (utts, labs) in enumerate(zip(group, lab_group)):
+                    feats, lengths = _pad_batch(train_fd, utts, norm)
+                    feats, lengths = feats.to(device), lengths.to(device)
+                    targets = torch.tensor([i for lab in labs for i in lab], dtype=torch.long)
+                    target_lengths = torch.tensor([len(lab) for lab in labs], dtype=torch.long)
+                    sync = (j == len(group) - 1) or not info.distributed
+                    ctx = net.no_sync() if not sync else _null()
+                    with ctx:
+                        with autocast(device, amp):
+                            logits, out_lengths = net(feats, lengths)
+                        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+                        loss = F.ctc_loss(log_probs, targets.to(device), out_lengths, target_lengths.to(device),
+                                          blank=0, reduction="sum", zero_infinity=False)
+                        scaled = loss * (info.world_size / max(tok, 1.0))
+                        if scaler is not None:
+                            scaler.scale(scaled).backward()
+                        else:
+                            scaled.backward()
+                    loss_sum += torch.tensor([float(loss.detach()), float(target_lengths.sum()),
+                                              float(lengths.sum())], dtype=torch.float64)
+                    seen += float(lengths.sum())
+                    bar.advance(float(lengths.sum()) / 100.0)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if cfg.optim.clip_norm > 0:
+                    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
+                else:
+                    gnorm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters()
+                                           if p.grad is not None))
+                finite = bool(torch.isfinite(gnorm))
+                if scaler is not None:
+                    scaler.step(optimizer)  # skips by itself on inf/nan gradients
+                    scaler.update()
+                elif guard.ok(finite, f"epoch {epoch} update {updates + 1}"):
+                    optimizer.step()
+                updates += 1
+                pos += len(group)
+                bar.update(info=f"loss {float(loss_sum[0]) / max(1.0, float(loss_sum[1])):.3f} lr {lr:.3g}")
+                if cfg.save_interval_updates and updates % cfg.save_interval_updates == 0 and pos < len(mine):
+                    save_last(epoch, pos, loss_sum)
+                if cfg.max_updates and updates >= cfg.max_updates and pos < len(mine):
+                    save_last(epoch, pos, loss_sum)
+                    stopped_early = True
+                    break
+        if stopped_early:
+            break
+        train_time = time.perf_counter() - t0
+
+        # ---- end of epoch: validation, metrics, checkpoints
+        totals = dist.all_reduce_sum(loss_sum) if info.distributed else loss_sum
+        seen = dist.all_reduce_sum(seen) if info.distributed else seen
+        dev = evaluate(model, valid_fd, valid_labels, valid_batches, norm, tokens, device, amp, info)
+        dev_error = dev["error"]
+        metric_value = dev_error if cfg.best_metric == "error" else dev["loss"]
+        is_best = best_error is None or (metric_value is not None and metric_value < best_error)
+        if is_best:
+            best_error, best_epoch = metric_value, epoch
+        record = {
+            "epoch": epoch, "updates": updates, "lr": sched.lr_at(updates),
+            "train_loss": float(totals[0]) / max(1.0, float(totals[1])),
+            "dev_loss": dev["loss"], dev["unit"].lower(): dev["error"], "wer": dev.get("wer"),
+            "time_s": round(train_time, 3), "eval_time_s": round(dev["time_s"], 3),
+            "audio_s_per_s": float(seen[0]) / 100.0 / max(train_time, 1e-9),
+            "train_utts": len(train_ids), "skipped_short_train": len(train_short),
+            "skipped_short_dev_loss": len(valid_short), "nonfinite_skipped": guard.skipped,
+            "best_epoch": best_epoch,
+        }
+        if not math.isfinite(record["train_loss"]):
+            raise W2vtkError(f"epoch {epoch}: the training loss is not finite; lower optim.lr")
+        pos = per_rank
+        # best / epoch / average files first, checkpoint_last last: a kill in between redoes the
+        # epoch on resume (deterministically) instead of leaving a finished epoch without them
+        if info.is_main:
+            payload = model_payload(model, cfg, input_dim=train_fd.dim, tokens=tokens.tokens, norm=norm,
+                                    feats=train_fd.provenance, epoch=epoch, updates=updates,
+                                    source=f"epoch {epoch}")
+            if is_best:
+                payload["source"] = f"best: epoch {epoch} ({cfg.best_metric} {metric_value})"
+                save_checkpoint(payload, exp_dir / "checkpoint_best.pt")
+            if cfg.average_last > 0:
+                payload["source"] = f"epoch {epoch}"
+                save_checkpoint(payload, exp_dir / f"checkpoint_epoch{epoch}.pt")
+                _write_average(exp_dir, cfg.average_last, payload)
+            metrics.write(record)
+            _print_epoch_table(record, dev["unit"], cfg.max_epochs)
+        save_last(epoch, pos, torch.zeros(3, dtype=torch.float64))
+        epoch, pos = epoch + 1, 0
+
+    if info.is_main and cfg.average_last > 0 and not stopped_early:
+        _write_average(exp_dir, cfg.average_last, None)
+    dist.barrier()
+    return TrainAMResult(exp_dir=exp_dir, epochs_done=min(epoch - 1, cfg.max_epochs), updates=updates,
+                         best_error=best_error, best_epoch=best_epoch, skipped_short=len(train_short),
+                         num_train=len(train_ids), num_valid=len(valid_fd.ids), stopped_early=stopped_early)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _epoch_files(exp_dir: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in exp_dir.glob("checkpoint_epoch*.pt"):
+        num = p.name[len("checkpoint_epoch"): -len(".pt")]
+        if num.isdigit():
+            out.append((int(num), p))
+    return sorted(out)
+
+
+def _write_average(exp_dir: Path, n: int, template: dict | None) -> None:
+    """Keep the newest ``n`` epoch files, write their mean as ``checkpoint_avg.pt``."""
+    from w2vtk.checkpoint import load_checkpoint, save_checkpoint
+
+    files = _epoch_files(exp_dir)
+    for _, p in files[:-n]:
+        p.unlink(missing_ok=True)
+    files = files[-n:]
+    if not files:
+        return
+    if template is None:
+        template = load_checkpoint(files[-1][1])
+    avg = dict(template)
+    avg["model"] = _average_states([p for _, p in files])
+    epochs = [e for e, _ in files]
+    avg["source"] = f"average of epochs {epochs}"
+    avg["averaged_epochs"] = epochs
+    save_checkpoint(avg, exp_dir / "checkpoint_avg.pt")
+
+
+def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[list[str]], norm: Normaliser,
+             tokens, device, amp: str, info) -> dict[str, Any]:
+    """Dev loss (per token, over utterances CTC can align) and greedy error rates (all utterances),
+    computed on this rank's share of ``batches`` and summed over ranks."""
+    import torch
+    import torch.nn.functional as F
+
+    from w2vtk import dist
+    from w2vtk.am.metrics import DevScorer, greedy_ids
+    from w2vtk.training import autocast
+
+    t0 = time.perf_counter()
+    model.eval()
+    scorer = DevScorer(tokens)
+    loss_sum, tok_sum = 0.0, 0.0
+    mine = batches[info.rank::info.world_size]
+    with torch.no_grad():
+        for utts in mine:
+            feats, lengths = _pad_batch(fd, utts, norm)
+            with autocast(device, amp):
+                logits, out_lengths = model(feats.to(device), lengths.to(device))
+            log_probs = logits.float().log_softmax(-1)
+            best = log_probs.argmax(-1).cpu()
+            for i, utt in enumerate(utts):
+                lab = labels[utt]
+                n = int(out_lengths[i])
+                scorer.add(lab, greedy_ids(best[i, :n].tolist()))
+                if n >= ctc_min_frames(lab) and n > 0:
+                    loss = F.ctc_loss(log_probs[i, :n].unsqueeze(1), torch.tensor(lab, dtype=torch.long, device=device),
+                                      torch.tensor([n]), torch.tensor([len(lab)]), blank=0, reduction="sum")
+                    loss_sum += float(loss)
+                    tok_sum += len(lab)
+    totals = scorer.totals()
+    names = sorted(totals)
+    packed = torch.tensor([loss_sum, tok_sum] + [v for k in names for v in (totals[k].errors, totals[k].ref_len)],
+                          dtype=torch.float64)
+    if info.distributed:
+        dist.all_reduce_sum(packed)
+    loss_sum, tok_sum = float(packed[0]), float(packed[1])
+    rates = {}
+    for i, k in enumerate(names):
+        e, n = float(packed[2 + 2 * i]), float(packed[3 + 2 * i])
+        rates[k] = 100.0 * e / n if n > 0 else 0.0
+    unit = scorer.unit_name
+    model.train()
+    return {"loss": loss_sum / tok_sum if tok_sum > 0 else None, "unit": unit, "error": rates[unit],
+            "wer": rates.get("WER"), "time_s": time.perf_counter() - t0}
+
+
+def _print_epoch_table(rec: dict, unit: str, max_epochs: int) -> None:
+    from rich.table import Table
+
+    from w2vtk.progress import console
+
+    table = Table(title=f"train-am epoch {rec['epoch']}/{max_epochs}", title_justify="left")
+    cols = ["updates", "lr", "train loss", "dev loss", f"dev {unit}", "dev WER", "time", "audio-s/s", "best"]
+    for c in cols:
+        table.add_column(c, justify="right")
+
+    def f(x, fmt):
+        return "-" if x is None else format(x, fmt)
+
+    table.add_row(str(rec["updates"]), f(rec["lr"], ".3g"), f(rec["train_loss"], ".4f"), f(rec["dev_loss"], ".4f"),
+                  f(rec[unit.lower()], ".2f"), f(rec["wer"], ".2f"), f"{rec['time_s']:.1f}s",
+                  f(rec["audio_s_per_s"], ".1f"), f"epoch {rec['best_epoch']}")
+    console.print(table)
