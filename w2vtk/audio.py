@@ -146,7 +146,11 @@ def shorten_pipe_command(path: str | Path, decoder: str | None = None) -> str:
 
 
 def decode_shorten_sphere(path: str | Path, decoder: str | None = None, name: str = "") -> bytes:
-    """Decode a shorten-compressed SPHERE file to WAV bytes (16-bit PCM, header's sample_count)."""
+    """Decode a shorten-compressed SPHERE file to WAV bytes (16-bit PCM, header's sample_count).
+
+    No length check here (ffmpeg quietly returns what a truncated stream holds): use
+    :func:`read_shorten_sphere`, which compares with the header.
+    """
     path = Path(path)
     decoder = shorten_decoder(decoder)
     if decoder == "desphere":
@@ -157,6 +161,24 @@ def decode_shorten_sphere(path: str | Path, decoder: str | None = None, name: st
         except (desphere.DesphereError, OSError) as err:
             raise W2vtkError(f"{_who(name, str(path))}: cannot decode shorten SPHERE: {err}") from None
     return _run_pipe(shorten_pipe_command(path, decoder)[:-1], name or str(path))
+
+
+def read_shorten_sphere(path: str | Path, decoder: str | None = None, name: str = "") -> tuple[np.ndarray, int]:
+    """(T, C) int16 samples and the rate of a shorten SPHERE file, checked against its header."""
+    import soundfile as sf
+
+    path = Path(path)
+    who = _who(name, str(path))
+    expected = _sample_count(path)
+    blob = decode_shorten_sphere(path, decoder, name)
+    try:
+        data, rate = sf.read(io.BytesIO(blob), dtype="int16", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise W2vtkError(f"{who}: decoder output is not readable audio ({err})") from None
+    if len(data) < expected:
+        raise W2vtkError(f"{who}: truncated or corrupt shorten SPHERE: decoded {len(data)} of "
+                         f"{expected} samples")
+    return data[:expected], rate
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -205,7 +227,7 @@ def _check_sphere_complete(path: Path, hdr: dict[str, str], who: str) -> None:
                          f"file holds {have}")
 
 
-def _read_file(path: Path, who: str) -> tuple[np.ndarray, int]:
+def _read_file(path: Path, who: str, name: str = "") -> tuple[np.ndarray, int]:
     """(T, C) float32 in [-1, 1) and the sample rate of a plain audio file."""
     import soundfile as sf
 
@@ -214,7 +236,9 @@ def _read_file(path: Path, who: str) -> tuple[np.ndarray, int]:
     hdr = read_sphere_header(path)
     if hdr is not None:
         if "shorten" in hdr.get("sample_coding", "").lower():
-            return _read_bytes(decode_shorten_sphere(path, name=who), who)
+            pcm, rate = read_shorten_sphere(path, name=name)
+            # the same scaling as libsndfile's int16 -> float conversion
+            return pcm.astype(np.float32) / 32768.0, rate
         _check_sphere_complete(path, hdr, who)
     else:
         _check_riff_complete(path, who)
@@ -253,7 +277,7 @@ def read_audio_native(spec: str, name: str = "") -> tuple[np.ndarray, int]:
         return _read_bytes(_run_pipe(cmd, name or cmd), who)
     if spec.startswith("~"):
         raise W2vtkError(f"{who}: '~' paths are not expanded in wav.scp; write the full path")
-    return _read_file(Path(spec), who)
+    return _read_file(Path(spec), who, name)
 
 
 def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, channel: int | None = None,
@@ -391,8 +415,9 @@ def audio_sources(data_dir_or_path: str | Path) -> list[AudioSource]:
             from w2vtk.data import load_data_dir
         except ImportError:
             load_data_dir = None
-        if load_data_dir is not None:
-            dd = load_data_dir(path)
+        if load_data_dir is not None and (path / "utt2spk").is_file():
+            # Validated like every data dir; text is optional (unlabelled audio for pre-training).
+            dd = load_data_dir(path, require_text=False)
             wav_scp, segments, utt2dur = dd.wav_scp, dd.segments, dd.utt2dur
         else:
             wav_scp = _read_table(path / "wav.scp")

@@ -383,11 +383,9 @@ def convert_to_flac(sources: dict[str, Path], audio_out: str | Path, *, decoder:
     Existing FLACs are kept (a rerun resumes); each file is written under a temporary name and
     renamed, so an interrupted run never leaves a half FLAC under the final name.
     """
-    import io
-
     import soundfile as sf
 
-    from w2vtk.audio import decode_shorten_sphere, read_sphere_header, shorten_decoder
+    from w2vtk.audio import read_shorten_sphere, read_sphere_header, shorten_decoder
     from w2vtk.progress import progress
 
     decoder = shorten_decoder(decoder)
@@ -406,11 +404,7 @@ def convert_to_flac(sources: dict[str, Path], audio_out: str | Path, *, decoder:
     def convert(utt: str) -> float:
         target = out[utt]
         target.parent.mkdir(parents=True, exist_ok=True)
-        wav = decode_shorten_sphere(sources[utt], decoder, name=utt)
-        try:
-            data, rate = sf.read(io.BytesIO(wav), dtype="int16")
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise W2vtkError(f"{utt} ({sources[utt]}): decoder output unreadable ({err})") from None
+        data, rate = read_shorten_sphere(sources[utt], decoder, name=utt)
         if len(data) == 0:
             raise W2vtkError(f"{utt} ({sources[utt]}): decoded to zero samples")
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
