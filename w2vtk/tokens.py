@@ -41,6 +41,19 @@ BOUNDARY = "|"
 
 # --- TIMIT phone sets: the tables and folding live in w2vtk.corpora.timit (one copy) ------------
 
+def fold_phone(phone: str, phone_set: int = 39) -> str | None:
+    """Fold one TIMIT label (61, 48 or 39 set) to the 48 or 39 set; None for a deleted label (q).
+
+    Raises KeyError for a label in none of the sets (callers choose how to report it).
+    """
+    from w2vtk.corpora import timit
+
+    try:
+        return timit.fold_phone(phone, phone_set)
+    except W2vtkError:
+        raise KeyError(phone) from None
+
+
 def fold_phones(phones: Iterable[str], phone_set: int = 39, where: str = "") -> list[str]:
     """Fold a 61/48/39-label sequence to the 48 or 39 set (``q`` deleted, ``sil`` kept, repeats
     not merged); an unknown label is a W2vtkError prefixed with ``where`` (file / utterance)."""
