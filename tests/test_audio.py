@@ -66,9 +66,16 @@ def test_pipe_success_and_failure(tmp_path, pcm):
         load_audio("true |", name="utt9")
 
 
-def test_segments(tmp_path, pcm):
-    path = tmp_path / "a.wav"
-    sf.write(path, pcm, 16000, subtype="PCM_16")
+@pytest.mark.parametrize("ext", ["wav", "flac", "sph", "pipe"])
+def test_segments(tmp_path, pcm, ext):
+    path = tmp_path / f"a.{ext}"
+    if ext == "sph":
+        write_sphere_pcm(path, pcm)
+    elif ext == "pipe":
+        sf.write(tmp_path / "a.wav", pcm, 16000, subtype="PCM_16")
+        path = f"cat {tmp_path / 'a.wav'} |"
+    else:
+        sf.write(path, pcm, 16000, subtype="PCM_16")
     x = load_audio(str(path), start=0.1, end=0.3)
     assert np.array_equal(as_int16(x), pcm[1600:4800])
     assert np.array_equal(as_int16(load_audio(str(path), start=0.25, end=-1)), pcm[4000:])
@@ -198,6 +205,7 @@ def test_audio_dir_sources(tmp_path, pcm):
     write_sphere_pcm(root / "c.WAV", pcm[:800])
     write_sphere_shorten(root / "spk1" / "d.wv1", pcm[:400])
     (root / "notes.txt").write_text("ignored")
+    sf.write(root / "c.WAV.wav", pcm[:800], 16000, subtype="PCM_16")  # converted copy: skipped
     sources = audio_dir_sources(root)
     assert [s.utt_id for s in sources] == ["c", "spk1-a", "spk1-ch-b", "spk1-d"]
     assert [s.duration_s for s in sources] == [0.05, 0.5, 0.1, 0.025]

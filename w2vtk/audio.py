@@ -227,8 +227,30 @@ def _check_sphere_complete(path: Path, hdr: dict[str, str], who: str) -> None:
                          f"file holds {have}")
 
 
-def _read_file(path: Path, who: str, name: str = "") -> tuple[np.ndarray, int]:
-    """(T, C) float32 in [-1, 1) and the sample rate of a plain audio file."""
+def _span_frames(total: int, rate: int, start: float, end: float | None, who: str) -> tuple[int, int]:
+    """[first, last) frame range of a segment (seconds) in a recording of ``total`` frames."""
+    if not start and (end is None or end < 0):
+        return 0, total
+    seconds = total / rate
+    if start < 0 or start >= seconds:
+        raise W2vtkError(f"{who}: segment start {start:.3f} s is outside the recording ({seconds:.3f} s)")
+    first = int(round(start * rate))
+    if end is None or end < 0:
+        return first, total
+    if end <= start:
+        raise W2vtkError(f"{who}: segment end {end:.3f} s is not after its start {start:.3f} s")
+    if end > seconds + MAX_SEGMENT_OVERSHOOT_S:
+        raise W2vtkError(f"{who}: segment end {end:.3f} s is past the recording's end ({seconds:.3f} s)")
+    return first, min(int(round(end * rate)), total)
+
+
+def _read_file(path: Path, who: str, name: str = "", start: float = 0.0,
+               end: float | None = None) -> tuple[np.ndarray, int]:
+    """(T, C) float32 in [-1, 1) and the sample rate of a plain audio file, or of a segment of it.
+
+    A segment of a seekable file is read alone (seek + read), so many short segments of one long
+    recording do not each read the whole recording.
+    """
     import soundfile as sf
 
     if not path.is_file():
@@ -237,20 +259,24 @@ def _read_file(path: Path, who: str, name: str = "") -> tuple[np.ndarray, int]:
     if hdr is not None:
         if "shorten" in hdr.get("sample_coding", "").lower():
             pcm, rate = read_shorten_sphere(path, name=name)
+            first, last = _span_frames(len(pcm), rate, start, end, who)
             # the same scaling as libsndfile's int16 -> float conversion
-            return pcm.astype(np.float32) / 32768.0, rate
+            return pcm[first:last].astype(np.float32) / 32768.0, rate
         _check_sphere_complete(path, hdr, who)
     else:
         _check_riff_complete(path, who)
     try:
         with sf.SoundFile(str(path)) as snd:
-            expected = snd.frames
-            data = snd.read(dtype="float32", always_2d=True)
             rate = snd.samplerate
+            total = snd.frames
+            first, last = _span_frames(total, rate, start, end, who)
+            if first:
+                snd.seek(first)
+            data = snd.read(last - first, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         raise W2vtkError(f"{who}: unreadable audio ({err})") from None
-    if expected > 0 and len(data) < expected:
-        raise W2vtkError(f"{who}: truncated audio: {len(data)} of {expected} samples readable")
+    if len(data) < last - first:
+        raise W2vtkError(f"{who}: truncated audio: {first + len(data)} of {total} samples readable")
     return data, rate
 
 
@@ -266,18 +292,24 @@ def _read_bytes(blob: bytes, who: str) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-def read_audio_native(spec: str, name: str = "") -> tuple[np.ndarray, int]:
-    """(T, C) float32 samples and the native sample rate for a ``wav.scp`` value."""
+def read_audio_native(spec: str, name: str = "", start: float = 0.0,
+                      end: float | None = None) -> tuple[np.ndarray, int]:
+    """(T, C) float32 samples and the native sample rate for a ``wav.scp`` value.
+
+    ``start`` / ``end``: an optional segment in seconds (``end`` None or negative = to the end).
+    """
     spec = spec.strip()
     who = _who(name, spec)
     if spec.endswith("|"):
         cmd = spec[:-1].strip()
         if not cmd:
             raise W2vtkError(f"{who}: empty pipe command")
-        return _read_bytes(_run_pipe(cmd, name or cmd), who)
+        data, rate = _read_bytes(_run_pipe(cmd, name or cmd), who)
+        first, last = _span_frames(len(data), rate, start, end, who)
+        return data[first:last], rate
     if spec.startswith("~"):
         raise W2vtkError(f"{who}: '~' paths are not expanded in wav.scp; write the full path")
-    return _read_file(Path(spec), who, name)
+    return _read_file(Path(spec), who, name, start, end)
 
 
 def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, channel: int | None = None,
@@ -290,7 +322,7 @@ def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, chann
     in error messages.  Samples are scaled like libsndfile's float conversion (int16 / 32768).
     """
     who = _who(name, spec.strip())
-    data, rate = read_audio_native(spec, name)
+    data, rate = read_audio_native(spec, name, start, end)
     n_chan = data.shape[1]
     if channel is None:
         if n_chan != 1:
@@ -300,20 +332,6 @@ def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, chann
         if not 0 <= channel < n_chan:
             raise W2vtkError(f"{who}: channel {channel} requested but the audio has {n_chan}")
         x = data[:, channel]
-    if start or (end is not None and end >= 0):
-        total = len(x) / rate
-        if start < 0 or start >= total:
-            raise W2vtkError(f"{who}: segment start {start:.3f} s is outside the recording ({total:.3f} s)")
-        first = int(round(start * rate))
-        if end is not None and end >= 0:
-            if end <= start:
-                raise W2vtkError(f"{who}: segment end {end:.3f} s is not after its start {start:.3f} s")
-            if end > total + MAX_SEGMENT_OVERSHOOT_S:
-                raise W2vtkError(f"{who}: segment end {end:.3f} s is past the recording's end ({total:.3f} s)")
-            last = min(int(round(end * rate)), len(x))
-        else:
-            last = len(x)
-        x = x[first:last]
     if len(x) == 0:
         raise W2vtkError(f"{who}: audio has zero length")
     if not np.isfinite(x).all():
@@ -451,7 +469,8 @@ def audio_dir_sources(directory: str | Path) -> list[AudioSource]:
     """Every audio file under ``directory`` (recursive; .wav .flac .sph .wv1 in any case).
 
     Utterance id = path relative to ``directory`` without the extension, ``/`` -> ``-``
-    (``spk1/a.flac`` -> ``spk1-a``).  Two files mapping to one id are refused.  Sorted by id.
+    (``spk1/a.flac`` -> ``spk1-a``).  Two files mapping to one id are refused.  A converted copy
+    next to its original (``SX127.WAV.wav`` beside ``SX127.WAV``) is skipped.  Sorted by id.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -460,6 +479,9 @@ def audio_dir_sources(directory: str | Path) -> list[AudioSource]:
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
             continue
+        inner = Path(path.stem)
+        if inner.suffix.lower() in AUDIO_EXTENSIONS and path.with_name(inner.name).is_file():
+            continue  # a converted copy next to its original (TIMIT zips' SX127.WAV.wav)
         rel = path.relative_to(root)
         utt = str(rel.with_suffix("")).replace(os.sep, "-").replace("/", "-")
         if any(c.isspace() for c in utt):
