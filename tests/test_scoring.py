@@ -24,6 +24,9 @@ def test_kaldi_line_format():
     assert c.kaldi_line() == "%WER 4.68 [ 264 / 5643, 45 ins, 22 del, 197 sub ]"
     assert c.kaldi_line("LER", partial=True) == "%LER 4.68 [ 264 / 5643, 45 ins, 22 del, 197 sub ] [PARTIAL]"
     assert Counts(0, 0, 1, 3).kaldi_line("PER") == "%PER 33.33 [ 1 / 3, 0 ins, 0 del, 1 sub ]"
+    # compute-wer stores the percentage in a 32-bit float before printing: 98.054996... -> 98.06
+    assert Counts(0, 0, 1462, 1491).kaldi_line().startswith("%WER 98.06 [")
+    assert Counts(0, 0, 1074, 1541).kaldi_line().startswith("%WER 69.69 [")
 
 
 # Hand-worked with Kaldi's rule (going back from the end: match/sub only when strictly cheaper,

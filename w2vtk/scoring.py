@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -86,8 +87,16 @@ class Counts:
         """compute-wer's line: ``%WER 4.68 [ 264 / 5643, 45 ins, 22 del, 197 sub ]``."""
         if self.ref_len == 0:
             raise W2vtkError(f"%{name} is undefined: the reference has no tokens to score")
-        return (f"%{name} {self.rate:.2f} [ {self.errors} / {self.ref_len}, {self.ins} ins, "
+        return (f"%{name} {kaldi_percent(self.errors, self.ref_len)} [ {self.errors} / {self.ref_len}, {self.ins} ins, "
                 f"{self.dels} del, {self.subs} sub ]" + (" [PARTIAL]" if partial else ""))
+
+
+def kaldi_percent(errors: int, total: int) -> str:
+    """``100 * errors / total`` printed as compute-wer prints it: the value is stored in a 32-bit
+    float (Kaldi's BaseFloat) before printing with two decimals, which changes the last digit in
+    some cases (1462 / 1491: 98.06, where the exact value 98.05499... would print 98.05)."""
+    value = struct.unpack("f", struct.pack("f", 100.0 * errors / total))[0]
+    return f"{value:.2f}"
 
 
 # --- alignment ----------------------------------------------------------------------------------
@@ -99,6 +108,8 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> list[Pair]:
     """
     import kaldialign
 
+    if list(ref) == list(hyp):  # the common case in a good system: nothing to align
+        return [(t, t) for t in ref]
     ids: dict[str, int] = {}
     ref_i = [ids.setdefault(t, len(ids)) for t in ref]
     hyp_i = [ids.setdefault(t, len(ids)) for t in hyp]
@@ -222,8 +233,8 @@ class ScoreResult:
     def lines(self) -> list[str]:
         """wer.txt: one compute-wer line per metric, then %SER and the 'Scored' line."""
         out = [m.kaldi_line() for m in self.metrics.values()]
-        ser = self.ser
-        out.append(f"%SER {ser if ser is not None else 0.0:.2f} [ {self.sent_errors} / {self.num_sent} ]")
+        ser = kaldi_percent(self.sent_errors, self.num_sent) if self.num_sent else "0.00"
+        out.append(f"%SER {ser} [ {self.sent_errors} / {self.num_sent} ]")
         out.append(f"Scored {self.num_sent} sentences, {len(self.missing)} not present in hyp.")
         return out
 
@@ -460,7 +471,7 @@ def score_table(result: ScoreResult, title: str = "score"):
         table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
     for m in result.metrics.values():
         c = m.counts
-        table.add_row(m.label + (" [PARTIAL]" if m.partial else ""), f"{c.rate:.2f}", str(c.errors),
+        table.add_row(m.label + (" [PARTIAL]" if m.partial else ""), kaldi_percent(c.errors, c.ref_len), str(c.errors),
                       str(c.ref_len), str(c.ins), str(c.dels), str(c.subs), str(result.num_sent),
                       str(len(result.missing)))
     return table
@@ -482,6 +493,6 @@ def speaker_table(result: ScoreResult):
         cells = [spk, str(result.speaker_utts[spk])]
         for name in result.metrics:
             c = per[name]
-            cells += ["-" if c.rate is None else f"{c.rate:.2f}", f"{c.errors} / {c.ref_len}"]
+            cells += ["-" if c.rate is None else kaldi_percent(c.errors, c.ref_len), f"{c.errors} / {c.ref_len}"]
         table.add_row(*cells)
     return table
