@@ -121,6 +121,8 @@ def test_truncated_files(tmp_path, pcm):
     wav.write_bytes(wav.read_bytes()[:-2000])
     with pytest.raises(W2vtkError, match=r"u1 .*t\.wav.*truncated"):
         load_audio(str(wav), name="u1")
+    with pytest.raises(W2vtkError, match="truncated WAV"):
+        audio_duration(str(wav))
     sph = tmp_path / "t.sph"
     write_sphere_pcm(sph, pcm)
     sph.write_bytes(sph.read_bytes()[:-10])

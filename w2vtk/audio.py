@@ -348,8 +348,9 @@ def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, chann
 def audio_duration(spec: str, name: str = "") -> float:
     """Duration in seconds of a ``wav.scp`` value, from the header where possible.
 
-    Plain files: soundfile's header info; shorten SPHERE: the header's sample_count; pipes are
-    run and their output measured.
+    Plain files: soundfile's header info; SPHERE: the header's sample_count; pipes are run and
+    their output measured.  Uncompressed SPHERE and WAV files shorter than their header declares
+    are refused here already (a stat, no decoding).
     """
     spec = spec.strip()
     who = _who(name, spec)
@@ -359,12 +360,15 @@ def audio_duration(spec: str, name: str = "") -> float:
             raise W2vtkError(f"{who}: no such audio file")
         hdr = read_sphere_header(path)
         if hdr is not None:
+            if "shorten" not in hdr.get("sample_coding", "").lower():
+                _check_sphere_complete(path, hdr, who)
             try:
                 return int(hdr["sample_count"]) / int(hdr["sample_rate"])
             except (KeyError, ValueError, ZeroDivisionError):
                 raise W2vtkError(f"{who}: NIST SPHERE header lacks sample_count / sample_rate") from None
         import soundfile as sf
 
+        _check_riff_complete(path, who)
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError) as err:

@@ -144,6 +144,11 @@ def test_bad_phone_and_missing_file(tmp_path):
     with pytest.raises(W2vtkError, match="SI1027.PHN is missing"):
         timit.prep_timit(corpus, tmp_path / "out")
     assert not (tmp_path / "out" / "local" / "prep_done.json").exists()
+    phn.write_text("0 100 h#\n")
+    wav = corpus / "TEST" / "DR4" / "MDAB0" / "SX127.WAV"
+    wav.write_bytes(wav.read_bytes()[:-100])
+    with pytest.raises(W2vtkError, match=r"mdab0-sx127 .*SX127\.WAV.*truncated"):
+        timit.prep_timit(corpus, tmp_path / "out")
     wrong = tmp_path / "wrong"
     (wrong / "TRAIN").mkdir(parents=True)
     with pytest.raises(W2vtkError, match="not a TIMIT tree"):
