@@ -245,8 +245,10 @@ def test_cli_score_success_and_out_dir(tmp_path, capsys):
     assert "%WER 16.67 [ 1 / 6, 0 ins, 0 del, 1 sub ]" in out
     assert (tmp_path / "o" / "wer.txt").read_text().startswith("%WER 16.67")
     assert not (tmp_path / "wer.txt").exists()
-    # default metrics: WER and LER
-    code, out, _ = _cli(capsys, ["score", str(ref), str(hyp)])
+    # default metrics: WER and LER; a data dir as REF means its text
+    (tmp_path / "data").mkdir()
+    ref.rename(tmp_path / "data" / "text")
+    code, out, _ = _cli(capsys, ["score", str(tmp_path / "data"), str(hyp)])
     assert code == 0 and "%LER" in out and (tmp_path / "wer.txt").is_file()
 
 

@@ -413,7 +413,7 @@ def score_files(ref_path: str | Path, hyp_path: str | Path, metrics: Sequence[st
                 out_dir: str | Path | None = None, case_fold: bool = False, filter: str | None = None,
                 mode: str = "all", utt2spk: str | Path | None = None, check_tokens: bool = True,
                 write: bool = True) -> ScoreResult:
-    """Score a hypothesis ``text`` file against a reference ``text`` file and write the reports.
+    """Score a hypothesis ``text`` file against a reference ``text`` file (or data dir) and write reports.
 
     Writes (atomically; wer.txt last) into ``out_dir`` or, by default, HYP's directory:
     ``wer.txt`` (compute-wer's lines), ``alignments.txt`` (per-utterance alignment of the first of
@@ -422,6 +422,8 @@ def score_files(ref_path: str | Path, hyp_path: str | Path, metrics: Sequence[st
     ``per_speaker.tsv``.
     """
     ref_path, hyp_path = Path(ref_path), Path(hyp_path)
+    if ref_path.is_dir():  # a Kaldi data dir: its text file
+        ref_path = ref_path / "text"
     ref = read_transcripts(ref_path)
     hyp = read_transcripts(hyp_path)
     spk = read_utt2spk(utt2spk) if utt2spk is not None else None
@@ -455,7 +457,7 @@ def write_reports(result: ScoreResult, out_dir: Path, *, ref_path: Path | None =
             cells = [spk, str(result.speaker_utts[spk])]
             for n in names:
                 c = per[n]
-                cells += ["" if c.rate is None else f"{c.rate:.2f}", str(c.errors), str(c.ins),
+                cells += ["" if c.rate is None else kaldi_percent(c.errors, c.ref_len), str(c.errors), str(c.ins),
                           str(c.dels), str(c.subs), str(c.ref_len)]
             rows.append("\t".join(cells))
         atomic_write_text(out_dir / "per_speaker.tsv", "\n".join(rows) + "\n")

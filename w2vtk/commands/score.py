@@ -10,7 +10,7 @@ import typer
 def register(app: typer.Typer, prep_app: typer.Typer) -> None:
     @app.command("score")
     def score_cmd(
-        ref: Path = typer.Argument(..., help="Reference Kaldi text file (<utt-id> <words...>)."),
+        ref: Path = typer.Argument(..., help="Reference Kaldi text file (<utt-id> <words...>), or a data dir (its text)."),
         hyp: Path = typer.Argument(..., help="Hypothesis Kaldi text file; reports go next to it."),
         wer: bool = typer.Option(False, "--wer", help="Word error rate."),
         ler: bool = typer.Option(False, "--ler", help="Letter error rate (wav2letter: letters, words joined by '|')."),
