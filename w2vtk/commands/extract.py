@@ -41,7 +41,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         precision: str = typer.Option("fp32", "--precision", help="fp32 (TF32 off on CUDA) or bf16 "
                                       "(CUDA autocast)."),
         num_workers: int = typer.Option(2, "--num-workers", help="Audio-decoding worker processes."),
-        long_chunk_seconds: float = typer.Option(30.0, "--long-chunk-seconds", help="Utterances longer than "
+        long_chunk_seconds: float = typer.Option(60.0, "--long-chunk-seconds", help="Utterances longer than "
                                                  "this are extracted in chunks of this length, exactly "
                                                  "(whole-utterance normalisation statistics)."),
         approx_chunks: bool = typer.Option(False, "--approx-chunks", help="Opt-in: normalise each chunk "
@@ -76,4 +76,4 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
             console.print(f"extracted {result.num_utterances} utterances, {result.num_frames} frames "
                           f"({result.audio_seconds:.1f} audio-s this run, {rate:.1f} audio-s/s)"
                           + (f"; skipped {len(result.skipped)} short" if result.skipped else "")
-                          + (f" -> {result.scp}" if result.scp else ""), highlight=False)
+                          + (f" -> {result.scp}" if result.scp else ""), highlight=False, soft_wrap=True)

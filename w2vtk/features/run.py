@@ -23,7 +23,7 @@ class ExtractRequest:
     layer: str = "c"  # c | z | context-N
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (CUDA autocast)
-    long_chunk_seconds: float = 30.0  # longer utterances use the exact chunked path
+    long_chunk_seconds: float = 60.0  # longer utterances use the exact chunked path
     approx_chunks: bool = False  # opt-in approximate chunking (independent chunks)
     dither: float = 0.0
     seed: int = 0
