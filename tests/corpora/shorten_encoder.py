@@ -6,8 +6,8 @@ MSB-first bit stream of Rice codes.  ``uvar(k)`` = unary high part (zeros ended 
 bits; ``ulong`` = ``uvar(2)`` giving k, then ``uvar(k)``; signed values are zig-zagged into
 ``uvar(k + 1)``.  Header: file type, channels, block size, max LPC order, mean blocks, skip bytes
 (each ulong).  Each block: function code ``uvar(2)``; DIFFn blocks carry an energy ``uvar(3)`` and
-residuals coded with Rice parameter energy + 1.  Only DIFF0 (with nmean = 0 it stores raw samples)
-and DIFF1 (first difference) blocks are emitted: enough for decoders to be exercised honestly.
+residuals coded with Rice parameter energy + 1.  Emitted: DIFF0 (with the running mean of the
+last nmean block means) to DIFF3 blocks, BLOCKSIZE for a short last block, QUIT; no LPC.
 """
 
 from __future__ import annotations
@@ -54,12 +54,21 @@ def _energy(residuals: np.ndarray) -> int:
     return max(k - 1, 0)
 
 
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates toward zero), as the shorten format defines it."""
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
 def shorten_encode(samples: np.ndarray, *, blocksize: int = 256, ftype: int = TYPE_S16LH,
-                   use_diff1: bool = True) -> bytes:
+                   nmean: int = 4, functions: tuple[int, ...] = (0, 1, 2, 3),
+                   pad_last: bool = False) -> bytes:
     """Encode int16 ``samples`` of shape (T,) or (T, C) as a shorten v2 stream (bytes).
 
-    The last block is zero-padded to ``blocksize`` (the SPHERE header's sample_count tells the
-    decoder where the audio ends, as in real WSJ files).
+    Blocks cycle through the DIFFn ``functions`` (0: sample minus the running mean of the last
+    ``nmean`` block means, shorten's v2 default nmean = 4; 1..3: polynomial predictors of order
+    n).  A short last block is announced with a BLOCKSIZE command as shorten does, or, with
+    ``pad_last``, zero-padded to a whole block (the SPHERE sample_count then marks the end).
     """
     x = np.asarray(samples)
     if x.ndim == 1:
@@ -70,27 +79,45 @@ def shorten_encode(samples: np.ndarray, *, blocksize: int = 256, ftype: int = TY
     w.ulong(nchan)
     w.ulong(blocksize)
     w.ulong(0)  # maxnlpc: no LPC blocks
-    w.ulong(0)  # nmean: DIFF0 then codes the samples themselves
+    w.ulong(nmean)
     w.ulong(0)  # nskip
-    n_blocks = (len(x) + blocksize - 1) // blocksize
-    prev = [0] * nchan
-    for b in range(n_blocks):
+    hist = [[0, 0, 0] for _ in range(nchan)]  # last three samples per channel (DIFF3 needs 3)
+    means = [[0] * nmean for _ in range(nchan)]
+    pos, b, size = 0, 0, blocksize
+    while pos < len(x):
+        part_len = min(blocksize, len(x) - pos)
+        if part_len < size and not pad_last:
+            size = part_len
+            w.uvar(FN_BLOCKSIZE, 2)
+            w.ulong(size)
         for c in range(nchan):
-            blk = np.zeros(blocksize, dtype=np.int64)
-            part = x[b * blocksize:(b + 1) * blocksize, c].astype(np.int64)
-            blk[:len(part)] = part
-            if use_diff1 and b % 2 == 1:
-                res = np.diff(np.concatenate([[prev[c]], blk]))
-                fn = FN_DIFF1
-            else:
-                res = blk
-                fn = FN_DIFF0
-            e = _energy(res)
+            blk = np.zeros(size, dtype=np.int64)
+            blk[:part_len] = x[pos:pos + part_len, c]
+            fn = functions[b % len(functions)]
+            h = hist[c]
+            res = []
+            for i, v in enumerate(blk.tolist()):
+                p1, p2, p3 = h[-1], h[-2], h[-3]
+                if fn == FN_DIFF0:
+                    offset = _cdiv(sum(means[c]) + nmean // 2, nmean) if nmean else 0
+                    res.append(v - offset)
+                elif fn == 1:
+                    res.append(v - p1)
+                elif fn == 2:
+                    res.append(v - (2 * p1 - p2))
+                else:
+                    res.append(v - (3 * p1 - 3 * p2 + p3))
+                h = h[1:] + [v]
+            hist[c] = h
+            e = _energy(np.array(res))
             w.uvar(fn, 2)
             w.uvar(e, 3)
             for r in res:
                 w.var(int(r), e + 1)  # residual Rice parameter = energy + 1
-            prev[c] = int(blk[-1])
+            if nmean:
+                means[c] = means[c][1:] + [_cdiv(int(blk.sum()) + size // 2, size)]
+        pos += part_len
+        b += 1
     w.uvar(FN_QUIT, 2)
     return b"ajkg" + bytes([2]) + w.to_bytes()
 

@@ -122,20 +122,32 @@ def counts(monkeypatch):
 
 
 @pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg not installed")
-@pytest.mark.parametrize("n,blocksize", [(5000, 256), (4096, 128), (37, 256)])
-def test_ffmpeg_decodes_test_encoder_bit_exactly(tmp_path, n, blocksize):
-    x = samples_for("x", n)[:n]
+@pytest.mark.parametrize("n,blocksize,nmean,pad_last,channels", [
+    (5000, 256, 4, False, 1),   # shorten's defaults: running mean of 4 blocks, short last block
+    (5000, 256, 4, True, 1),    # last block zero-padded: ffmpeg returns the padding too
+    (37, 256, 0, False, 1),     # a single short block, no running mean
+    (3001, 128, 4, False, 2),   # stereo, interleaved per block
+])
+def test_ffmpeg_and_desphere_decode_test_encoder_bit_exactly(tmp_path, n, blocksize, nmean,
+                                                             pad_last, channels):
+    rng = np.random.default_rng(n)
+    x = np.cumsum(rng.standard_normal((n, channels)) * 300, axis=0).clip(-32768, 32767).astype(np.int16)
     path = tmp_path / "a.wv1"
-    write_sphere_shorten(path, x, blocksize=blocksize)
+    path.write_bytes(sphere_header(sample_count=n, channels=channels, coding="pcm,embedded-shorten-v2.00")
+                     + shorten_encode(x, blocksize=blocksize, nmean=nmean, pad_last=pad_last))
     proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "wav", "-"],
                           capture_output=True, check=True)
-    y, rate = sf.read(io.BytesIO(proc.stdout), dtype="int16")
-    # ffmpeg returns whole shorten blocks: the zero padding of the last one follows the audio
-    assert rate == 16000 and len(y) == -(-n // blocksize) * blocksize
+    y, rate = sf.read(io.BytesIO(proc.stdout), dtype="int16", always_2d=True)
+    # ffmpeg decodes whole shorten blocks and ignores the SPHERE sample_count
+    assert rate == 16000 and len(y) == (-(-n // blocksize) * blocksize if pad_last else n)
     assert np.array_equal(y[:n], x) and not y[n:].any()
-    # our reader cuts to the header's sample_count
-    z = load_audio(str(path))
-    assert np.array_equal(np.round(z * 32768).astype(np.int16), x)
+    import desphere
+
+    z, _ = sf.read(io.BytesIO(desphere.transcode_bytes(path.read_bytes())), dtype="int16", always_2d=True)
+    assert np.array_equal(z, x)
+    # our reader (whichever decoder) cuts to the header's sample_count
+    w = load_audio(str(path), channel=channels - 1)
+    assert np.array_equal(np.round(w * 32768).astype(np.int16), x[:, channels - 1])
 
 
 @pytest.mark.parametrize("decoder", ["desphere"] + (["ffmpeg"] if HAVE_FFMPEG else []))
