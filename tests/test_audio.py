@@ -194,7 +194,7 @@ def test_audio_sources_without_segments_uses_utt2dur(tmp_path, pcm):
     d = tmp_path / "data"
     _write_dir(d, {"wav.scp": {"s1-u1": str(wav)}, "utt2spk": {"s1-u1": "s1"},
                    "spk2utt": {"s1": "s1-u1"}, "utt2dur": {"s1-u1": "0.5"}})
-    [src] = audio_sources(d)
+    [src] = audio_sources(d)  # no text: unlabelled audio is a valid source
     assert src == AudioSource("s1-u1", str(wav), 0.0, None, 0.5)
     assert len(src.load(sample_rate=8000)) == 4000
 

@@ -466,6 +466,9 @@ def prep_wsj(wsj0: str | Path, wsj1: str | Path, out_dir: str | Path, *, transcr
         flacs = convert_to_flac(all_utts, audio_out, decoder=decoder, jobs=jobs)
         specs = {u: str(p.resolve()) for u, p in flacs.items()}
     else:
+        if decoder == "desphere":
+            _warn("wav.scp will decode every .wv1 in pure Python (desphere) at each read; "
+                  "install ffmpeg or use --audio-out DIR to convert once to FLAC")
         specs = {u: shorten_pipe_command(p.resolve(), decoder) for u, p in all_utts.items()}
     sets = {}
     for name, utts in scan["sets"].items():
