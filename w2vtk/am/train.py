@@ -86,6 +86,23 @@ def _pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
     return torch.from_numpy(out), lengths
 
 
+def _prefetch(batches: list[list[str]], load, depth: int = 2):
+    """Yield (batch, load(batch)) with the next ``depth`` batches read and normalised in a
+    background thread, so archive reading overlaps the model's compute (numpy and file reads
+    release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(load, b) for b in batches[:depth]]
+        for i, batch in enumerate(batches):
+            result = pending.pop(0).result()
+            if i + depth < len(batches):
+                pending.append(pool.submit(load, batches[i + depth]))
+            yield batch, result
+
+
 def model_payload(model, cfg: TrainAMConfig, *, input_dim: int, tokens: list[str], norm: Normaliser,
                   feats: dict | None, epoch: int, updates: int, source: str) -> dict:
     """The part of a checkpoint that decoding needs (what best / avg / epoch files hold)."""
@@ -276,8 +293,11 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                  f"dropout randomness is reseeded, so this run will not match an uninterrupted one[/yellow]",
                  info)
             seed_everything(cfg.seed + 1000 * info.rank + 7919 * updates)
-        if pos >= per_rank:
+        if ckpt.get("epoch_done", pos >= per_rank):
             epoch, pos = epoch + 1, 0
+        elif int(ckpt.get("world_size", 1)) != info.world_size:
+            # same place in the epoch's global batch order, rounded down to a whole update
+            pos = (pos * int(ckpt.get("world_size", 1)) // info.world_size) // accum * accum
         _log(f"resuming {exp_dir} at epoch {epoch}, update {updates}", info)
 
     net = model
@@ -288,7 +308,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
 
     metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=info.is_main, key="epoch")
     if ckpt is not None:
-        metrics.truncate_after(int(ckpt["epoch"]) - (1 if int(ckpt["position"]) < per_rank else 0))
+        metrics.truncate_after(int(ckpt["epoch"]) - (0 if ckpt.get("epoch_done", int(ckpt["position"]) >= per_rank) else 1))
     else:
         metrics.truncate_after(0)
 
@@ -323,7 +343,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {},
                 "guard": guard.state_dict(), "position": int(position), "rng_per_rank": rng_all,
                 "best_error": best_error, "best_epoch": best_epoch, "world_size": info.world_size,
-                "epoch_sums": sums,
+                "epoch_sums": sums, "epoch_done": bool(position >= per_rank),
             })
             save_checkpoint(state, last_path)
         dist.barrier()
@@ -340,7 +360,15 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
 
         with progress(f"epoch {epoch}", total=sum(train_fd.frames[u] for b in mine[pos:] for u in b) / 100.0,
                       unit="audio-s") as bar:
+            loader = _prefetch(mine[pos:], lambda b: _pad_batch(train_fd, b, norm))
+            loss_dev = torch.zeros((), dtype=torch.float64, device=device)
             while pos < len(mine):
+                if cfg.max_updates and updates >= cfg.max_updates:
+                    loss_sum[0] += float(loss_dev)
+                    loss_dev.zero_()
+                    save_last(epoch, pos, loss_sum)
+                    stopped_early = True
+                    break
                 group = mine[pos: pos + accum]
                 lab_group = [[train_labels[u] for u in b] for b in group]
                 tok = torch.tensor([float(sum(len(lab) for labs in lab_group for lab in labs))], dtype=torch.float64)
@@ -348,8 +376,9 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                 lr = sched.apply(optimizer, updates)
                 optimizer.zero_grad(set_to_none=True)
                 for j, (utts, labs) in enumerate(zip(group, lab_group)):
-                    feats, lengths = _pad_batch(train_fd, utts, norm)
-                    feats, lengths = feats.to(device), lengths.to(device)
+                    loaded, (feats, lengths) = next(loader)
+                    assert loaded is utts
+                    feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
                     targets = torch.tensor([i for lab in labs for i in lab], dtype=torch.long)
                     target_lengths = torch.tensor([len(lab) for lab in labs], dtype=torch.long)
                     sync = (j == len(group) - 1) or not info.distributed
@@ -365,10 +394,12 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                             scaler.scale(scaled).backward()
                         else:
                             scaled.backward()
-                    loss_sum += torch.tensor([float(loss.detach()), float(target_lengths.sum()),
-                                              float(lengths.sum())], dtype=torch.float64)
-                    seen += float(lengths.sum())
-                    bar.advance(float(lengths.sum()) / 100.0)
+                    loss_dev += loss.detach().double()
+                    n_frames = float(lengths.sum())
+                    loss_sum[1] += float(target_lengths.sum())
+                    loss_sum[2] += n_frames
+                    seen += n_frames
+                    bar.advance(n_frames / 100.0)
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if cfg.optim.clip_norm > 0:
@@ -384,13 +415,16 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                     optimizer.step()
                 updates += 1
                 pos += len(group)
-                bar.update(info=f"loss {float(loss_sum[0]) / max(1.0, float(loss_sum[1])):.3f} lr {lr:.3g}")
+                if updates % 25 == 0:  # reading the loss waits for the GPU: not every update
+                    loss_sum[0] += float(loss_dev)
+                    loss_dev.zero_()
+                    bar.update(info=f"loss {float(loss_sum[0]) / max(1.0, float(loss_sum[1])):.3f} lr {lr:.3g}")
                 if cfg.save_interval_updates and updates % cfg.save_interval_updates == 0 and pos < len(mine):
+                    loss_sum[0] += float(loss_dev)
+                    loss_dev.zero_()
                     save_last(epoch, pos, loss_sum)
-                if cfg.max_updates and updates >= cfg.max_updates and pos < len(mine):
-                    save_last(epoch, pos, loss_sum)
-                    stopped_early = True
-                    break
+            loader.close()
+            loss_sum[0] += float(loss_dev)
         if stopped_early:
             break
         train_time = time.perf_counter() - t0
@@ -497,21 +531,27 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
     loss_sum, tok_sum = 0.0, 0.0
     mine = batches[info.rank::info.world_size]
     with torch.no_grad():
-        for utts in mine:
-            feats, lengths = _pad_batch(fd, utts, norm)
+        for utts, (feats, lengths) in _prefetch(mine, lambda b: _pad_batch(fd, b, norm)):
             with autocast(device, amp):
                 logits, out_lengths = model(feats.to(device), lengths.to(device))
             log_probs = logits.float().log_softmax(-1)
             best = log_probs.argmax(-1).cpu()
+            out_lengths = out_lengths.cpu()
+            ok = []
             for i, utt in enumerate(utts):
                 lab = labels[utt]
                 n = int(out_lengths[i])
                 scorer.add(lab, greedy_ids(best[i, :n].tolist()))
                 if n >= ctc_min_frames(lab) and n > 0:
-                    loss = F.ctc_loss(log_probs[i, :n].unsqueeze(1), torch.tensor(lab, dtype=torch.long, device=device),
-                                      torch.tensor([n]), torch.tensor([len(lab)]), blank=0, reduction="sum")
-                    loss_sum += float(loss)
-                    tok_sum += len(lab)
+                    ok.append(i)
+            if ok:
+                labs = [labels[utts[i]] for i in ok]
+                losses = F.ctc_loss(log_probs[ok].transpose(0, 1),
+                                    torch.tensor([t for lab in labs for t in lab], dtype=torch.long, device=device),
+                                    out_lengths[ok].to(device), torch.tensor([len(lab) for lab in labs], device=device),
+                                    blank=0, reduction="none")
+                loss_sum += float(losses.sum())
+                tok_sum += sum(len(lab) for lab in labs)
     totals = scorer.totals()
     names = sorted(totals)
     packed = torch.tensor([loss_sum, tok_sum] + [v for k in names for v in (totals[k].errors, totals[k].ref_len)],
@@ -530,19 +570,23 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
 
 
 def _print_epoch_table(rec: dict, unit: str, max_epochs: int) -> None:
+    """One compact row per epoch (fits an 80-column terminal); the full record is in metrics.jsonl.
+    Losses are CTC per target token; error rates in percent; time is the epoch's training time."""
+    from rich import box
     from rich.table import Table
 
     from w2vtk.progress import console
 
-    table = Table(title=f"train-am epoch {rec['epoch']}/{max_epochs}", title_justify="left")
-    cols = ["updates", "lr", "train loss", "dev loss", f"dev {unit}", "dev WER", "time", "audio-s/s", "best"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False,
+                  caption=f"best dev so far: epoch {rec['best_epoch']}", caption_justify="left")
+    cols = ["epoch", "upd", "lr", "train loss", "dev loss", f"dev {unit}", "dev WER", "time", "audio-s/s"]
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
 
     def f(x, fmt):
         return "-" if x is None else format(x, fmt)
 
-    table.add_row(str(rec["updates"]), f(rec["lr"], ".3g"), f(rec["train_loss"], ".4f"), f(rec["dev_loss"], ".4f"),
-                  f(rec[unit.lower()], ".2f"), f(rec["wer"], ".2f"), f"{rec['time_s']:.1f}s",
-                  f(rec["audio_s_per_s"], ".1f"), f"epoch {rec['best_epoch']}")
+    table.add_row(f"{rec['epoch']}/{max_epochs}", str(rec["updates"]), f(rec["lr"], ".2g"), f(rec["train_loss"], ".4f"),
+                  f(rec["dev_loss"], ".4f"), f(rec[unit.lower()], ".2f"), f(rec["wer"], ".2f"),
+                  f"{rec['time_s']:.0f}s", f(rec["audio_s_per_s"], ".0f"))
     console.print(table)
