@@ -70,15 +70,25 @@ def _is_digits_dir(entry: os.DirEntry) -> bool:
     return entry.is_dir() and entry.name.isdigit()
 
 
+def _has_reader_chapter_dirs(path: Path) -> bool:
+    """True when ``path`` has a numeric child holding a numeric child (<reader>/<chapter>/)."""
+    with os.scandir(path) as children:
+        for child in children:
+            if _is_digits_dir(child):
+                with os.scandir(child.path) as grandchildren:
+                    if any(_is_digits_dir(g) for g in grandchildren):
+                        return True
+    return False
+
+
 def find_subsets(root: Path) -> dict[str, Path]:
-    """Subset directories under ``root`` (directories holding numeric reader dirs), by dir name."""
+    """Subset directories under ``root`` (holding ``<reader>/<chapter>/`` numeric dirs), by name."""
     found: dict[str, Path] = {}
     entries = sorted(os.scandir(root), key=lambda e: e.name)
     for entry in entries:
         if entry.is_dir() and not entry.name.startswith("."):
-            with os.scandir(entry.path) as children:
-                if any(_is_digits_dir(c) for c in children):
-                    found[entry.name] = Path(entry.path)
+            if _has_reader_chapter_dirs(Path(entry.path)):
+                found[entry.name] = Path(entry.path)
     if not found:
         listing = ", ".join(e.name + ("/" if e.is_dir() else "") for e in entries[:12]) or "nothing"
         if any(_is_digits_dir(e) for e in entries):

@@ -22,8 +22,9 @@ never repeat a corpus sentence.
 
 Determinism: the same seed gives byte-identical FLAC files on the same machine and library versions.
 espeak-ng keeps hidden state between utterances (its pitch-flutter phase and random generators
-survive ``espeak_Terminate``), so each chapter is synthesized from scratch in a fresh worker process
-(``spawn``, one task per process) in a fixed order; the main process never synthesizes.
+survive ``espeak_Terminate``), so every chapter is synthesized from espeak-ng's initial state: the
+work runs in fresh ``python -m w2vtk.corpora.mini`` worker processes that never synthesize
+themselves but fork one child per chapter; the caller's process never loads espeak-ng.
 espeak-ng's 22,050 Hz output is resampled to 16 kHz with soxr.
 """
 
@@ -33,9 +34,9 @@ import ctypes
 import io
 import json
 import math
-import multiprocessing
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,8 +58,8 @@ FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 SUBSETS = ("train", "dev", "test")
 
 # espeak-ng's speaking rate is in words per minute; at its default (175) the grammar's sentences
-# come out at about 18 characters per second including the short pauses around them.
-_CHARS_PER_SECOND_AT_175 = 18.0
+# come out at about 18.7 characters per second including the short pauses around them.
+_CHARS_PER_SECOND_AT_175 = 18.7
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,142 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _run_job(job: dict) -> dict:
+    """A job's result as a JSON-able dict; a failure becomes {"error": one line}."""
+    try:
+        spk_id, lengths, version = _synthesize_chapter(job)
+        return {"speaker_id": spk_id, "lengths": lengths, "espeak_ng": version}
+    except W2vtkError as err:
+        return {"error": str(err)}
+    except Exception as err:  # a bug or a broken installation: report it with its type
+        return {"error": f"{job['speaker_id']}: {type(err).__name__}: {err}".replace("\n", " ")}
+
+
+def _run_job_in_child(job: dict) -> dict:
+    """Run one job in a forked child of this (never-synthesizing) worker: espeak-ng's hidden state
+    is then the initial one for every chapter, whatever ran before in this worker."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        status = 0
+        try:
+            payload = json.dumps(_run_job(job)).encode()
+            with os.fdopen(write_fd, "wb") as fh:
+                fh.write(payload)
+        except BaseException:
+            status = 1
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        payload = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        return {"error": f"{job['speaker_id']}: synthesis process died (status {status})"}
+    return json.loads(payload)
+
+
+def _worker_main() -> None:
+    """``python -m w2vtk.corpora.mini``: read a JSON list of jobs on stdin, print one JSON result
+    line per job.  Several jobs run each in a forked child; a single job runs here (this process is
+    fresh, so espeak-ng starts clean either way)."""
+    jobs = json.load(sys.stdin)
+    if len(jobs) > 1 and not hasattr(os, "fork"):
+        raise SystemExit("several jobs per worker need os.fork")
+    # Warm the imports once so each forked child starts synthesizing at once.
+    import numpy  # noqa: F401
+    import soundfile  # noqa: F401
+    import soxr  # noqa: F401
+    for job in jobs:
+        result = _run_job(job) if len(jobs) == 1 else _run_job_in_child(job)
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+
+
+def _balanced_groups(jobs: list[dict], n: int, cost) -> list[list[dict]]:
+    """Split jobs into n groups of similar total cost (longest first onto the lightest group)."""
+    groups: list[list[dict]] = [[] for _ in range(n)]
+    loads = [0.0] * n
+    for job in sorted(jobs, key=cost, reverse=True):
+        i = loads.index(min(loads))
+        groups[i].append(job)
+        loads[i] += cost(job)
+    return [g for g in groups if g]
+
+
+def _run_workers(jobs: list[dict], n_workers: int, cost, on_result) -> None:
+    """Synthesize ``jobs`` in ``n_workers`` fresh ``python -m w2vtk.corpora.mini`` processes.
+
+    Subprocesses rather than multiprocessing: nothing of the caller's process is inherited (no
+    espeak-ng state, no threads, no re-import of the caller's ``__main__``).  Without os.fork each
+    job gets its own process, at most ``n_workers`` at a time.
+    """
+    import queue
+    import subprocess
+    import tempfile
+    import threading
+
+    if hasattr(os, "fork"):
+        pending = _balanced_groups(jobs, n_workers, cost)
+    else:  # pragma: no cover - Windows
+        pending = [[job] for job in jobs]
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
+                                          if p))
+    results: queue.Queue = queue.Queue()
+    running: list[tuple[subprocess.Popen, object]] = []
+
+    def reader(proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            results.put(("result", json.loads(line)))
+        results.put(("exit", proc))
+
+    def launch(group: list[dict]) -> None:
+        errlog = tempfile.TemporaryFile()
+        proc = subprocess.Popen([sys.executable, "-m", "w2vtk.corpora.mini"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=errlog, env=env, text=True)
+        running.append((proc, errlog))
+        threading.Thread(target=reader, args=(proc,), daemon=True).start()
+        proc.stdin.write(json.dumps(group))
+        proc.stdin.close()
+
+    error: str | None = None
+    try:
+        while pending and len(running) < n_workers:
+            launch(pending.pop(0))
+        alive = len(running)
+        while alive:
+            kind, item = results.get()
+            if kind == "result":
+                if "error" in item:
+                    error = error or item["error"]
+                else:
+                    on_result(item)
+                continue
+            alive -= 1
+            proc = item
+            errlog = next(e for p, e in running if p is proc)
+            if proc.wait() != 0 and error is None:
+                errlog.seek(0)
+                tail = errlog.read().decode(errors="replace").strip().splitlines()
+                error = f"mini synthesis worker failed (exit {proc.returncode}): " + \
+                    (tail[-1] if tail else "no message")
+            if error is None and pending:
+                launch(pending.pop(0))
+                alive += 1
+            if error is not None:
+                break
+    finally:
+        for proc, errlog in running:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            errlog.close()
+    if error is not None:
+        raise W2vtkError(error)
+
+
 def _manifest(minutes: float, seed: int, speakers: int, lm_sentences: int) -> dict:
     return {"format": MINI_FORMAT, "minutes": minutes, "seed": seed, "speakers": speakers,
             "lm_sentences": lm_sentences, "sample_rate": SAMPLE_RATE}
@@ -304,8 +441,10 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
         except (OSError, ValueError):
             found = None
         if not isinstance(found, dict) or {k: found.get(k) for k in wanted} != wanted:
-            raise W2vtkError(f"{corpus_dir} holds a mini corpus made with other settings "
-                             f"({manifest_path}); use another --corpus-dir or delete it")
+            have = ", ".join(f"{k} {found.get(k)}" for k in ("minutes", "seed", "speakers", "lm_sentences")) \
+                if isinstance(found, dict) else "unreadable"
+            raise W2vtkError(f"{corpus_dir} holds a mini corpus made with other settings ({have}; "
+                             f"{manifest_path}); use another --corpus-dir or delete it")
         if done_path.exists():
             return corpus_dir
     corpus_dir.mkdir(parents=True, exist_ok=True)
@@ -324,14 +463,13 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
                                        for _, t in plan.utterances[spk.speaker_id])
                    for spk in plan.speakers}
         total = sum(planned[job["speaker_id"]] for job in jobs)
-        # spawn + one task per process: every chapter starts from espeak-ng's initial state.
-        ctx = multiprocessing.get_context("spawn")
         versions = set()
-        with progress("synthesize mini", total=total, unit="audio-s") as bar, \
-                ctx.Pool(n_workers, maxtasksperchild=1) as pool:
-            for spk_id, lengths, version in pool.imap_unordered(_synthesize_chapter, jobs):
-                versions.add(version)
-                bar.advance(planned[spk_id])
+        with progress("synthesize mini", total=total, unit="audio-s") as bar:
+            def on_result(result: dict) -> None:
+                versions.add(result["espeak_ng"])
+                bar.advance(planned[result["speaker_id"]])
+
+            _run_workers(jobs, n_workers, lambda job: planned[job["speaker_id"]], on_result)
         wanted["espeak_ng"] = sorted(versions)[0]
     import soundfile as sf
 
@@ -380,3 +518,6 @@ def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
                         quiet=quiet)
     return out_dir
 
+
+if __name__ == "__main__":
+    _worker_main()
