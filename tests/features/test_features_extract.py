@@ -233,3 +233,27 @@ def test_bad_inputs_give_one_error_line_and_no_half_archive(tmp_path, audio_dir)
     assert isinstance(res.exception, W2vtkError) and "--checkpoint" in str(res.exception)
     res = _run(["--in", str(tmp_path / "nowhere"), "--out", str(out / "h.ark"), "--type", "logmel"])
     assert isinstance(res.exception, W2vtkError) and "nowhere" in str(res.exception)
+
+
+def test_two_torchrun_processes_write_the_same_archives(audio_dir, tmp_path):
+    root, _ = audio_dir
+    from w2vtk.audio import audio_dir_sources
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    extract_features(audio_dir_sources(root), LogMelExtractor(), ark=one / "feats.ark",
+                     opts=ExtractOptions(num_shards=3, num_workers=0))
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "w2vtk", "extract",
+                           "--in", str(root), "--out", str(two / "feats.ark"), "--type", "logmel",
+                           "--num-shards", "3", "--num-workers", "0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _digest(sorted(one.glob("*.ark"))) == _digest(sorted(two.glob("*.ark")))
+    assert (one / "feats.scp").read_text().replace(str(one), "D") == \
+        (two / "feats.scp").read_text().replace(str(two), "D")

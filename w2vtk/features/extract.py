@@ -209,18 +209,23 @@ def _iter_audio(sources: Sequence, indices: list[int], num_workers: int):
 # ------------------------------------------------------------------------------------ one shard
 
 
-def _length_batches(lengths: dict[int, int], batch_samples: int) -> list[list[int]]:
+def _length_batches(lengths: dict[int, int], batch_samples: int, max_padding: float = 0.05) -> list[list[int]]:
     """Group item indices sorted by length (longest first) into batches of at most ``batch_samples``
-    padded samples (n * longest); an item longer than the budget forms a batch of its own."""
+    padded samples (n * longest) that waste at most ``max_padding`` of them on padding (padded frames
+    are computed and thrown away); an item longer than the budget forms a batch of its own."""
     order = sorted(lengths, key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     cur: list[int] = []
+    real = 0
     for i in order:
-        longest = lengths[cur[0]] if cur else lengths[i]
-        if cur and (len(cur) + 1) * longest > batch_samples:
-            batches.append(cur)
-            cur = []
+        if cur:
+            longest = lengths[cur[0]]
+            padded = (len(cur) + 1) * longest
+            if padded > batch_samples or (real + lengths[i]) < (1.0 - max_padding) * padded:
+                batches.append(cur)
+                cur, real = [], 0
         cur.append(i)
+        real += lengths[i]
     if cur:
         batches.append(cur)
     return batches

@@ -1,0 +1,208 @@
+"""Benchmark of wav2vec feature extraction: audio-seconds per second, against the measured matmul peak.
+
+    python bench/extract.py [--models base,large] [--repeats 5] [--threads N]
+        w2vtk per-utterance (one utterance per forward, as fairseq's wav2vec featurize does) vs
+        batched-exact (padded batches sorted by length, GroupNorm over valid frames only), run
+        alternately; median speeds, and the median, min and max of the per-round ratio.
+
+    /work/fsvenv/bin/python bench/extract.py --vs-fairseq
+        from a venv with fairseq-fixed (never a w2vtk dependency): fairseq's Wav2VecModel built from
+        the same config and weights, per utterance (feature_extractor then feature_aggregator, as in
+        the fixtures), alternating with w2vtk's per-utterance forward.
+
+Models are randomly initialised (speed does not depend on the weights).  The fp32 matmul peak is
+measured here (a 2048^3 matmul, best of several) so the figures are comparable across machines; the
+model's FLOPs are counted exactly from its convolutions (2 * C_in * C_out * k per output frame).
+Every core is used (torch's default thread count) unless --threads says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Utterance lengths in seconds, in pairs of near neighbours as sorting a real corpus by length gives
+# (kept short: the shared 2-core machine runs base at a few audio-seconds per second).
+LENGTHS_S = [10.2, 2.4, 9.9, 6.8, 3.9, 6.6, 4.1, 2.6]
+
+
+def matmul_peak_gflops(n: int = 2048, tries: int = 5) -> float:
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def model_flops(model, num_samples: int) -> float:
+    """FLOPs of z and c for one utterance (convolutions only: they are > 99% of the work)."""
+    from w2vtk.models.wav2vec import conv_output_length
+
+    flops, n, c_in = 0.0, num_samples, 1
+    for dim, k, s in model.cfg.conv_feature_layers:
+        n = conv_output_length(n, k, s)
+        flops += 2.0 * c_in * dim * k * n
+        c_in = dim
+    for dim, k, _ in model.cfg.conv_aggregator_layers:
+        flops += 2.0 * c_in * dim * k * n
+        c_in = dim
+    return flops
+
+
+def workload(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in LENGTHS_S]
+
+
+def build(name: str):
+    from w2vtk.models.wav2vec import Wav2VecModel, preset
+
+    torch.manual_seed(0)
+    return Wav2VecModel(preset(name)).eval()
+
+
+def time_it(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def summarize(label: str, seconds_audio: float, times_a: list[float], times_b: list[float],
+              name_a: str, name_b: str, flops: float, peak: float) -> dict:
+    speed_a = [seconds_audio / t for t in times_a]
+    speed_b = [seconds_audio / t for t in times_b]
+    ratios = [ta / tb for ta, tb in zip(times_a, times_b)]  # speed of b relative to a
+    row = {"model": label, name_a: statistics.median(speed_a), name_b: statistics.median(speed_b),
+           f"{name_a}_peak_pct": 100 * flops / statistics.median(times_a) / 1e9 / peak,
+           f"{name_b}_peak_pct": 100 * flops / statistics.median(times_b) / 1e9 / peak,
+           "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    print(f"{label}: {name_a} {row[name_a]:.1f} audio-s/s ({row[name_a + '_peak_pct']:.0f}% of peak), "
+          f"{name_b} {row[name_b]:.1f} audio-s/s ({row[name_b + '_peak_pct']:.0f}% of peak); "
+          f"{name_b}/{name_a} median {row['ratio_median']:.3f} (min {row['ratio_min']:.3f}, "
+          f"max {row['ratio_max']:.3f}) over {len(ratios)} alternating rounds", flush=True)
+    return row
+
+
+def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float) -> list[dict]:
+    from w2vtk.features.extract import _length_batches
+    from w2vtk.features.wav2vec import Wav2VecExtractor
+
+    waves = workload()
+    audio_s = sum(len(w) for w in waves) / 16000
+    rows = []
+    for name in models:
+        model = build(name)
+        ext = Wav2VecExtractor(model, layer="c")
+        items = [(f"u{i}", w) for i, w in enumerate(waves)]
+        batches = _length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
+
+        def per_utt():
+            for item in items:
+                ext.extract([item])
+
+        def batched():
+            for batch in batches:
+                ext.extract([items[i] for i in batch])
+
+        # Same numbers either way (the point of the padding-aware forward).
+        one = ext.extract([items[0]])[0]
+        both = ext.extract([items[0], items[1]])[0]
+        diff = float(np.abs(one - both).max())
+        per_utt()
+        batched()  # warm-up
+        t_single, t_batch = [], []
+        for _ in range(repeats):
+            t_single.append(time_it(per_utt))
+            t_batch.append(time_it(batched))
+        flops = sum(model_flops(model, len(w)) for w in waves)
+        row = summarize(name, audio_s, t_single, t_batch, "per_utterance", "batched_exact", flops, peak)
+        row["batched_vs_single_max_abs_diff"] = diff
+        row["batches"] = [len(b) for b in batches]
+        rows.append(row)
+    return rows
+
+
+def bench_vs_fairseq(models: list[str], repeats: int, peak: float) -> list[dict]:
+    from fairseq.models.wav2vec.wav2vec import Wav2VecModel as FairseqWav2Vec
+
+    from w2vtk.models.fairseq import fairseq_args_from_config, to_fairseq_state_dict
+
+    waves = workload()
+    audio_s = sum(len(w) for w in waves) / 16000
+    rows = []
+    for name in models:
+        model = build(name)
+        args = fairseq_args_from_config(model.cfg)
+        fs = FairseqWav2Vec.build_model(args, None).eval()
+        fs.load_state_dict(to_fairseq_state_dict(model.state_dict()), strict=True)
+        tensors = [torch.from_numpy(w)[None] for w in waves]
+
+        def run_fairseq():
+            with torch.inference_mode():
+                for x in tensors:
+                    fs.feature_aggregator(fs.feature_extractor(x))
+
+        def run_w2vtk():
+            with torch.inference_mode():
+                for x in tensors:
+                    model.extract(x, layer="c")
+
+        with torch.inference_mode():
+            ref = fs.feature_aggregator(fs.feature_extractor(tensors[1]))[0].T
+            ours = model.extract(tensors[1], layer="c")[0][0]
+        diff = float((ref - ours).abs().max())
+        run_fairseq()
+        run_w2vtk()
+        t_fs, t_w = [], []
+        for _ in range(repeats):
+            t_fs.append(time_it(run_fairseq))
+            t_w.append(time_it(run_w2vtk))
+        flops = sum(model_flops(model, len(w)) for w in waves)
+        row = summarize(name, audio_s, t_fs, t_w, "fairseq_per_utterance", "w2vtk_per_utterance", flops, peak)
+        row["max_abs_diff_c"] = diff
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="base,large")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, all cores)")
+    ap.add_argument("--batch-samples", type=int, default=1_600_000)
+    ap.add_argument("--vs-fairseq", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    peak = matmul_peak_gflops()
+    audio_s = sum(LENGTHS_S)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak "
+          f"{peak:.1f} GFLOP/s; workload {len(LENGTHS_S)} utterances, {audio_s:.1f} s of audio", flush=True)
+    models = [m for m in args.models.split(",") if m]
+    if args.vs_fairseq:
+        rows = bench_vs_fairseq(models, args.repeats, peak)
+    else:
+        rows = bench_w2vtk(models, args.repeats, args.batch_samples, peak)
+    if args.json is not None:
+        import json
+
+        args.json.write_text(json.dumps({"peak_gflops": peak, "threads": torch.get_num_threads(),
+                                         "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
