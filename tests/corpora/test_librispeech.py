@@ -233,3 +233,13 @@ def test_console_script_error_contract(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing" in lines[0]
+
+
+def test_transcript_without_audio_is_a_warning(tmp_path, capsys):
+    root = make_librispeech(tmp_path / "c", {"dev-clean": {"84": ["121123"]}}, with_lm=False)
+    (root / "LibriSpeech" / "dev-clean" / "84" / "121123" / "84-121123-0001.flac").unlink()
+    summary = prepare_librispeech(root, tmp_path / "out")
+    assert summary["sets"]["dev_clean"]["utterances"] == UTTS_PER_CHAPTER - 1
+    out = capsys.readouterr().out
+    assert "warning:" in out and "without audio" in out
+    assert "84-121123-0001" not in read_kv(tmp_path / "out" / "dev_clean" / "text")

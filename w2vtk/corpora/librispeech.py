@@ -182,6 +182,7 @@ def _scan_chapter(chapter_dir: Path, reader: str, chapter: str, out: _Subset, wa
             raise W2vtkError(f"{chapter_dir}: {len(flacs)} .flac files but no {trans_path.name}")
         return
     trans = read_trans(trans_path)
+    absolute = chapter_dir.resolve()  # once per chapter: resolving 281k paths one by one is slow
     for name in flacs:
         utt = name[:-len(".flac")]
         if not utt.startswith(prefix + "-"):
@@ -189,7 +190,7 @@ def _scan_chapter(chapter_dir: Path, reader: str, chapter: str, out: _Subset, wa
                              f"'{prefix}-' (its reader-chapter directories)")
         if utt not in trans:
             raise W2vtkError(f"{chapter_dir / name}: no transcript line for {utt} in {trans_path}")
-        out.wav[utt] = str((chapter_dir / name).resolve())
+        out.wav[utt] = str(absolute / name)
         out.text[utt] = trans[utt]
         out.reader[utt] = reader
         out.chapter[utt] = chapter
@@ -199,24 +200,40 @@ def _scan_chapter(chapter_dir: Path, reader: str, chapter: str, out: _Subset, wa
              f"(e.g. {missing[0]})")
 
 
-def read_durations(subset: _Subset, desc: str) -> None:
-    """Fill ``subset.dur`` from the FLAC headers; unreadable or non-mono files are errors."""
+def _flac_info(path: str):
     import soundfile as sf
+
+    try:
+        return sf.info(path), None
+    except Exception as err:  # soundfile raises several types for a bad file
+        return None, str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def read_durations(subset: _Subset, desc: str, threads: int = 8) -> None:
+    """Fill ``subset.dur`` from the FLAC headers; unreadable or non-mono files are errors.
+
+    Headers are read by a few threads (libsndfile releases the GIL): corpora often live on network
+    storage, where one file at a time is latency-bound.
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     from w2vtk.progress import progress
 
-    with progress(f"read {desc}", total=len(subset.wav), unit="utt") as bar:
-        for utt, path in subset.wav.items():
-            try:
-                info = sf.info(path)
-            except Exception as err:  # soundfile raises several types for a bad file
-                raise W2vtkError(f"{path}: unreadable audio ({str(err).splitlines()[0]})") from None
-            if info.channels != 1:
-                raise W2vtkError(f"{path}: {info.channels} channels; LibriSpeech audio is mono")
-            if info.frames <= 0 or info.samplerate <= 0:
-                raise W2vtkError(f"{path}: empty audio")
-            subset.dur[utt] = info.frames / info.samplerate
-            bar.advance(1)
+    items = list(subset.wav.items())
+    batch = 4096
+    with progress(f"read {desc}", total=len(items), unit="utt") as bar, \
+            ThreadPoolExecutor(max_workers=threads) as pool:
+        for first in range(0, len(items), batch):
+            chunk = items[first:first + batch]
+            for (utt, path), (info, error) in zip(chunk, pool.map(_flac_info, [p for _, p in chunk])):
+                if info is None:
+                    raise W2vtkError(f"{path}: unreadable audio ({error})")
+                if info.channels != 1:
+                    raise W2vtkError(f"{path}: {info.channels} channels; LibriSpeech audio is mono")
+                if info.frames <= 0 or info.samplerate <= 0:
+                    raise W2vtkError(f"{path}: empty audio")
+                subset.dur[utt] = info.frames / info.samplerate
+            bar.advance(len(chunk))
 
 
 def _open_lm_text(path: Path) -> Iterator[str]:
