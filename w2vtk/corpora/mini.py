@@ -107,6 +107,8 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
 
     if not (minutes > 0) or math.isinf(minutes):
         raise W2vtkError(f"mini corpus: --minutes must be a positive number, got {minutes}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise W2vtkError(f"mini corpus: --seed must be an integer >= 0, got {seed}")
     n_spk = speakers if speakers is not None else _num_speakers(minutes)
     if n_spk < 3:
         raise W2vtkError(f"mini corpus: need at least 3 speakers (train, dev, test), got {n_spk}")
@@ -252,7 +254,6 @@ def _synthesize_chapter(job: dict) -> tuple[str, list[tuple[str, int]], str]:
     (speaker_id, [(utt_id, num_samples)], espeak version).  The transcript file is written last,
     so its presence means the chapter is complete.
     """
-    import numpy as np  # noqa: F401  (import before espeak so worker errors are about espeak)
     import soundfile as sf
 
     spk = MiniSpeaker(**job["speaker"])
@@ -441,8 +442,9 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
         except (OSError, ValueError):
             found = None
         if not isinstance(found, dict) or {k: found.get(k) for k in wanted} != wanted:
-            have = ", ".join(f"{k} {found.get(k)}" for k in ("minutes", "seed", "speakers", "lm_sentences")) \
-                if isinstance(found, dict) else "unreadable"
+            keys = ("minutes", "seed", "speakers", "lm_sentences")
+            have = ", ".join(f"{k} {found.get(k)}" for k in keys) if isinstance(found, dict) \
+                else "unreadable"
             raise W2vtkError(f"{corpus_dir} holds a mini corpus made with other settings ({have}; "
                              f"{manifest_path}); use another --corpus-dir or delete it")
         if done_path.exists():
@@ -455,7 +457,8 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
         chapter_dir = root / spk.subset / str(spk.reader) / str(spk.chapter)
         if (chapter_dir / f"{spk.speaker_id}.trans.txt").exists():
             continue
-        jobs.append({"speaker": asdict(spk), "speaker_id": spk.speaker_id, "chapter_dir": str(chapter_dir), "seed": seed,
+        jobs.append({"speaker": asdict(spk), "speaker_id": spk.speaker_id,
+                     "chapter_dir": str(chapter_dir), "seed": seed,
                      "utterances": plan.utterances[spk.speaker_id]})
     if jobs:
         n_workers = max(1, min(workers or _default_workers(), len(jobs)))
@@ -482,7 +485,8 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
                     ";ID  |SEX| SUBSET           |MINUTES| NAME"]
     for spk in sorted(plan.speakers, key=lambda s: s.reader):
         speakers_txt.append(f"{spk.reader:<5}| {spk.gender.upper()} | {spk.subset:<17}| "
-                            f"{minutes_of[spk.speaker_id]:5.2f} | {spk.voice} rate {spk.rate} pitch {spk.pitch}")
+                            f"{minutes_of[spk.speaker_id]:5.2f} | {spk.voice} "
+                            f"rate {spk.rate} pitch {spk.pitch}")
     atomic_write_text(root / "SPEAKERS.TXT", "\n".join(speakers_txt) + "\n")
     atomic_write_text(corpus_dir / "librispeech-lm-norm.txt",
                       "".join(f"{s}\n" for s in plan.lm_sentences))

@@ -154,7 +154,9 @@ class Grammar:
             return f"{self._pick(NUMBERS)} {self._adjective_opt(0.4)}{plural(self._pick(nouns))}"
         if r < 0.50:
             owner = self._pick(NAMES) if self._chance(0.5) else f"THE {self._pick(PERSONS)}"
-            return f"{owner}'S {self._adjective_opt(0.3)}{self._pick(THINGS if self._chance(0.7) else PERSONS)}"
+            adjective = self._adjective_opt(0.3)
+            owned = self._pick(THINGS if self._chance(0.7) else PERSONS)
+            return f"{owner}'S {adjective}{owned}"
         det = self._pick(DETERMINERS)
         noun = self._pick(nouns)
         if det == "A" and self._chance(0.6):
@@ -219,7 +221,10 @@ class Grammar:
             adj = self._pick(ADJECTIVES)
             vp = f"{'WAS' if self._chance(0.6) else 'WERE'} {'VERY ' if self._chance(0.2) else ''}{adj}"
         if self._chance(0.25):
-            vp = f"{self._pick(FREQUENT_ADVERBS)} {vp}" if self._chance(0.3) else f"{vp} {self._pick(ADVERBS)}"
+            if self._chance(0.3):
+                vp = f"{self._pick(FREQUENT_ADVERBS)} {vp}"
+            else:
+                vp = f"{vp} {self._pick(ADVERBS)}"
         if self._chance(0.22):
             vp += f" {self.place_phrase(motion=False)}"
         return vp
