@@ -5,6 +5,7 @@
     mini_corpus / {train, dev, test}/     Kaldi data dirs (wav.scp -> 16 kHz FLAC, text, utt2spk,
                                           spk2utt, utt2dur, spk2gender)
     mini_corpus / local / lm_text.txt     train transcripts + 5000 extra grammar sentences
+    mini_corpus / corpus /                the synthesized audio in the LibriSpeech layout
 
 Six espeak-ng pseudo-speakers (4 train, 1 dev, 1 test), about 100 seconds of speech (train ~70 s,
 dev and test ~16 s each; 28 utterances of 1.5-8 s), seed 0; built in about 2-4 s.  Treat it as
