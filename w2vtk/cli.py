@@ -45,10 +45,18 @@ def _root(
     """w2vtk: Kaldi-style recipes for wav2vec 1.0."""
 
 
+# Pipeline order for --help listings; modules not named here follow alphabetically.
+_ORDER = ["prep_timit", "prep_wsj", "prep_librispeech", "prep_mini", "prep_data", "prep_lang", "prep_lm",
+          "pretrain", "extract", "train_am", "decode", "score"]
+
+
 def _register_commands() -> None:
     import w2vtk.commands as pkg
 
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+    def rank(info) -> tuple:
+        return (_ORDER.index(info.name) if info.name in _ORDER else len(_ORDER), info.name)
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=rank):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"w2vtk.commands.{info.name}")
