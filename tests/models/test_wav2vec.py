@@ -123,6 +123,10 @@ def test_layer_pieces_match_forward_and_chunked_sums_are_exact():
         y = layer.norm.normalize(h, mean, var)
         assert torch.allclose(y, layer.norm(h), atol=1e-5)
         assert torch.allclose(model.context.residual(3, ref.layers[2], y), ref.layers[3], atol=1e-5)
+        # A later chunk with its true left context gives the same pre-norm frames.
+        k1 = layer.left_pad
+        tail = layer.pre_norm(ref.layers[2][..., 20:], left_context=ref.layers[2][..., 20 - k1:20])
+        assert torch.allclose(tail, h[..., 20:], atol=1e-5)
 
 
 def test_project_steps_is_fairseqs_conv_transpose():

@@ -28,7 +28,8 @@ Structure (what the chunked long-audio extractor builds on; every piece is a pub
 
 One layer, step by step (all tensors (B, C, T) frames, fp32)::
 
-    h = layer.pre_norm(x)                       # conv (context: with its replication left pad)
+    h = layer.pre_norm(x)                       # conv (context: with its replication left pad;
+                                                #   pre_norm(x, left_context) for a later chunk)
     y = layer.norm(h, lengths)                  # = layer.norm.normalize(h, *layer.norm.moments(h, lengths))
                                                 #   i.e. ReLU(GroupNorm_over_valid_frames(h))
 
@@ -233,23 +234,26 @@ class MaskedGroupNorm(nn.Module):
             y = F.group_norm(h.float(), self.num_groups, self.weight, self.bias, self.eps)
             return torch.relu_(y)
         if lengths is None:
-            lengths = torch.full((h.shape[0],), T, dtype=torch.int64)
+            lengths = torch.full((h.shape[0],), T, dtype=torch.int64, device=h.device)
         mean, var = self.moments(h, lengths)
         return self.normalize(h, mean, var)
 
     def moments(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-utterance (mean, biased var), each (B, G) fp32, over the first ``lengths[b]`` frames."""
-        B, C, _ = h.shape
+        """Per-utterance (mean, biased var), each (B, G) fp32, over the first ``lengths[b]`` frames.
+
+        Vectorised (no loop over utterances, no host sync) and two-pass in fp32, like group_norm.
+        """
+        B, C, T = h.shape
         G = self.num_groups
-        means, variances = [], []
-        # One var_mean per utterance on a strided view: no masked copy of the batch, and the same
-        # (two-pass, fp32) arithmetic as group_norm on that utterance alone.
-        for b in range(B):
-            n = max(int(lengths[b]), 1)
-            v, m = torch.var_mean(h[b, :, :n].float().reshape(G, C // G, n), dim=(1, 2), correction=0)
-            means.append(m)
-            variances.append(v)
-        return torch.stack(means), torch.stack(variances)
+        hg = h.float().reshape(B, G, C // G, T)
+        lengths = lengths.to(h.device)
+        valid = (torch.arange(T, device=h.device)[None, :] < lengths[:, None]).to(hg.dtype)
+        valid = valid[:, None, None, :]                                        # (B, 1, 1, T)
+        count = (lengths.clamp(min=1, max=T) * (C // G)).to(hg.dtype)[:, None]  # (B, 1)
+        mean = (hg * valid).sum(dim=(2, 3)) / count
+        centred = (hg - mean[:, :, None, None]) * valid
+        var = centred.square().sum(dim=(2, 3)) / count
+        return mean, var
 
     def sums(self, h: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """float64 (count (B, G), sum (B, G), sum of squares (B, G)) over each utterance's valid frames.
@@ -327,8 +331,20 @@ class ContextLayer(nn.Module):
             return x
         return torch.cat([x[:, :, :1].expand(-1, -1, self.left_pad), x], dim=2)
 
-    def pre_norm(self, x: Tensor) -> Tensor:
-        return self.dropout(self.conv(self.pad(x)))
+    def pre_norm(self, x: Tensor, left_context: Tensor | None = None) -> Tensor:
+        """Conv (+ dropout) before the norm: (B, C_in, T) -> (B, C, T).
+
+        ``left_context`` (B, C_in, k - 1): the input frames just before ``x`` when ``x`` is a later
+        chunk of an utterance; None (the utterance start) repeats the first frame instead.
+        """
+        if left_context is None:
+            x = self.pad(x)
+        elif self.left_pad:
+            if left_context.shape[-1] != self.left_pad:
+                raise ValueError(f"left_context must have {self.left_pad} frames, got "
+                                 f"{left_context.shape[-1]}")
+            x = torch.cat([left_context, x], dim=2)
+        return self.dropout(self.conv(x))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.norm(self.pre_norm(x), lengths)
@@ -456,6 +472,12 @@ class Wav2VecModel(nn.Module):
         if shortest < self.receptive_field:
             raise W2vtkError(f"audio of {shortest} samples is shorter than the model's "
                              f"receptive field ({self.receptive_field} samples)")
+        if lengths is not None and bool((lengths == wave.shape[-1]).all()):
+            # Nothing padded: the unmasked fast path, frame lengths computed on the side.
+            z, _ = self.encoder(wave, None)
+            flen = frame_lengths(lengths, self.cfg.conv_feature_layers)
+            c, layers = self.context(self.dropout_features(z), None, return_layers)
+            return Wav2VecOutput(z=z, c=self.dropout_agg(c), lengths=flen, layers=layers)
         z, flen = self.encoder(wave, lengths)
         c, layers = self.context(self.dropout_features(z), flen, return_layers)
         c = self.dropout_agg(c)
