@@ -18,25 +18,11 @@ import yaml
 from w2vtk.errors import W2vtkError
 
 
-def read_table(path: Path, allow_empty_value: bool = True) -> dict[str, str]:
-    """Kaldi ``id rest-of-line`` file -> dict; duplicate ids are an error naming the line."""
-    out: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise W2vtkError(f"{path}: not UTF-8 text ({err.reason})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        key = parts[0]
-        value = parts[1] if len(parts) > 1 else ""
-        if not value and not allow_empty_value:
-            raise W2vtkError(f"{path}:{lineno}: '{key}' has no value")
-        if key in out:
-            raise W2vtkError(f"{path}:{lineno}: duplicate id '{key}'")
-        out[key] = value
-    return out
+def read_table(path: Path) -> dict[str, str]:
+    """A Kaldi table ``id rest-of-line`` (strict: sorted, unique ids; see :func:`w2vtk.data.read_kv`)."""
+    from w2vtk.data import read_kv
+
+    return read_kv(path)
 
 
 @dataclass
@@ -77,9 +63,12 @@ def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
         raise W2vtkError(f"{path}: feature data dir not found")
     if not scp_path.is_file():
         raise W2vtkError(f"{path}: no feats.scp (make it with `w2vtk extract --out-dir {path}`)")
-    scp_table = read_table(scp_path, allow_empty_value=False)
+    scp_table = read_table(scp_path)
     if not scp_table:
         raise W2vtkError(f"{scp_path}: empty")
+    for key, value in scp_table.items():
+        if not value:
+            raise W2vtkError(f"{scp_path}: '{key}' has no archive location")
     texts: dict[str, str] = {}
     if need_text or (path / "text").is_file():
         if not (path / "text").is_file():

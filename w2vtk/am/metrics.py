@@ -1,15 +1,15 @@
 """Greedy CTC decoding and the dev error rates shown while an acoustic model trains.
 
-- letters / sentencepiece: LER over the characters of the decoded words (word boundaries count as
-  one ``|`` character between words, as wav2letter's letter error rate) and WER over words;
-- phones: PER over phones folded to the 39 of Lee & Hon (1989) when the set is TIMIT's 48 / 61.
+The rates are those of ``w2vtk score`` (:mod:`w2vtk.scoring`, Kaldi compute-wer counting):
+
+- letters / sentencepiece: LER over the decoded words' characters joined by ``|`` (wav2letter's
+  letter error rate) and WER over words;
+- phones: PER over phones folded to TIMIT's 39 (``q`` deleted).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 
 def greedy_ids(frame_ids) -> list[int]:
@@ -40,21 +40,11 @@ class ErrorTotals:
 
 
 def _edit_counts(refs: list[list[str]], hyps: list[list[str]]) -> tuple[int, int]:
-    """(Levenshtein errors, reference length) summed over utterances."""
-    try:
-        from w2vtk.scoring import error_counts
-    except ImportError:
-        error_counts = None
-    if error_counts is not None:
-        c = error_counts(refs, hyps)
-        return int(c.ins + c.dels + c.subs), int(c.ref_len)
-    from rapidfuzz.distance import Levenshtein
+    """(errors, reference length) summed over utterances."""
+    from w2vtk.scoring import error_counts
 
-    return (sum(Levenshtein.distance(r, h) for r, h in zip(refs, hyps)), sum(len(r) for r in refs))
-
-
-def _chars(words: list[str]) -> list[str]:
-    return list("|".join(words))
+    c = error_counts(refs, hyps)
+    return int(c.errors), int(c.ref_len)
 
 
 class DevScorer:
@@ -63,7 +53,6 @@ class DevScorer:
     def __init__(self, tokens):
         self.tokens = tokens
         self.kind = tokens.type
-        self.fold = _phone_fold(tokens) if self.kind == "phones" else None
         self.refs_unit: list[list[str]] = []
         self.hyps_unit: list[list[str]] = []
         self.refs_word: list[list[str]] = []
@@ -74,19 +63,29 @@ class DevScorer:
         return "PER" if self.kind == "phones" else "LER"
 
     def add(self, ref_ids: list[int], hyp_ids: list[int]) -> None:
-        if self.kind == "phones":
-            sym = self.tokens.tokens
-            ref = [self.fold(sym[i]) for i in ref_ids if i != 0]
-            hyp = [self.fold(sym[i]) for i in hyp_ids if i != 0]
-            self.refs_unit.append([p for p in ref if p])
-            self.hyps_unit.append([p for p in hyp if p])
-            return
+        """One utterance: reference label ids and greedy hypothesis ids (blanks allowed)."""
+        from w2vtk.scoring import metric_tokens
+
         ref_words = self.tokens.decode(ref_ids).split()
         hyp_words = self.tokens.decode(hyp_ids).split()
+        if self.kind == "phones":
+            # an unknown token (--unk-token) is not a TIMIT phone: it stays as it is
+            self.refs_unit.append([p for w in ref_words for p in self._fold(w)])
+            self.hyps_unit.append([p for w in hyp_words for p in self._fold(w)])
+            return
         self.refs_word.append(ref_words)
         self.hyps_word.append(hyp_words)
-        self.refs_unit.append(_chars(ref_words))
-        self.hyps_unit.append(_chars(hyp_words))
+        self.refs_unit.append(metric_tokens("ler", ref_words))
+        self.hyps_unit.append(metric_tokens("ler", hyp_words))
+
+    def _fold(self, phone: str) -> list[str]:
+        from w2vtk.tokens import fold_phone
+
+        try:
+            folded = fold_phone(phone, 39)
+        except KeyError:
+            return [phone]
+        return [] if folded is None else [folded]
 
     def totals(self) -> dict[str, ErrorTotals]:
         out = {}
@@ -96,31 +95,3 @@ class DevScorer:
             e, n = _edit_counts(self.refs_word, self.hyps_word)
             out["WER"] = ErrorTotals(e, n)
         return out
-
-
-def _phone_fold(tokens):
-    """Symbol -> symbol of the 39-phone scoring set ('' for a deleted label such as 'q'); symbols
-    outside TIMIT's sets (e.g. an unknown token) are kept as they are."""
-    from w2vtk.tokens import fold_phone
-
-    def fold(p: str) -> str:
-        try:
-            return fold_phone(p, 39) or ""
-        except KeyError:
-            return p
-
-    return fold
-
-
-def stack_totals(parts: list[dict[str, ErrorTotals]]) -> dict[str, ErrorTotals]:
-    out: dict[str, ErrorTotals] = {}
-    for part in parts:
-        for k, v in part.items():
-            t = out.setdefault(k, ErrorTotals())
-            t.errors += v.errors
-            t.ref_len += v.ref_len
-    return out
-
-
-def argmax_frames(log_probs: np.ndarray) -> np.ndarray:
-    return np.asarray(log_probs).argmax(axis=-1)
