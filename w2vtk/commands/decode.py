@@ -1,0 +1,69 @@
+"""``w2vtk decode --am EXP --lang LM_DIR --data FEATS_DIR --out DIR [--tune | --params best.yaml]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+
+def register(app: typer.Typer, prep_app: typer.Typer) -> None:
+    @app.command("decode")
+    def decode_cmd(
+        am: Path = typer.Option(..., "--am", help="Acoustic-model exp dir (w2vtk train-am)."),
+        data: Path = typer.Option(..., "--data", help="Feature data dir with feats.scp and text."),
+        out: Path = typer.Option(..., "--out", help="Decode dir (emissions cache, hyp.txt, scores)."),
+        lang: Path = typer.Option(None, "--lang", help="LM dir from `w2vtk prep lm` (lexicon / lexfree)."),
+        decoder: str = typer.Option(None, "--decoder", help="greedy | lexicon | lexfree (default: the config's, lexicon)."),
+        config: Path = typer.Option(None, "--config", help="conf/decode/*.yaml (DecodeConfig)."),
+        tune: bool = typer.Option(False, "--tune", help="Search lm_weight / word_score / sil_score on this "
+                                  "(dev) set; writes trials.tsv and best.yaml."),
+        trials: int = typer.Option(None, "--trials", help="Number of tuning trials (default 64)."),
+        grid: bool = typer.Option(False, "--grid", help="Grid instead of random search."),
+        params: Path = typer.Option(None, "--params", help="Apply tuned parameters (best.yaml)."),
+        test_sets: List[str] = typer.Option(None, "--test-sets", help="Sets that --tune refuses "
+                                            "(repeatable or comma separated; default: the config's list)."),
+        nj: int = typer.Option(None, "--nj", help="Decoder processes (default: all usable cores)."),
+        nbest: int = typer.Option(None, "--nbest", help="Write the N best hypotheses (nbest.txt, nbest.tsv)."),
+        beam_size: int = typer.Option(None, "--beam-size", help="Beam size (default 500)."),
+        lm_weight: float = typer.Option(None, "--lm-weight", help="alpha: weight of the log10 LM score."),
+        word_score: float = typer.Option(None, "--word-score", help="beta: score per word."),
+        sil_score: float = typer.Option(None, "--sil-score", help="gamma: score per silence."),
+        set_: List[str] = typer.Option(None, "--set", help="Config override key=value (e.g. beam.beam_threshold=30)."),
+    ) -> None:
+        """Decode a feature set with greedy or flashlight-text beam search, tune on dev, score, report the RTF."""
+        from rich.console import Console
+
+        from w2vtk.config import load_config
+        from w2vtk.decoding import DecodeConfig, best_table, decode_dir
+
+        overrides = list(set_ or [])
+        for key, value in (("decoder", decoder), ("trials", trials), ("nj", nj), ("beam.nbest", nbest),
+                           ("beam.beam_size", beam_size), ("beam.lm_weight", lm_weight),
+                           ("beam.word_score", word_score), ("beam.sil_score", sil_score)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        if grid:
+            overrides.append("search=grid")
+        cfg = load_config(DecodeConfig, config, overrides)
+        if test_sets:
+            cfg.test_sets = [t for item in test_sets for t in item.split(",") if t]
+        console = Console()
+
+        def log(msg: str) -> None:
+            console.print(msg, highlight=False, markup=False)
+
+        res = decode_dir(cfg, am_dir=am, data_dir=data, out_dir=out, lang_dir=lang, tune=tune, params=params,
+                         log=log)
+        if res.trials:
+            console.print(best_table(res.trials))
+            log(f"wrote {out / 'trials.tsv'} and {out / 'best.yaml'}")
+        for line in (out / "wer.txt").read_text(encoding="utf-8").splitlines():
+            log(line)
+        p = res.params
+        log(f"{res.decoder}: {res.utterances} utterances, {res.audio_seconds:.1f} audio-s; lm_weight "
+            f"{p['lm_weight']}, word_score {p['word_score']}, sil_score {p['sil_score']}")
+        emis = f", emissions RTF {res.emissions_rtf}" if res.emissions_rtf is not None else ""
+        log(f"real-time factor (search wall time / audio): {res.rtf:.4f}{emis}; hyp.txt, wer.txt, score.json, "
+            f"decode.json in {out}")
