@@ -1,0 +1,215 @@
+# Shared shell helpers of recipes/*/run.sh (sourced after bin/log.sh). Recipes stay thin: every
+# piece of work is one `w2vtk` command; these helpers only skip finished steps, check inputs and
+# launch stages on several processes.
+#
+# Expects $root (repository root) and, once options are parsed, $exp and $nproc.
+
+# w2vtk and torchrun from the repository's venv when the caller did not activate one.
+if ! command -v w2vtk >/dev/null 2>&1 && [ -x "$root/.venv/bin/w2vtk" ]; then
+  PATH="$root/.venv/bin:$PATH"
+fi
+command -v w2vtk >/dev/null 2>&1 || die "w2vtk is not on PATH: activate its environment (bash bin/install.sh)"
+
+# run_step NAME CMD...: run CMD unless $exp/.done/NAME says it already finished, then mark it.
+# The marker holds the command line, so a rerun with other options says what it skips.
+run_step() {
+  local name=$1; shift
+  local marker="$exp/.done/$name" line
+  line=$(printf '%q ' "$@")
+  if [ -f "$marker" ]; then
+    if [ "$(cat "$marker")" = "$line" ]; then
+      log "skip $name: done ($marker)"
+    else
+      log "skip $name: done with another command line (delete $marker to redo it): $(cat "$marker")"
+    fi
+    return 0
+  fi
+  log "$name: $line"
+  "$@"
+  mkdir -p "$exp/.done"
+  printf '%s\n' "$line" > "$marker.tmp"
+  mv "$marker.tmp" "$marker"
+}
+
+# require STAGE PATH...: stop before any work when an input of this stage is missing.
+require() {
+  local stage=$1; shift
+  local path
+  for path in "$@"; do
+    [ -e "$path" ] || die "$path is missing: it is made by stage $stage (rerun with --stage $stage)"
+  done
+}
+
+# launch STAGE ARGS...: a w2vtk stage on $nproc processes (bin/launch.sh; $launch_opts for nodes).
+launch() {
+  # shellcheck disable=SC2086
+  "$root/bin/launch.sh" --nproc "$nproc" $launch_opts "$@"
+}
+
+# check_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
+load_profile() {
+  local file="$here/conf/profile_$profile.sh"
+  [ -f "$file" ] || die "--profile $profile: no $file (profiles: $(cd "$here/conf" && ls profile_*.sh | sed 's/profile_//; s/\.sh//' | tr '\n' ' '))"
+  # shellcheck disable=SC1090
+  . "$file"
+}
+
+# save_cmdline ARGS...: the exact command line, appended to $exp/cmd.log, latest in $exp/run.cmd.
+save_cmdline() {
+  mkdir -p "$exp"
+  local line
+  line="$(printf '%q ' "$0" "$@")"
+  echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') $(hostname)" >> "$exp/cmd.log"
+  echo "$line" >> "$exp/cmd.log"
+  echo "$line" > "$exp/run.cmd"
+}
+
+# check_stages: --stage / --stop-stage within 0..6 and in order.
+check_stages() {
+  [ "$stage" -ge 0 ] && [ "$stage" -le 6 ] || die "--stage $stage: stages are 0..6"
+  [ "$stop_stage" -ge 0 ] && [ "$stop_stage" -le 6 ] || die "--stop-stage $stop_stage: stages are 0..6"
+  [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
+}
+
+# resolve_nproc: the visible GPUs (1 without CUDA) when --nproc was not given.
+resolve_nproc() {
+  if [ -z "$nproc" ]; then
+    nproc=$(python -c 'import torch; print(max(1, torch.cuda.device_count()))') \
+      || die "cannot import torch to count GPUs; give --nproc N"
+  fi
+  [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc $nproc: expected a positive integer"
+}
+
+# w2v_checkpoint: the wav2vec model stage 3 extracts with (--w2v-checkpoint or stage 2's best).
+w2v_checkpoint() {
+  if [ -n "$w2v_checkpoint" ]; then
+    echo "$w2v_checkpoint"
+  else
+    echo "$exp/w2v/checkpoint_best.pt"
+  fi
+}
+
+# pretrain_stage DATA VALID: stage 2, unless --w2v-checkpoint names an existing model.
+pretrain_stage() {
+  local data=$1 valid=$2
+  if [ -n "$w2v_checkpoint" ]; then
+    [ -f "$w2v_checkpoint" ] || die "--w2v-checkpoint $w2v_checkpoint: no such file"
+    log "stage 2: skipped, --w2v-checkpoint $w2v_checkpoint is used"
+    return 0
+  fi
+  require 0 "$data" "$valid"
+  # shellcheck disable=SC2086
+  run_step pretrain launch pretrain --conf "$pretrain_conf" --data "$data" --valid "$valid" \
+    --exp "$exp/w2v" $pretrain_overrides
+}
+
+# pretrain_input DEFAULT: the one path stage 2 trains on. Several --pretrain-data entries that are
+# data dirs are combined into $exp/data/pretrain (stage 0 makes it, so stage 2 only reads).
+pretrain_input() {
+  local default=$1
+  local -a dirs
+  read -r -a dirs <<< "$pretrain_data"
+  if [ ${#dirs[@]} -eq 0 ]; then
+    echo "$default"
+  elif [ ${#dirs[@]} -eq 1 ]; then
+    echo "${dirs[0]}"
+  else
+    echo "$exp/data/pretrain"
+  fi
+}
+
+combine_pretrain_data() {
+  local -a dirs
+  read -r -a dirs <<< "$pretrain_data"
+  [ ${#dirs[@]} -ge 2 ] || return 0
+  local d
+  for d in "${dirs[@]}"; do
+    [ -f "$d/wav.scp" ] || die "--pretrain-data: '$d' is not a data dir (no wav.scp); several entries must all be data dirs (or give their common parent audio directory alone)"
+  done
+  run_step combine_pretrain w2vtk prep combine "$exp/data/pretrain" "${dirs[@]}"
+}
+
+# extract_stage SET...: stage 3, log-mel (float32) and wav2vec (float16) feature data dirs.
+extract_stage() {
+  local ckpt set
+  ckpt=$(w2v_checkpoint)
+  require 2 "$ckpt"
+  for set in "$@"; do
+    require 0 "$exp/data/$set/wav.scp"
+  done
+  for set in "$@"; do
+    run_step "extract_fbank_$set" launch extract --type logmel --in "$exp/data/$set" \
+      --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
+    run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
+      --in "$exp/data/$set" --out-dir "$exp/data/${set}_w2v" --num-shards "$nproc" --resume
+  done
+}
+
+# train_am_stage LANG TRAIN DEV: stage 4, one CTC acoustic model per feature type.
+train_am_stage() {
+  local lang=$1 train=$2 dev=$3 feat
+  require 1 "$lang/tokens.txt"
+  for feat in fbank w2v; do
+    require 3 "$exp/data/${train}_$feat/feats.scp" "$exp/data/${dev}_$feat/feats.scp"
+  done
+  for feat in fbank w2v; do
+    # shellcheck disable=SC2086
+    run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
+      --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" $am_overrides
+  done
+}
+
+# decode_stage LANG DEV TEST...: stage 5. With a word LM in LANG (lm.bin): the weights are tuned
+# on DEV only (`decode --tune`), then applied to every TEST set. Without one: greedy decoding.
+decode_stage() {
+  local lang=$1 dev=$2; shift 2
+  local feat set out
+  for feat in fbank w2v; do
+    require 4 "$exp/am_$feat/checkpoint_best.pt"
+    for set in "$dev" "$@"; do
+      require 3 "$exp/data/${set}_$feat/feats.scp"
+    done
+  done
+  for feat in fbank w2v; do
+    if [ -f "$lang/lm.bin" ] || [ -f "$lang/lm.arpa" ]; then
+      out="$exp/am_$feat/decode_$dev"
+      # shellcheck disable=SC2086
+      run_step "decode_${feat}_$dev" w2vtk decode --am "$exp/am_$feat" --lang "$lang" \
+        --data "$exp/data/${dev}_$feat" --out "$out" --tune $decode_opts
+      for set in "$@"; do
+        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" \
+          --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set"
+      done
+    else
+      for set in "$dev" "$@"; do
+        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --greedy \
+          --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set"
+      done
+    fi
+  done
+}
+
+# score_stage "METRIC_FLAGS" TITLE SET...: stage 6. Scores every decode dir against the set's own
+# text (reports in the decode dir), then the results table, results.json and RESULTS.md.
+score_stage() {
+  local flags=$1 title=$2; shift 2
+  local feat set dir
+  for feat in fbank w2v; do
+    for set in "$@"; do
+      require 5 "$exp/am_$feat/decode_$set/hyp.txt"
+    done
+  done
+  for feat in fbank w2v; do
+    for set in "$@"; do
+      dir="$exp/am_$feat/decode_$set"
+      # shellcheck disable=SC2086
+      w2vtk score $flags --out-dir "$dir" "$exp/data/$set" "$dir/hyp.txt" > "$dir/score.log"
+      log "$feat $set: $(grep '^%' "$dir/wer.txt" | head -n 1)"
+    done
+  done
+  local metrics
+  metrics=$(echo "$flags" | sed 's/--//g')
+  # shellcheck disable=SC2086
+  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --title "$title" \
+    --command "$(cat "$exp/run.cmd")"
+}

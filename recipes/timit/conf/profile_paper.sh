@@ -1,0 +1,6 @@
+# The paper's TIMIT setup (Schneider et al. 2019): wav2vec large-shaped model (the released
+# wav2vec_large.pt was pre-trained on LibriSpeech 960 h; to reproduce Table 3 pass it with
+# --w2v-checkpoint, or pre-train on LibriSpeech with recipes/librispeech), the 7-layer conv / PReLU
+# phone AM of conf/am/timit.yaml. Options given on the command line win over these defaults.
+: "${pretrain_conf:=$root/conf/large.yaml}"
+: "${am_conf:=$root/conf/am/timit.yaml}"

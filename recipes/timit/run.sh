@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# TIMIT phone recognition with wav2vec features (Schneider et al. 2019, sec. 4.2 / Table 3):
+# a conv AM on 39 phones, PER on dev and the core test, no word LM; log-mel as the baseline.
+#
+#   bash recipes/timit/run.sh --corpus /data/TIMIT [--stage N] [--stop-stage N] [--nproc N]
+#
+# Stages (each skips what it finished before: markers in $exp/.done/; exact commands in $exp/cmd.log):
+#   0  prep:      w2vtk prep timit           -> $exp/data/{train,dev,test}   (test = core test)
+#   1  lang:      w2vtk prep lang --type phones --phone-set 39 -> $exp/data/lang
+#   2  pretrain:  w2vtk pretrain on --pretrain-data (default: TIMIT train audio) -> $exp/w2v
+#                 (skipped with --w2v-checkpoint FILE, e.g. fairseq's wav2vec_large.pt)
+#   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
+#   4  train-am:  CTC acoustic models -> $exp/am_fbank, $exp/am_w2v
+#   5  decode:    greedy (no LM), dev and test -> $exp/am_*/decode_<set>/hyp.txt
+#   6  score:     PER (both sides folded to 39) -> $exp/results.json, $exp/RESULTS.md
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$root/bin/log.sh"
+
+corpus=""            # TIMIT directory (TRAIN/ and TEST/, any case)
+exp="$here/exp"      # everything goes below it
+stage=0
+stop_stage=6
+nproc=""             # processes per stage (default: visible GPUs, 1 without CUDA)
+launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
+pretrain_data=""     # audio dirs / data dirs to pre-train on (default: $exp/data/train)
+w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
+profile=paper        # paper | tiny (tests / CI: minutes on a CPU)
+pretrain_conf=""     # default from the profile
+pretrain_overrides=""
+am_conf=""
+am_overrides=""
+help_message="Usage: $0 --corpus /path/to/TIMIT [options]
+$(sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//')
+Options (defaults in brackets):
+  --corpus DIR            TIMIT copy [$corpus]
+  --exp DIR               experiment root [$exp]
+  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
+  --nproc N               processes per stage [visible GPUs or 1]
+  --launch-opts STR       extra bin/launch.sh options for several nodes
+  --pretrain-data 'D...'  pre-training audio (space-separated) [TIMIT train]
+  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
+  --profile paper|tiny    configs: paper (conf/profile_paper.sh) or tiny (CPU minutes) [$profile]
+  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
+  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
+  --config FILE           shell file of option defaults, sourced first"
+orig_args=("$@")
+. "$root/bin/parse_options.sh" || exit 1
+[ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
+. "$root/recipes/common/lib.sh"
+
+check_stages
+load_profile
+save_cmdline "${orig_args[@]}"
+resolve_nproc
+data="$exp/data"
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "stage 0: data preparation"
+  [ -n "$corpus" ] || die "set --corpus to the TIMIT directory (the one holding TRAIN/ and TEST/)"
+  [ -d "$corpus" ] || die "--corpus $corpus: no such directory"
+  run_step prep w2vtk prep timit "$corpus" "$data"
+  combine_pretrain_data
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: phone set (39 phones, as the paper); no word LM for TIMIT"
+  require 0 "$data/train/text"
+  run_step lang w2vtk prep lang --type phones --phone-set 39 --text "$data/train/text" --out "$data/lang"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: wav2vec pre-training"
+  pretrain_stage "$(pretrain_input "$data/train")" "$data/dev"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: feature extraction"
+  extract_stage train dev test
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: acoustic models"
+  train_am_stage "$data/lang" train dev
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: greedy decoding (the paper reports TIMIT without an LM)"
+  decode_stage "$data/lang" dev test
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: scoring"
+  score_stage "--per" "TIMIT PER (%), dev and core test" dev test
+fi
+log "done: stages $stage..$stop_stage in $exp"
