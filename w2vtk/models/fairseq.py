@@ -232,7 +232,8 @@ def fairseq_args_from_config(cfg: Wav2VecConfig, num_updates: int = 0) -> argpar
     if cfg.norm != "group":
         raise W2vtkError("norm 'channel' has no fairseq equivalent: such a model cannot be exported")
     return argparse.Namespace(
-        arch="wav2vec", task="audio_pretraining", criterion="wav2vec", data=".",
+        # fairseq's checkpoint upgrade reads args.lr; 0.005 is the paper's peak learning rate.
+        arch="wav2vec", task="audio_pretraining", criterion="wav2vec", data=".", lr=[0.005],
         sample_rate=16000, normalize=False, max_sample_size=150000, min_sample_size=None,
         conv_feature_layers=format_layer_spec(cfg.conv_feature_layers),
         conv_aggregator_layers=format_layer_spec(cfg.conv_aggregator_layers),
