@@ -526,7 +526,10 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
             vocab_words = [to_case(w) for w in read_word_list(vocab)]
             vocab_words = list(dict.fromkeys(vocab_words))
         elif arpa is not None:
-            vocab_words = [w for w in arpa_unigrams(Path(arpa)) if w not in ("<s>", "</s>", "<unk>")]
+            if not Path(arpa).is_file():
+                raise W2vtkError(f"--arpa {arpa}: no such file")
+            # the lexicon takes the tokens' case; an ARPA in another case is warned about below
+            vocab_words = [to_case(w) for w in arpa_unigrams(Path(arpa)) if w not in ("<s>", "</s>", "<unk>")]
         else:
             vocab_words = sorted(word_counts)
         if exclude_digits and unit == "word":
