@@ -49,6 +49,9 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         resume: Optional[bool] = typer.Option(
             None, "--resume/--no-resume", help="Continue from EXP/checkpoint_last.pt (default: when it "
             "exists) / start over (existing checkpoints are replaced as the new run saves)."),
+        stop_at: Optional[int] = typer.Option(
+            None, "--stop-at-update", help="Stop with a checkpoint once this many updates are done (the "
+            "schedule still aims at max_update); rerun to continue exactly (time-limited cluster jobs)."),
     ) -> None:
         from w2vtk.dist import env_info
         from w2vtk.pretrain import load_pretrain_config, pretrain
@@ -58,7 +61,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                 and (exp / "checkpoint_last.pt").is_file():
             conf = exp / "config.yaml"
         cfg = load_pretrain_config(conf, list(overrides or []))
-        result = pretrain(cfg, data, exp, valid=valid, resume=resume)
+        result = pretrain(cfg, data, exp, valid=valid, resume=resume, stop_at=stop_at)
         if env_info().is_main:
             from rich.table import Table
 

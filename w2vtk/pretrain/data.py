@@ -315,10 +315,15 @@ class CropDataset:
 
 def make_loader(dataset: CropDataset, sampler, num_workers: int):
     """A DataLoader over micro-batch keys: decoding and cropping in ``num_workers`` processes."""
+    import torch
     from torch.utils.data import DataLoader
 
+    # Its own generator: otherwise creating the iterator draws from the global torch RNG, and a
+    # resumed run (which creates it after restoring the RNG) would drift from an uninterrupted one.
+    gen = torch.Generator()
+    gen.manual_seed(dataset.seed)
     return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      collate_fn=_identity, pin_memory=False,
+                      collate_fn=_identity, pin_memory=False, generator=gen,
                       prefetch_factor=4 if num_workers > 0 else None,
                       persistent_workers=False)
 

@@ -132,12 +132,15 @@ def _summarise(vec) -> dict:
 
 
 def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: str | Path | None = None,
-             resume: bool | None = None) -> PretrainResult:
+             resume: bool | None = None, stop_at: int | None = None) -> PretrainResult:
     """Pre-train wav2vec on ``data`` (Kaldi data dir, wav.scp, fairseq .tsv manifest or audio
     directory), validating on ``valid``, writing ``exp_dir``/{config.yaml, metrics.jsonl,
     checkpoint_last.pt, checkpoint_best.pt, checkpoint_<update>.pt}.
 
     ``resume`` None: resume when ``checkpoint_last.pt`` exists; True: require it; False: start over.
+    ``stop_at``: stop (saving checkpoint_last.pt) once this many updates are done, e.g. to fit a
+    cluster's time limit; the schedule still runs to ``cfg.max_update`` and a resumed run continues
+    exactly.
     Runs under torchrun as one process per device (the process group is set up here).  Every user
     mistake is found before anything in ``exp_dir`` is written.
     """
@@ -189,8 +192,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # (wav2vec has no buffers, so DDP's buffer broadcasting has nothing to do.)
             wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None,
-                          broadcast_buffers=False, gradient_as_bucket_view=True)
+                          gradient_as_bucket_view=True)
         else:
             wrapped = objective
         params = [p for p in model.parameters() if p.requires_grad]
@@ -309,7 +313,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
 
         with progress("pretrain", total=cfg.max_update, unit="update", enabled=None) as bar:
             bar.update(completed=num_updates)
-            while num_updates < cfg.max_update:
+            end = cfg.max_update if stop_at is None else min(cfg.max_update, stop_at)
+            while num_updates < end:
                 lr = schedule.apply(optimizer, num_updates)
                 vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
                 for m in range(cfg.update_freq):
@@ -369,7 +374,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 meter.add(float(stats_cpu[5]) / 16000)
                 bar.advance(1)
 
-                if num_updates % cfg.log_every == 0 or num_updates == cfg.max_update:
+                if num_updates % cfg.log_every == 0 or num_updates == end:
                     s = _summarise(window)
                     train_loss = s["loss"]
                     rate = meter.rate()
@@ -386,7 +391,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
 
                 do_valid = vdata is not None and (num_updates % cfg.valid_every == 0
                                                   or num_updates == cfg.max_update)
-                do_save = num_updates % cfg.save_every == 0 or num_updates == cfg.max_update
+                do_save = num_updates % cfg.save_every == 0 or num_updates == end
                 is_best = False
                 if do_valid:
                     last_valid = run_valid()
