@@ -42,8 +42,9 @@ require() {
 
 # launch STAGE ARGS...: a w2vtk stage on $nproc processes (bin/launch.sh; $launch_opts for nodes).
 launch() {
-  # shellcheck disable=SC2086
-  "$root/bin/launch.sh" --nproc "$nproc" $launch_opts "$@"
+  local -a opts
+  read -r -a opts <<< "$launch_opts"
+  "$root/bin/launch.sh" --nproc "$nproc" "${opts[@]}" "$@"
 }
 
 # check_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
@@ -98,9 +99,10 @@ pretrain_stage() {
     return 0
   fi
   require 0 "$data" "$valid"
-  # shellcheck disable=SC2086
+  local -a extra
+  read -r -a extra <<< "$pretrain_overrides"  # split on spaces, never glob ([..] in values)
   run_step pretrain launch pretrain --conf "$pretrain_conf" --data "$data" --valid "$valid" \
-    --exp "$exp/w2v" $pretrain_overrides
+    --exp "$exp/w2v" "${extra[@]}"
 }
 
 # pretrain_input DEFAULT: the one path stage 2 trains on. Several --pretrain-data entries that are
@@ -152,38 +154,46 @@ train_am_stage() {
   for feat in fbank w2v; do
     require 3 "$exp/data/${train}_$feat/feats.scp" "$exp/data/${dev}_$feat/feats.scp"
   done
+  local -a extra
+  read -r -a extra <<< "$am_overrides"
   for feat in fbank w2v; do
-    # shellcheck disable=SC2086
     run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
-      --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" $am_overrides
+      --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" "${extra[@]}"
   done
 }
 
 # decode_stage LANG DEV TEST...: stage 5. With a word LM in LANG (lm.bin): the weights are tuned
-# on DEV only (`decode --tune`), then applied to every TEST set. Without one: greedy decoding.
+# on DEV only (`decode --tune`; the TEST sets are named so decode refuses to tune on them), then
+# applied to every TEST set. Without one: greedy decoding of every set. $decode_opts goes to --tune,
+# $decode_common_opts to every decode (e.g. "--set metrics=[per]").
 decode_stage() {
   local lang=$1 dev=$2; shift 2
-  local feat set out
+  local feat set out tests
   for feat in fbank w2v; do
-    require 4 "$exp/am_$feat/checkpoint_best.pt"
+    require 4 "$exp/am_$feat/checkpoint_last.pt"
     for set in "$dev" "$@"; do
       require 3 "$exp/data/${set}_$feat/feats.scp"
     done
   done
+  tests=$(IFS=,; echo "$*")
+  local -a tune common
+  read -r -a tune <<< "${decode_opts:-}"
+  read -r -a common <<< "${decode_common_opts:-}"
   for feat in fbank w2v; do
     if [ -f "$lang/lm.bin" ] || [ -f "$lang/lm.arpa" ]; then
       out="$exp/am_$feat/decode_$dev"
-      # shellcheck disable=SC2086
-      run_step "decode_${feat}_$dev" w2vtk decode --am "$exp/am_$feat" --lang "$lang" \
-        --data "$exp/data/${dev}_$feat" --out "$out" --tune $decode_opts
+      run_step "decode_${feat}_$dev" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --decoder lexicon \
+        --data "$exp/data/${dev}_$feat" --out "$out" --tune --test-sets "${tests:-none}" "${tune[@]}" \
+        "${common[@]}"
       for set in "$@"; do
-        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" \
-          --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set"
+        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --decoder lexicon \
+          --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set" \
+          "${common[@]}"
       done
     else
       for set in "$dev" "$@"; do
-        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --greedy \
-          --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set"
+        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --decoder greedy \
+          --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set" "${common[@]}"
       done
     fi
   done

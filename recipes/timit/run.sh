@@ -31,6 +31,7 @@ pretrain_conf=""     # default from the profile
 pretrain_overrides=""
 am_conf=""
 am_overrides=""
+decode_common_opts="--set metrics=[per]"  # decode scores phones (PER), not words
 help_message="Usage: $0 --corpus /path/to/TIMIT [options]
 $(sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//')
 Options (defaults in brackets):

@@ -1,0 +1,6 @@
+# The paper's WSJ setup (Schneider et al. 2019): wav2vec (base shape, conf/base.yaml) pre-trained
+# on the si284 audio by default; the released wav2vec_large.pt (LibriSpeech 960 h) can be given
+# with --w2v-checkpoint. AM: wav2letter's 17-layer gated ConvNet on letters (conf/am/wsj.yaml).
+: "${pretrain_conf:=$root/conf/base.yaml}"
+: "${am_conf:=$root/conf/am/wsj.yaml}"
+: "${decode_opts:=--trials 128}"

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# WSJ with wav2vec features (Schneider et al. 2019, sec. 4.1 / Table 1): letter CTC acoustic models
+# on si284 (or an --am-hours subset: the paper's low-resource ablation), a word 4-gram from the
+# WSJ LM text, weights tuned on nov93dev (test_dev93), WER / LER on nov93dev and nov92
+# (test_eval92); log-mel as the baseline. wav2letter's transcript normalisation (lower case,
+# noise markers deleted, tokens | ' . a-z) feeds AM targets, LM text, lexicon and scoring alike.
+#
+#   bash recipes/wsj/run.sh --wsj0 /data/WSJ0 --wsj1 /data/WSJ1 [--stage N] [--stop-stage N]
+#
+# Stages (each skips what it finished before: markers in $exp/.done/; exact commands in $exp/cmd.log):
+#   0  prep:      w2vtk prep wsj --transcripts wav2letter --audio-out -> $exp/data/<set>
+#                 (+ $exp/data/train_si284_<H>h with --am-hours H)
+#   1  lang, LM:  letters -> $exp/data/lang; 4-gram (KenLM) + lexicon -> $exp/data/lang_4g
+#   2  pretrain:  w2vtk pretrain on --pretrain-data (default: si284 audio) -> $exp/w2v
+#                 (skipped with --w2v-checkpoint FILE, e.g. fairseq's wav2vec_large.pt)
+#   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
+#   4  train-am:  CTC letter AMs -> $exp/am_fbank, $exp/am_w2v
+#   5  decode:    lexicon + 4-gram, tuned on test_dev93, applied to test_eval92
+#   6  score:     WER, LER -> $exp/results.json, $exp/RESULTS.md
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$root/bin/log.sh"
+
+wsj0=""              # directory holding the WSJ0 discs (11-1.1 ... 11-13.1)
+wsj1=""              # directory holding the WSJ1 discs (13-1.1 ... 13-34.1)
+exp="$here/exp"
+audio_out=""         # FLAC copies of the .wv1 files (default: $exp/flac), decoded once at stage 0
+stage=0
+stop_stage=6
+nproc=""
+launch_opts=""
+pretrain_data=""     # default: $exp/data/train_si284
+w2v_checkpoint=""
+am_hours=""          # e.g. 8: train the AMs on a seeded 8-hour subset of si284 (paper's ablation)
+subset_seed=0
+lm_add_transcripts=false  # false: the 4-gram is estimated on the WSJ LM text alone (wav2letter);
+                          # true: the si284 transcripts are added to it
+profile=paper
+pretrain_conf=""
+pretrain_overrides=""
+am_conf=""
+am_overrides=""
+decode_opts=""       # extra `w2vtk decode --tune` options, e.g. "--trials 128"
+help_message="Usage: $0 --wsj0 DIR --wsj1 DIR [options]
+$(sed -n '8,20p' "$0" | sed 's/^# \{0,1\}//')
+Options (defaults in brackets):
+  --wsj0 DIR --wsj1 DIR   the LDC discs
+  --exp DIR               experiment root [$exp]
+  --audio-out DIR         FLAC copies of the audio [\$exp/flac]
+  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
+  --nproc N               processes per stage [visible GPUs or 1]
+  --launch-opts STR       extra bin/launch.sh options for several nodes
+  --pretrain-data 'D...'  pre-training audio (space-separated) [si284]
+  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
+  --am-hours H            AMs on a seeded H-hour subset of si284 (--subset-seed) [all]
+  --lm-add-transcripts true|false   add si284 transcripts to the LM text [$lm_add_transcripts]
+  --profile paper|tiny    configs (conf/profile_*.sh) [$profile]
+  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
+  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
+  --decode-opts STR       extra w2vtk decode --tune options
+  --config FILE           shell file of option defaults, sourced first"
+orig_args=("$@")
+. "$root/bin/parse_options.sh" || exit 1
+[ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
+. "$root/recipes/common/lib.sh"
+
+check_stages
+load_profile
+save_cmdline "${orig_args[@]}"
+resolve_nproc
+data="$exp/data"
+[ -n "$audio_out" ] || audio_out="$exp/flac"
+am_train=train_si284
+if [ -n "$am_hours" ]; then
+  am_train="train_si284_${am_hours}h"
+fi
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "stage 0: data preparation"
+  [ -n "$wsj0" ] || die "set --wsj0 to the directory holding the WSJ0 discs (11-1.1 ... 11-13.1)"
+  [ -n "$wsj1" ] || die "set --wsj1 to the directory holding the WSJ1 discs (13-1.1 ... 13-34.1)"
+  [ -d "$wsj0" ] || die "--wsj0 $wsj0: no such directory"
+  [ -d "$wsj1" ] || die "--wsj1 $wsj1: no such directory"
+  run_step prep w2vtk prep wsj --wsj0 "$wsj0" --wsj1 "$wsj1" --transcripts wav2letter \
+    --audio-out "$audio_out" "$data"
+  if [ -n "$am_hours" ]; then
+    run_step "subset_$am_train" w2vtk prep subset --hours "$am_hours" --seed "$subset_seed" \
+      "$data/train_si284" "$data/$am_train"
+  fi
+  combine_pretrain_data
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: letters and the word 4-gram"
+  require 0 "$data/train_si284/text" "$data/local/lm_text.txt"
+  run_step lang w2vtk prep lang --type letters --text "$data/train_si284/text" --out "$data/lang"
+  lm_text="$data/local/lm_text.txt"
+  if [ "$lm_add_transcripts" = true ]; then
+    lm_text="$data/local/lm_text_si284.txt"
+    { cat "$data/local/lm_text.txt"; cut -d' ' -f2- "$data/train_si284/text"; } > "$lm_text.tmp"
+    mv "$lm_text.tmp" "$lm_text"
+  fi
+  # wav2letter's WSJ vocabulary leaves out words with digits
+  run_step lm w2vtk prep lm --text "$lm_text" --lang "$data/lang" --order 4 --exclude-digits \
+    --out "$data/lang_4g"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: wav2vec pre-training"
+  pretrain_stage "$(pretrain_input "$data/train_si284")" "$data/test_dev93"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: feature extraction"
+  extract_stage "$am_train" test_dev93 test_eval92
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: acoustic models on $am_train"
+  train_am_stage "$data/lang" "$am_train" test_dev93
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: lexicon + 4-gram decoding, tuned on test_dev93 (nov93dev) only"
+  require 1 "$data/lang_4g/lexicon.txt"
+  decode_stage "$data/lang_4g" test_dev93 test_eval92
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: scoring"
+  score_stage "--wer --ler" "WSJ WER / LER (%), test_dev93 = nov93dev, test_eval92 = nov92" test_dev93 test_eval92
+fi
+log "done: stages $stage..$stop_stage in $exp"
