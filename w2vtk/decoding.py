@@ -275,7 +275,8 @@ class LMResources:
     with different weights (the trie holds LM scores; the weight is applied by the decoder)."""
 
     def __init__(self, lm_dir: str | Path, tokens, decoder: str):
-        from flashlight.lib.text.decoder import KenLM, SmearingMode, Trie
+        from flashlight.lib.text.decoder import SmearingMode, Trie
+        from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
 
         from w2vtk.lm import read_lexicon, silence_token, vocab_overlap
@@ -551,26 +552,34 @@ def _shards(utts: list[str], frames: dict[str, int], n: int) -> list[list[str]]:
 
 def sample_trials(ranges: SearchRanges, trials: int, search: str, seed: int, base: BeamConfig,
                   tune_word_score: bool = True, tune_sil: bool = True) -> list[BeamConfig]:
-    """Trial configurations: ``random`` draws uniformly in the ranges (seeded); ``grid`` takes
-    k evenly spaced values per tuned parameter, k the largest with k^d <= trials (d tuned parameters)."""
+    """Trial configurations.  ``random`` draws each tuned parameter uniformly in its range (seeded);
+    ``grid`` takes k evenly spaced values per tuned parameter, k the largest with k^d <= trials
+    (d tuned parameters).  A parameter whose range is one point (low == high) is fixed there; one
+    not tuned (word_score for lexfree, sil_score without a silence token) keeps ``base``'s value."""
     if trials < 1:
         raise W2vtkError(f"--trials must be >= 1, got {trials}")
     names = ["lm_weight"] + (["word_score"] if tune_word_score else []) + (["sil_score"] if tune_sil else [])
-    for n in names:
+    fixed: dict[str, float] = {}
+    for n in list(names):
         lo, hi = getattr(ranges, n)
         if lo > hi:
             raise W2vtkError(f"ranges.{n}: low {lo} > high {hi}")
+        if lo == hi:
+            fixed[n] = float(lo)
+            names.remove(n)
     points: list[dict[str, float]] = []
-    if search == "grid":
+    if not names:
+        points = [dict(fixed)]
+    elif search == "grid":
         k = max(1, int(math.floor(trials ** (1.0 / len(names)) + 1e-9)))
         axes = [np.linspace(*getattr(ranges, n), k) if k > 1 else np.array([np.mean(getattr(ranges, n))])
                 for n in names]
         for combo in np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(names), -1).T:
-            points.append({n: float(round(v, 6)) for n, v in zip(names, combo)})
+            points.append({**fixed, **{n: float(round(v, 6)) for n, v in zip(names, combo)}})
     elif search == "random":
         rng = np.random.default_rng(seed)
         for _ in range(trials):
-            points.append({n: float(round(rng.uniform(*getattr(ranges, n)), 4)) for n in names})
+            points.append({**fixed, **{n: float(round(rng.uniform(*getattr(ranges, n)), 4)) for n in names}})
     else:
         raise W2vtkError(f"search must be random or grid, not {search!r}")
     return [dataclasses.replace(base, nbest=1, **p) for p in points]
@@ -580,8 +589,7 @@ def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
     """Refuse tuning on a test set: the data dir's name equals a test-set name or starts with
     ``<name>_`` (``test_eval92_w2v`` is ``test_eval92``'s features)."""
     name = Path(data_dir).resolve().name
-    for t in test_sets:
-        t = Path(t).name
+    for t in sorted((Path(t).name for t in test_sets), key=len, reverse=True):  # the most specific name
         if t and (name == t or name.startswith(t + "_") or name.startswith(t + "-")):
             raise W2vtkError(f"--tune on {data_dir}: {t!r} is a test set; tune on a dev set and apply the "
                              f"result with --params (test sets: {', '.join(test_sets)})")

@@ -1,0 +1,180 @@
+"""``w2vtk decode`` end to end: emissions cache, tuning that finds the known-best weights, applying
+them, outputs and scoring, worker processes, and the refusals (test set, other AM, empty set)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from decode_synth import DEV, emissions_for, inject_emissions, make_am, write_feature_dir
+from w2vtk.decoding import (BeamConfig, DecodeConfig, Decoder, LMResources, SearchRanges, decode_dir,
+                            error_rates, load_or_compute_emissions, sample_trials)
+from w2vtk.errors import W2vtkError
+
+QUIET = {"log": lambda msg: None, "progress_enabled": False}
+
+
+def _known_emissions(tok) -> dict[str, np.ndarray]:
+    """dv1 leans to "cat mat" (an LM weight >= ~1 repairs it); dv2 is "cat saw", right by 1.5 nats a
+    frame over the LM's favourite "cat sat" (too much LM weight breaks it); dv3 is clean."""
+    def at(text, w, c):
+        return sum(len(x) + 1 for x in text.split()[:w]) + c
+    n = len(tok)
+    return {
+        "dv1": emissions_for(tok.encode(DEV["dv1"]), n, confuse={at(DEV["dv1"], 2, 0): (tok.index("m"), 1.0)}),
+        "dv2": emissions_for(tok.encode(DEV["dv2"]), n, confuse={at(DEV["dv2"], 2, 2): (tok.index("t"), -1.5)}),
+        "dv3": emissions_for(tok.encode(DEV["dv3"]), n),
+    }
+
+
+def _decode_set(tmp_path: Path, am: Path, name: str = "dev", texts: dict | None = None) -> tuple[Path, Path]:
+    """A feature data dir ``name`` and a decode dir whose emissions cache holds the known matrices."""
+    data = write_feature_dir(tmp_path / name, texts or DEV)
+    out = tmp_path / f"decode_{name}"
+    em = load_or_compute_emissions(am, data, out, log=lambda m: None, progress_enabled=False)
+    inject_emissions(out, _known_emissions(em.tokens))
+    return data, out
+
+
+def test_tuning_finds_the_known_best_lm_weight(lm_case, fake_am, tmp_path):
+    _, _, word_lm, _, tok = lm_case
+    mats = _known_emissions(tok)
+    # the WER of every grid value, computed directly with one decoder per weight
+    res = LMResources(word_lm, tok, "lexicon")
+    alphas = [round(a, 6) for a in np.linspace(0, 5, 11)]
+    direct = {}
+    for a in alphas:
+        dec = Decoder("lexicon", tok, BeamConfig(lm_weight=a, beam_size=100), res)
+        direct[a] = error_rates(DEV, {u: dec.decode(m)[0].words for u, m in mats.items()})["wer"]
+    assert direct[0.0] > 0 and direct[5.0] > 0  # no LM: dv1 wrong; all LM: dv2 wrong
+    expected = min(a for a in alphas if direct[a] == min(direct.values()))
+    assert direct[expected] == 0.0 and 0.5 <= expected <= 2.0
+
+    data, out = _decode_set(tmp_path, fake_am)
+    cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(beam_size=100), search="grid", trials=11, nj=1,
+                       ranges=SearchRanges(lm_weight=(0.0, 5.0), word_score=(0.0, 0.0), sil_score=(0.0, 0.0)))
+    result = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, tune=True, **QUIET)
+    rows = [line.split("\t") for line in (out / "trials.tsv").read_text().splitlines()]
+    assert rows[0] == ["trial", "lm_weight", "word_score", "sil_score", "wer", "ler", "seconds"]
+    assert {float(r[1]): float(r[4]) for r in rows[1:]} == pytest.approx(direct)
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["params"] == {"lm_weight": expected, "word_score": 0.0, "sil_score": 0.0}
+    assert best["wer"] == 0.0 and result.wer == 0.0
+    assert (out / "hyp.txt").read_text().splitlines() == [f"{u} {t}" for u, t in sorted(DEV.items())]
+    assert "%WER 0.00 [ 0 / 18," in (out / "wer.txt").read_text()
+
+
+def test_random_search_in_workers_then_apply_with_params(lm_case, fake_am, tmp_path, capsys):
+    from w2vtk.cli import main
+
+    _, _, word_lm, _, _ = lm_case
+    data, out = _decode_set(tmp_path, fake_am)
+    args = ["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(data), "--out", str(out),
+            "--tune", "--trials", "6", "--nj", "2", "--beam-size", "50"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "best 5 of 6 trials" in printed and "real-time factor" in printed
+    rows = [line.split("\t") for line in (out / "trials.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 6 and [int(r[0]) for r in rows] == list(range(6))
+    for r in rows:
+        assert 0 <= float(r[1]) <= 5 and -5 <= float(r[2]) <= 5 and -8 <= float(r[3]) <= 0
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["wer"] == min(float(r[4]) for r in rows) and best["tuned_on"] == str(data)
+    # apply to another set, in one process this time, with n-best lists
+    test_data, test_out = _decode_set(tmp_path, fake_am, name="test_eval92")
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(test_data), "--out",
+              str(test_out), "--params", str(out / "best.yaml"), "--nj", "1", "--nbest", "2"])
+    assert exc.value.code in (0, None)
+    summary = json.loads((test_out / "decode.json").read_text())
+    assert summary["params"]["lm_weight"] == best["params"]["lm_weight"] and summary["rtf"] > 0
+    assert summary["audio_seconds"] == pytest.approx(3 * 30 * 0.01)
+    for name in ("hyp.txt", "wer.txt", "alignments.txt", "score.json", "nbest.txt", "nbest.tsv", "decode.yaml"):
+        assert (test_out / name).is_file(), name
+    assert len((test_out / "nbest.txt").read_text().splitlines()) == 6
+    score = json.loads((test_out / "score.json").read_text())
+    assert score["metrics"]["wer"]["rate"] == pytest.approx(summary["wer"], abs=1e-3)
+
+
+def test_workers_give_the_same_hypotheses(lm_case, fake_am, tmp_path):
+    _, _, word_lm, _, _ = lm_case
+    data, out = _decode_set(tmp_path, fake_am)
+    hyps = []
+    for nj in (1, 2):
+        cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(lm_weight=1.0, beam_size=50), nj=nj)
+        decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, **QUIET)
+        hyps.append((out / "hyp.txt").read_text())
+    assert hyps[0] == hyps[1]
+
+
+def test_emissions_cache_is_reused_and_other_ams_refused(lm_case, fake_am, tmp_path):
+    root, lang, *_ = lm_case
+    data, out = _decode_set(tmp_path, fake_am)
+    before = (out / "emissions.ark").stat().st_mtime_ns
+    logs = []
+    em = load_or_compute_emissions(fake_am, data, out, log=logs.append, progress_enabled=False)
+    assert "reusing" in logs[0] and (out / "emissions.ark").stat().st_mtime_ns == before
+    assert np.array_equal(em.mats["dv3"], _known_emissions(em.tokens)["dv3"])
+    prov = yaml.safe_load((out / "emissions.yaml").read_text())
+    assert prov["utterances"] == 3 and prov["am_checkpoint"].endswith(".pt")
+    other = make_am(tmp_path, lang, DEV, seed=1)
+    with pytest.raises(W2vtkError, match="another acoustic model"):
+        load_or_compute_emissions(other, data, out, log=lambda m: None)
+    # other features (same AM) are refused as well
+    other_data = write_feature_dir(tmp_path / "dev2", DEV, seed=5)
+    with pytest.raises(W2vtkError, match="other features"):
+        load_or_compute_emissions(fake_am, other_data, out, log=lambda m: None)
+
+
+def test_refusals(lm_case, fake_am, tmp_path, capsys):
+    from w2vtk.cli import main
+
+    _, _, word_lm, tok_lm, _ = lm_case
+
+    def run(args):
+        with pytest.raises(SystemExit) as exc:
+            main(["decode", "--am", str(fake_am), "--lang", str(word_lm)] + args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+        return err
+
+    test_set = write_feature_dir(tmp_path / "test_clean_fbank", DEV)
+    err = run(["--data", str(test_set), "--out", str(tmp_path / "t1"), "--tune"])
+    assert "'test_clean' is a test set" in err and not (tmp_path / "t1" / "emissions.ark").exists()
+    dev = write_feature_dir(tmp_path / "mydev", DEV)
+    assert "'mydev' is a test set" in run(["--data", str(dev), "--out", str(tmp_path / "t2"), "--tune",
+                                          "--test-sets", "eval,mydev"])
+    empty = write_feature_dir(tmp_path / "dev_empty", {u: "" for u in DEV})
+    assert "every transcript is empty" in run(["--data", str(empty), "--out", str(tmp_path / "t3"), "--tune"])
+    (empty / "text").write_text("")
+    assert "no utterances" in run(["--data", str(empty), "--out", str(tmp_path / "t4")])
+    assert "--tune and --params" in run(["--data", str(dev), "--out", str(tmp_path / "t5"), "--tune",
+                                         "--params", str(tmp_path / "best.yaml")])
+    assert "greedy has nothing to tune" in run(["--data", str(dev), "--out", str(tmp_path / "t6"), "--tune",
+                                                "--decoder", "greedy"])
+    assert "token-level LM" in run(["--data", str(dev), "--out", str(tmp_path / "t7"), "--decoder", "lexfree"])
+    bad = tmp_path / "best.yaml"
+    bad.write_text("params: {lm_weight: 1.0, alpha: 2}\n")
+    assert "unknown key(s) alpha" in run(["--data", str(dev), "--out", str(tmp_path / "t8"), "--params", str(bad)])
+    assert not (tmp_path / "t8" / "hyp.txt").exists()
+
+
+def test_grid_and_random_trials():
+    base = BeamConfig()
+    grid = sample_trials(SearchRanges(), 27, "grid", 0, base)
+    assert len(grid) == 27 and {t.lm_weight for t in grid} == {0.0, 2.5, 5.0}
+    assert {t.sil_score for t in grid} == {-8.0, -4.0, 0.0}
+    rnd = sample_trials(SearchRanges(), 10, "random", 3, base)
+    assert rnd == sample_trials(SearchRanges(), 10, "random", 3, base)  # seeded
+    assert len({t.lm_weight for t in rnd}) == 10
+    free = sample_trials(SearchRanges(), 9, "grid", 0, base, tune_word_score=False)
+    assert len(free) == 9 and {t.word_score for t in free} == {0.0}
+    with pytest.raises(W2vtkError, match="low"):
+        sample_trials(SearchRanges(lm_weight=(3.0, 1.0)), 4, "random", 0, base)

@@ -1,0 +1,99 @@
+"""Greedy, lexicon and lexicon-free decoders on synthetic emissions whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decode_synth import TEXT, emissions_for
+from w2vtk.decoding import BeamConfig, Decoder, LMResources, collapse, greedy_ids
+from w2vtk.errors import W2vtkError
+
+
+def _confused(tok, text: str, changes: list[tuple[int, int, str, float]], **kw) -> np.ndarray:
+    """Emissions of ``text`` with (word index, char index, wrong token, margin) confusions."""
+    words = text.split()
+    confuse = {}
+    for w, c, other, margin in changes:
+        k = sum(len(x) + 1 for x in words[:w]) + c
+        confuse[k] = (tok.index(other), margin)
+    return emissions_for(tok.encode(text), len(tok), confuse=confuse, **kw)
+
+
+def test_greedy_reads_the_best_path(lm_case):
+    *_, tok = lm_case
+    ids = tok.encode("a book all see")
+    em = emissions_for(ids, len(tok), hold=3)
+    assert greedy_ids(em) == ids  # doubled letters survive thanks to the blank between them
+    hyp = Decoder("greedy", tok, BeamConfig()).decode(em)[0]
+    assert hyp.words == ["a", "book", "all", "see"]
+    assert collapse([0, 5, 5, 0, 5, 7, 7, 0]) == [5, 5, 7]
+
+
+def test_lexicon_and_lexfree_decode_known_sentences_exactly(lm_case):
+    _, _, word_lm, tok_lm, tok = lm_case
+    rng = np.random.default_rng(0)
+    lex = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0, beam_size=50), LMResources(word_lm, tok, "lexicon"))
+    free = Decoder("lexfree", tok, BeamConfig(lm_weight=0.5, sil_score=0.0, beam_size=50),
+                   LMResources(tok_lm, tok, "lexfree"))
+    for line in TEXT.lower().splitlines():
+        em = emissions_for(tok.encode(line), len(tok), noise=1.0, rng=rng)
+        assert lex.decode(em)[0].words == line.split()
+        assert free.decode(em)[0].words == line.split()
+
+
+def test_lm_scores_are_log10_as_kenlm(lm_case):
+    """flashlight's KenLM passes KenLM's log10 scores through: a hypothesis' lmScore is the log10
+    probability of its words (with </s>), which is why lm_weight weighs log10 units."""
+    import kenlm
+
+    _, _, word_lm, _, tok = lm_case
+    model = kenlm.Model(str(word_lm / "lm.bin"))
+    dec = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0, beam_size=50), LMResources(word_lm, tok, "lexicon"))
+    for line in ("the cat sat on the mat", "a dog sat"):
+        hyp = dec.decode(emissions_for(tok.encode(line), len(tok)))[0]
+        assert hyp.words == line.split()
+        assert hyp.lm_score == pytest.approx(model.score(line, bos=True, eos=True), abs=1e-3)
+
+
+def test_the_lm_repairs_a_noisy_greedy_result(lm_case):
+    _, _, word_lm, tok_lm, tok = lm_case
+    res = LMResources(word_lm, tok, "lexicon")
+    greedy = Decoder("greedy", tok, BeamConfig())
+    # non-words: "the bog sat on the iog" -> the lexicon alone repairs them
+    em = _confused(tok, "the dog sat on the log", [(1, 0, "b", 1.0), (5, 0, "i", 1.0)])
+    assert greedy.decode(em)[0].words == "the bog sat on the iog".split()
+    assert Decoder("lexicon", tok, BeamConfig(lm_weight=1.0), res).decode(em)[0].words == "the dog sat on the log".split()
+    free = Decoder("lexfree", tok, BeamConfig(lm_weight=1.0), LMResources(tok_lm, tok, "lexfree"))
+    assert free.decode(em)[0].words == "the dog sat on the log".split()
+    # a real but unlikely word ("the cat mat on"): only the LM weight repairs it
+    em = _confused(tok, "the cat sat on the mat", [(2, 0, "m", 1.0)])
+    assert greedy.decode(em)[0].words == "the cat mat on the mat".split()
+    assert Decoder("lexicon", tok, BeamConfig(lm_weight=0.0), res).decode(em)[0].words == "the cat mat on the mat".split()
+    assert Decoder("lexicon", tok, BeamConfig(lm_weight=2.0), res).decode(em)[0].words == "the cat sat on the mat".split()
+
+
+def test_nbest_lists(lm_case):
+    _, _, word_lm, _, tok = lm_case
+    em = _confused(tok, "the cat sat on the mat", [(2, 0, "m", 0.5)])
+    hyps = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0, nbest=3), LMResources(word_lm, tok, "lexicon")).decode(em)
+    assert len(hyps) == 3
+    assert len({" ".join(h.words) for h in hyps}) == 3
+    assert hyps[0].score >= hyps[1].score >= hyps[2].score
+
+
+def test_lm_dir_and_decoder_must_agree(lm_case, tmp_path):
+    import shutil
+
+    _, _, word_lm, tok_lm, tok = lm_case
+    with pytest.raises(W2vtkError, match="token-level LM"):
+        LMResources(word_lm, tok, "lexfree")
+    with pytest.raises(W2vtkError, match="needs a word LM"):
+        LMResources(tok_lm, tok, "lexicon")
+    other = tmp_path / "lm"
+    shutil.copytree(word_lm, other)
+    (other / "tokens.txt").write_text("<blk> 0\n| 1\na 2\n")
+    with pytest.raises(W2vtkError, match="differs from the acoustic model"):
+        LMResources(other, tok, "lexicon")
+    with pytest.raises(W2vtkError, match="do not match"):
+        Decoder("greedy", tok, BeamConfig()).decode(np.zeros((5, 3), dtype=np.float32))
