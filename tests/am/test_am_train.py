@@ -125,6 +125,9 @@ def test_wrong_dimension_on_resume(am_data, tmp_path):
     wide = write_feature_dir(tmp_path / "wide", texts, dim=20, seed=3, feats_yaml=W2V_PROV)
     with pytest.raises(W2vtkError, match="dimension 20.*16-dim"):
         train_am(_cfg("max_epochs=2"), lang_dir=lang, train_dir=wide, valid_dir=wide, exp_dir=exp)
+    with pytest.raises(W2vtkError, match="normalisation=utterance"):
+        train_am(_cfg("max_epochs=2", "normalisation=none"), lang_dir=lang, train_dir=train, valid_dir=valid,
+                 exp_dir=exp)
 
 
 def test_id_mismatch_trains_on_intersection(am_data, tmp_path, capsys):
@@ -161,6 +164,11 @@ def test_bad_inputs(am_data, tmp_path):
         train_am(_cfg(), lang_dir=lang, train_dir=tmp_path, valid_dir=valid, exp_dir=tmp_path / "e4")
     with pytest.raises(W2vtkError, match="tokens.txt"):
         train_am(_cfg(), lang_dir=tmp_path, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "e5")
+    # an exp dir with checkpoints of some other run but nothing to resume from
+    (tmp_path / "e6").mkdir()
+    (tmp_path / "e6" / "checkpoint_epoch3.pt").write_bytes(b"x")
+    with pytest.raises(W2vtkError, match="no checkpoint_last.pt"):
+        train_am(_cfg(), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "e6")
     for sub in ("e1", "e2", "e3", "e4", "e5"):
         assert not (tmp_path / sub / "checkpoint_last.pt").exists()
 

@@ -200,6 +200,14 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
             raise W2vtkError(f"{lang_dir}/tokens.txt differs from the token set of {last_path}")
         check_provenance(ckpt.get("feats"), train_fd.provenance, where=f"{train_dir} (resuming {exp_dir})",
                          allow_mismatch=allow_feature_mismatch)
+        if ckpt["normaliser"]["mode"] != cfg.normalisation:
+            raise W2vtkError(f"{last_path}: trained with normalisation={ckpt['normaliser']['mode']}, the config "
+                             f"asks for {cfg.normalisation}; use a new --exp dir")
+    else:
+        stale = sorted(p.name for p in exp_dir.glob("checkpoint_*.pt")) if exp_dir.is_dir() else []
+        if stale:
+            raise W2vtkError(f"{exp_dir}: holds {', '.join(stale[:3])} but no checkpoint_last.pt to resume "
+                             f"from; use a new --exp dir or remove them")
 
     seed_everything(cfg.seed + 1000 * info.rank)
     model = build_am(cfg.model, train_fd.dim, len(tokens.tokens)).to(device)
