@@ -61,8 +61,10 @@ from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text, sha256_file
 
 FRAME_SECONDS = 0.01
-DEFAULT_TEST_SETS = ["test", "test_eval92", "test_eval93", "eval92", "eval93", "test_clean", "test_other",
-                     "test-clean", "test-other", "coretest", "core_test"]
+# Test sets of the corpora w2vtk prepares (TIMIT, WSJ in Kaldi and wav2letter names, LibriSpeech, mini);
+# --test-sets replaces the list.  WSJ's dev set is test_dev93: it is not in the list.
+DEFAULT_TEST_SETS = ["test", "coretest", "core_test", "test_eval92", "test_eval93", "eval92", "eval93",
+                     "nov92", "nov93", "test_clean", "test_other", "test-clean", "test-other"]
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -585,12 +587,29 @@ def sample_trials(ranges: SearchRanges, trials: int, search: str, seed: int, bas
     return [dataclasses.replace(base, nbest=1, **p) for p in points]
 
 
-def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
-    """Refuse tuning on a test set: the data dir's name equals a test-set name or starts with
-    ``<name>_`` (``test_eval92_w2v`` is ``test_eval92``'s features)."""
+FEATURE_SUFFIXES = ("_w2v", "_fbank", "_logmel", "_mfcc", "_feats", "_hires", "_c", "_z")
+
+
+def set_name(data_dir: str | Path) -> str:
+    """A data dir's set name: its directory name without feature suffixes (``test_eval92_w2v`` ->
+    ``test_eval92``; Kaldi's ``test_dev93`` stays ``test_dev93``)."""
     name = Path(data_dir).resolve().name
-    for t in sorted((Path(t).name for t in test_sets), key=len, reverse=True):  # the most specific name
-        if t and (name == t or name.startswith(t + "_") or name.startswith(t + "-")):
+    changed = True
+    while changed:
+        changed = False
+        for sfx in FEATURE_SUFFIXES:
+            if name.endswith(sfx) and len(name) > len(sfx):
+                name, changed = name[: -len(sfx)], True
+    return name
+
+
+def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
+    """Refuse tuning on a test set: the data dir's set name (:func:`set_name`) or directory name is
+    one of ``test_sets`` (names, or paths whose last component is compared)."""
+    names = {Path(data_dir).resolve().name, set_name(data_dir)}
+    for t in test_sets:
+        t = Path(t).name
+        if t in names:
             raise W2vtkError(f"--tune on {data_dir}: {t!r} is a test set; tune on a dev set and apply the "
                              f"result with --params (test sets: {', '.join(test_sets)})")
 

@@ -13,7 +13,8 @@ import yaml
 
 from decode_synth import DEV, emissions_for, inject_emissions, make_am, write_feature_dir
 from w2vtk.decoding import (BeamConfig, DecodeConfig, Decoder, LMResources, SearchRanges, decode_dir,
-                            error_rates, load_or_compute_emissions, sample_trials)
+                            check_not_test_set, error_rates, load_or_compute_emissions,
+                            sample_trials, set_name)
 from w2vtk.errors import W2vtkError
 
 QUIET = {"log": lambda msg: None, "progress_enabled": False}
@@ -175,6 +176,10 @@ def test_grid_and_random_trials():
     assert rnd == sample_trials(SearchRanges(), 10, "random", 3, base)  # seeded
     assert len({t.lm_weight for t in rnd}) == 10
     free = sample_trials(SearchRanges(), 9, "grid", 0, base, tune_word_score=False)
+    assert set_name("data/test_eval92_w2v") == "test_eval92" and set_name("data/test_dev93_fbank") == "test_dev93"
+    check_not_test_set(Path("data/test_dev93_w2v"), DecodeConfig().test_sets)  # WSJ's dev set is allowed
+    with pytest.raises(W2vtkError, match="'test_eval92' is a test set"):
+        check_not_test_set(Path("data/test_eval92_w2v"), DecodeConfig().test_sets)
     assert len(free) == 9 and {t.word_score for t in free} == {0.0}
     with pytest.raises(W2vtkError, match="low"):
         sample_trials(SearchRanges(lm_weight=(3.0, 1.0)), 4, "random", 0, base)

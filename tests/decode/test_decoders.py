@@ -97,3 +97,35 @@ def test_lm_dir_and_decoder_must_agree(lm_case, tmp_path):
         LMResources(other, tok, "lexicon")
     with pytest.raises(W2vtkError, match="do not match"):
         Decoder("greedy", tok, BeamConfig()).decode(np.zeros((5, 3), dtype=np.float32))
+
+
+def test_sentencepiece_and_phone_lexicons_decode(tmp_path):
+    """spm: no silence token (the blank stands in); phones: ``sil`` between words, lexicon from a
+    pronunciation dictionary."""
+    from w2vtk.lm import build_lm
+    from w2vtk.tokens import TokenSet, build_lang
+
+    text = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog sat\nthe cat saw the dog\n" * 3
+    (tmp_path / "tr").write_text("".join(f"u{i} {line}\n" for i, line in enumerate(text.splitlines())))
+    (tmp_path / "lm.txt").write_text(TEXT)
+    build_lang(tmp_path / "tr", tmp_path / "spm", "spm", vocab_size=20)
+    build_lm(tmp_path / "lm.txt", tmp_path / "spm", tmp_path / "lm_spm", order=3, memory="100M")
+    tok = TokenSet.load(tmp_path / "spm")
+    res = LMResources(tmp_path / "lm_spm", tok, "lexicon")
+    assert not res.has_silence and res.sil_idx == tok.blank
+    dec = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0, sil_score=-5.0), res)
+    for line in TEXT.lower().splitlines():
+        assert dec.decode(emissions_for(tok.encode(line), len(tok)))[0].words == line.split()
+
+    (tmp_path / "ph").write_text("u1 sil dh ah k ae t s ae t sil\n")
+    build_lang(tmp_path / "ph", tmp_path / "phones", "phones", phone_set=48)
+    (tmp_path / "dict").write_text("THE DH AH0\nCAT K AE1 T\nSAT S AE1 T\nMAT M AE1 T\nON AA1 N\n")
+    (tmp_path / "lm2.txt").write_text("the cat sat on the mat\nthe cat sat\n")
+    build_lm(tmp_path / "lm2.txt", tmp_path / "phones", tmp_path / "lm_ph", order=2, memory="100M",
+             lexicon_dict=tmp_path / "dict")
+    tok = TokenSet.load(tmp_path / "phones")
+    res = LMResources(tmp_path / "lm_ph", tok, "lexicon")
+    assert tok.tokens[res.sil_idx] == "sil"
+    ids = [tok.index(p) for p in "sil dh ah k ae t sil s ae t sil".split()]
+    hyp = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0), res).decode(emissions_for(ids, len(tok)))[0]
+    assert hyp.words == ["the", "cat", "sat"]
