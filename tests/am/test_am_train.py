@@ -223,3 +223,15 @@ def test_ddp_two_gloo_processes(am_data, tmp_path):
     # 24 utterances in batches of <= 8: each rank does half of the (wrapped-around) batches
     assert ck["updates"] == 2 * 2
     assert recs[1]["train_loss"] < recs[0]["train_loss"]
+
+
+def test_gradient_accumulation_makes_fewer_updates(am_data, tmp_path):
+    lang, train, valid = am_data
+    # 24 utterances, at most 4 per batch -> 6 batches; 2 micro-batches per update -> 3 updates/epoch
+    res = train_am(_cfg("max_epochs=2", "batch.max_utts=4", "batch.accum=2", "optim.name=sgd",
+                        "optim.momentum=0.9", "optim.lr=0.05"),
+                   lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "acc")
+    assert res.updates == 6
+    recs = read_metrics(tmp_path / "acc" / "metrics.jsonl")
+    assert [r["updates"] for r in recs] == [3, 6]
+    assert all(np.isfinite(r["train_loss"]) for r in recs)
