@@ -86,6 +86,12 @@ def _pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
     return torch.from_numpy(out), lengths
 
 
+def _ids_digest(ids: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
 def _prefetch(batches: list[list[str]], load, depth: int = 2):
     """Yield (batch, load(batch)) with the next ``depth`` batches read and normalised in a
     background thread, so archive reading overlaps the model's compute (numpy and file reads
@@ -306,6 +312,9 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
         elif int(ckpt.get("world_size", 1)) != info.world_size:
             # same place in the epoch's global batch order, rounded down to a whole update
             pos = (pos * int(ckpt.get("world_size", 1)) // info.world_size) // accum * accum
+        if ckpt.get("train_ids_sha256") not in (None, _ids_digest(train_ids)):
+            _log(f"[yellow]warning: the training utterances differ from the ones {last_path} was trained on: "
+                 f"the epoch's batches change, so this run will not match an uninterrupted one[/yellow]", info)
         _log(f"resuming {exp_dir} at epoch {epoch}, update {updates}", info)
 
     net = model
@@ -352,6 +361,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                 "guard": guard.state_dict(), "position": int(position), "rng_per_rank": rng_all,
                 "best_error": best_error, "best_epoch": best_epoch, "world_size": info.world_size,
                 "epoch_sums": sums, "epoch_done": bool(position >= per_rank),
+                "train_ids_sha256": _ids_digest(train_ids),
             })
             save_checkpoint(state, last_path)
         dist.barrier()
