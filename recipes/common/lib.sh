@@ -223,3 +223,12 @@ score_stage() {
   python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --title "$title" \
     --command "$(cat "$exp/run.cmd")"
 }
+
+# lang_text OUT TEXT...: the transcripts a letter set is built from. The AM's training text plus
+# the dev text: on the real corpora both lie in the standard letter set (so the set is the standard
+# one), and on odd or small corpora a dev letter missing from train would stop train-am's dev scoring.
+lang_text() {
+  local out=$1; shift
+  cat "$@" | LC_ALL=C sort -u > "$out.tmp"
+  mv "$out.tmp" "$out"
+}

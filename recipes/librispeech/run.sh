@@ -12,7 +12,7 @@
 #   0  prep:      w2vtk prep librispeech -> $exp/data/<subset> (dev_clean, train_clean_100, ...);
 #                 the pre-training set: prep subset --hours 80 --seed over train_clean_100
 #                 -> $exp/data/train_clean_100_80h (made at run time, see RESULTS.md)
-#   1  lang, LM:  letters -> $exp/data/lang; 4-gram + lexicon -> $exp/data/lang_4g
+#   1  lang, LM:  letters (train + dev text) -> $exp/data/lang; 4-gram + lexicon -> $exp/data/lang_4g
 #   2  pretrain:  w2vtk pretrain -> $exp/w2v (skipped with --w2v-checkpoint FILE)
 #   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
 #   4  train-am:  CTC letter AMs -> $exp/am_fbank, $exp/am_w2v
@@ -135,7 +135,9 @@ eval_sets=($test_sets)
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: letters and the word 4-gram"
   require 0 "$data/$am_train/text" "$data/local/lm_text.txt"
-  run_step lang w2vtk prep lang --type letters --text "$data/$am_train/text" --out "$data/lang"
+  require 0 "$data/$dev_set/text"
+  lang_text "$data/local/lang_text" "$data/$am_train/text" "$data/$dev_set/text"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
   if [ "$official_lm" = true ] && [ -e "$data/local/4-gram.arpa.gz" ]; then
     # prep lm reads plain ARPA text: decompress the official model once
     if [ ! -f "$data/local/4-gram.arpa" ]; then

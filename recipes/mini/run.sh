@@ -9,7 +9,7 @@
 # Stages (each skips what it finished before: markers in $exp/.done/; exact commands in $exp/cmd.log):
 #   0  prep:      w2vtk prep mini -> $exp/data/{train,dev,test} (+ $exp/data/train_am: the AM's
 #                 --am-minutes subset of train)
-#   1  lang, LM:  letters -> $exp/data/lang; 4-gram + lexicon -> $exp/data/lang_4g
+#   1  lang, LM:  letters (train + dev text) -> $exp/data/lang; 4-gram + lexicon -> $exp/data/lang_4g
 #   2  pretrain:  w2vtk pretrain on train (conf/tiny.yaml) -> $exp/w2v
 #   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
 #   4  train-am:  CTC letter AMs (conf/am/tiny.yaml) -> $exp/am_fbank, $exp/am_w2v
@@ -78,7 +78,9 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: letters and the word 4-gram"
   require 0 "$data/train/text" "$data/local/lm_text.txt"
-  run_step lang w2vtk prep lang --type letters --text "$data/train/text" --out "$data/lang"
+  require 0 "$data/dev/text"
+  lang_text "$data/local/lang_text" "$data/train/text" "$data/dev/text"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
   run_step lm w2vtk prep lm --text "$data/local/lm_text.txt" --lang "$data/lang" --order 4 --out "$data/lang_4g"
 fi
 

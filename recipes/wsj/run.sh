@@ -10,7 +10,7 @@
 # Stages (each skips what it finished before: markers in $exp/.done/; exact commands in $exp/cmd.log):
 #   0  prep:      w2vtk prep wsj --transcripts wav2letter --audio-out -> $exp/data/<set>
 #                 (+ $exp/data/train_si284_<H>h with --am-hours H)
-#   1  lang, LM:  letters -> $exp/data/lang; 4-gram (KenLM) + lexicon -> $exp/data/lang_4g
+#   1  lang, LM:  letters (train + dev text) -> $exp/data/lang; 4-gram (KenLM) + lexicon -> $exp/data/lang_4g
 #   2  pretrain:  w2vtk pretrain on --pretrain-data (default: si284 audio) -> $exp/w2v
 #                 (skipped with --w2v-checkpoint FILE, e.g. fairseq's wav2vec_large.pt)
 #   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
@@ -94,7 +94,9 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: letters and the word 4-gram"
   require 0 "$data/train_si284/text" "$data/local/lm_text.txt"
-  run_step lang w2vtk prep lang --type letters --text "$data/train_si284/text" --out "$data/lang"
+  require 0 "$data/test_dev93/text"
+  lang_text "$data/local/lang_text" "$data/train_si284/text" "$data/test_dev93/text"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
   lm_text="$data/local/lm_text.txt"
   if [ "$lm_add_transcripts" = true ]; then
     lm_text="$data/local/lm_text_si284.txt"

@@ -1,0 +1,68 @@
+"""bin/launch.sh: the command it builds for one node, several nodes and one process, its option
+errors, and a real two-process (gloo, CPU) pre-training run on the mini corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recipe_helpers import ROOT
+
+LAUNCH = ROOT / "bin" / "launch.sh"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--nproc", "1", "extract", "--in", "d"], "w2vtk extract --in d"),
+    (["--nproc", "2", "pretrain", "--data", "d"],
+     "torchrun --standalone --nnodes=1 --nproc-per-node=2 -m w2vtk pretrain --data d"),
+    (["--nproc", "4", "--num-nodes", "2", "--node-rank", "1", "--master-addr", "node1", "--master-port", "29500",
+      "train-am", "--exp", "e"],
+     "torchrun --nnodes=2 --node-rank=1 --master-addr=node1 --master-port=29500 --nproc-per-node=4 "
+     "-m w2vtk train-am --exp e"),
+    (["--nproc", "8", "--num-nodes", "3", "--rdzv-endpoint", "host:29400", "--rdzv-id", "job7", "pretrain"],
+     "torchrun --nnodes=3 --rdzv-backend=c10d --rdzv-endpoint=host:29400 --rdzv-id=job7 --nproc-per-node=8 "
+     "-m w2vtk pretrain"),
+    # one process per node but several nodes still needs torchrun
+    (["--nproc", "1", "--num-nodes", "2", "--rdzv-endpoint", "h:1", "extract"],
+     "torchrun --nnodes=2 --rdzv-backend=c10d --rdzv-endpoint=h:1 --rdzv-id=w2vtk --nproc-per-node=1 -m w2vtk extract"),
+])
+def test_command_lines(run, args, expected):
+    res = run([LAUNCH, "--dry-run", "true", *args])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == expected
+
+
+def test_default_nproc_without_cuda_is_one(run):
+    res = run([LAUNCH, "--dry-run", "true", "extract"], CUDA_VISIBLE_DEVICES="")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "w2vtk extract"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--nproc", "2", "--num-nodes", "2", "pretrain"], "needs --master-addr HOST --master-port PORT"),
+    (["--num-nodes", "2", "--node-rank", "2", "--master-addr", "h", "--master-port", "1", "pretrain"],
+     "--node-rank 2 must be below --num-nodes 2"),
+    (["--nproc", "0", "pretrain"], "--nproc must be a positive integer"),
+    (["--nproc", "2"], "no w2vtk stage given"),
+    (["--gpus", "2", "pretrain"], "unknown option --gpus"),
+])
+def test_errors(run, args, message):
+    res = run([LAUNCH, *args])
+    assert res.returncode == 1
+    assert message in res.stderr
+
+
+def test_two_gloo_processes_pretrain(run, mini_corpus, tmp_path):
+    exp = tmp_path / "w2v"
+    res = run([LAUNCH, "--nproc", "2", "pretrain", "--conf", ROOT / "conf/tiny.yaml",
+               "--data", mini_corpus / "train", "--exp", exp, "max_update=2", "warmup_updates=1",
+               "valid_every=2", "save_every=2", "log_every=1", "max_tokens=32000", "max_sample_size=16000"],
+              CUDA_VISIBLE_DEVICES="")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert "torchrun --standalone --nnodes=1 --nproc-per-node=2 -m w2vtk pretrain" in out
+    assert (exp / "checkpoint_last.pt").is_file()
+    records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert max(r.get("update", 0) for r in records) == 2
+    assert [r["world_size"] for r in records if r.get("split") == "start"] == [2]
