@@ -101,7 +101,7 @@ def make_inputs(cfg: Wav2VecConfig, batch: int, num_samples: int, seed: int = 0)
 class W2vtkStep:
     def __init__(self, model: Wav2VecModel, wave, neg):
         self.model, self.wave, self.neg = model, wave, neg
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)  # as w2vtk pretrain
 
     def loss(self):
         out = self.model(self.wave)
@@ -113,7 +113,7 @@ class W2vtkStep:
         loss = self.loss()
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 class FairseqStep:
@@ -131,7 +131,7 @@ class FairseqStep:
                         skip_connections_agg=cfg.skip_connections_agg, residual_scale=cfg.residual_scale,
                         log_compression=cfg.log_compression, prediction_steps=cfg.prediction_steps,
                         num_negatives=cfg.num_negatives, offset="auto", dropout=0.0,
-                        dropout_features=0.0, dropout_agg=0.0)
+                        dropout_features=0.0, dropout_agg=0.0, infonce=False)  # infonce defaults to an interpolation
         self.model = FsModel.build_model(fcfg, None)
         self.model.load_state_dict(to_fairseq_state_dict(w2v_model.state_dict()), strict=True)
         self.model.train()
@@ -147,7 +147,10 @@ class FairseqStep:
 
         self.model.wav2vec_predictions.sample_negatives = fixed_negatives
         self.wave = wave
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-5)
+        # What fairseq's FairseqAdam runs on CPU (its FusedAdam is CUDA-only).
+        from fairseq.optim.adam import Adam as FsAdam
+
+        self.opt = FsAdam(self.model.parameters(), lr=1e-5)
 
     def loss(self):
         net = self.model(source=self.wave)
@@ -159,7 +162,7 @@ class FairseqStep:
         loss = self.loss()
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 def time_run(step, steps: int) -> float:
@@ -239,6 +242,9 @@ def profile(name: str, args) -> None:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("fairseq").setLevel(logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["base", "large"], choices=["base", "large"])
     p.add_argument("--batch", type=int, default=2, help="utterances per step")

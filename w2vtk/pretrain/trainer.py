@@ -198,8 +198,10 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         else:
             wrapped = objective
         params = [p for p in model.parameters() if p.requires_grad]
+        # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 ops per tensor; on CPU
+        # the per-tensor loop took ~9% of a base training step.
         optimizer = torch.optim.Adam(params, lr=cfg.warmup_init_lr, betas=tuple(cfg.adam_betas),
-                                     eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+                                     eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
         schedule = LRSchedule(peak_lr=cfg.lr, max_update=cfg.max_update, warmup_updates=cfg.warmup_updates,
                               warmup_init_lr=cfg.warmup_init_lr, min_lr=cfg.min_lr, kind=cfg.lr_scheduler)
         scaler = make_grad_scaler(amp, cfg.fp16_init_scale)
