@@ -475,11 +475,17 @@ class DecodePool:
     """``nj`` worker processes (spawned: no inherited torch / OpenMP state), each holding one copy of
     the emissions, LM and trie; with ``nj == 1`` everything runs in this process."""
 
-    def __init__(self, job: _Job, nj: int):
+    def __init__(self, job: _Job, nj: int, *, tokens=None, mats: dict | None = None,
+                 resources: LMResources | None = None):
+        """With ``nj == 1``, ``tokens`` / ``mats`` / ``resources`` already in memory are used as they
+        are (a big LM is not loaded twice)."""
         self.job, self.nj = job, max(1, nj)
         self._pool = None
         if self.nj == 1:
-            _worker_init(job)
+            if tokens is not None and mats is not None and (resources is not None or job.kind == "greedy"):
+                _STATE.update(tokens=tokens, mats=mats, res=resources, kind=job.kind)
+            else:
+                _worker_init(job)
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -503,11 +509,12 @@ class DecodePool:
         """Decode ``utts`` (split into balanced shards by frames); returns hypotheses and summed
         worker search seconds."""
         if self._pool is None:
+            dec = Decoder(_STATE["kind"], _STATE["tokens"], beam, _STATE["res"])
             out, secs = {}, 0.0
             for u in utts:
-                h, s = _decode_utts([u], beam)
-                out.update(h)
-                secs += s
+                t0 = time.perf_counter()
+                out[u] = dec.decode(_STATE["mats"][u])
+                secs += time.perf_counter() - t0
                 if on_done:
                     on_done(frames[u])
             return out, secs
@@ -727,17 +734,20 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     nj = cfg.nj if cfg.nj > 0 else max(1, len(os.sched_getaffinity(0)))
     job = _Job(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
     warnings: list[str] = []
+    res = None
     if cfg.decoder != "greedy":
         res = LMResources(lang_dir, em.tokens, cfg.decoder)  # validates the LM dir before any worker starts
         warnings += res.warnings
         for w in res.warnings:
             log(f"warning: {w}")
         tune_sil = res.has_silence
-        del res
     else:
         tune_sil = False
     trial_rows = None
-    with DecodePool(job, min(nj, cfg.trials if tune else len(utts))) as pool:
+    nj = min(nj, cfg.trials if tune else len(utts))
+    if nj > 1:
+        res = None  # each worker loads its own; free this copy first
+    with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=res) as pool:
         if tune:
             beams = sample_trials(cfg.ranges, cfg.trials, cfg.search, cfg.seed, beam,
                                   tune_word_score=cfg.decoder == "lexicon", tune_sil=tune_sil)
