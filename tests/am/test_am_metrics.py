@@ -1,4 +1,3 @@
-import pytest
 
 from w2vtk.am.data import ctc_min_frames, epoch_order, make_batches
 from w2vtk.am.metrics import DevScorer, greedy_ids

@@ -15,7 +15,6 @@ independent of batch size, accumulation and world size.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +133,6 @@ def _average_states(paths: list[Path]) -> dict:
             for k, v in state.items():
                 total[k] += v.double()
     return {k: (v / len(paths)).float() for k, v in total.items()}
-
-
-def _read_feats_copy(exp_dir: Path) -> dict | None:
-    from w2vtk.am.data import read_provenance
-
-    return read_provenance(exp_dir)
 
 
 def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path, valid_dir: str | Path,

@@ -34,7 +34,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from w2vtk.errors import W2vtkError
 
