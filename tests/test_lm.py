@@ -207,3 +207,13 @@ def test_prep_lm_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["prep", "lm", "--text", str(text), "--lang", str(tmp_path / "nolang"), "--out", str(tmp_path / "bad")])
     assert exc.value.code == 1 and "tokens.txt" in capsys.readouterr().err
+
+
+def test_prune_drops_singleton_ngrams(tmp_path):
+    lang = _lang(tmp_path)
+    text = _lm_text(tmp_path)
+    full = build_lm(text, lang, tmp_path / "full", order=3, memory=MEM)
+    pruned = build_lm(text, lang, tmp_path / "pruned", order=3, memory=MEM, prune="0 1 1")
+    assert pruned.ngram_counts[1] == full.ngram_counts[1]
+    assert pruned.ngram_counts[2] < full.ngram_counts[2] and pruned.ngram_counts[3] < full.ngram_counts[3]
+    assert "prune:\n- 0\n- 1\n- 1" in (tmp_path / "pruned" / "lm.yaml").read_text()
