@@ -18,7 +18,9 @@ def test_load_am_prefers_the_average(overfit_exp):
     assert "average of epochs" in am.source
     assert am.input_dim == 16 and am.tokens.type == "letters" and am.normaliser.mode == "utterance"
     assert am.feats["feature_type"] == "wav2vec"
-    assert load_am(exp, which="best").which == "best"
+    assert load_am(exp, which="best", device="auto").which == "best"
+    with pytest.raises(W2vtkError, match="device"):
+        load_am(exp, device="gpu0")
     with pytest.raises(W2vtkError, match="auto, avg, best or last"):
         load_am(exp, which="newest")
 

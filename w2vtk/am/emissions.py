@@ -41,7 +41,8 @@ class LoadedAM:
 
 def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> LoadedAM:
     """Load an AM exp dir: ``which`` = auto (checkpoint_avg.pt when present, else
-    checkpoint_best.pt, else checkpoint_last.pt), avg, best or last."""
+    checkpoint_best.pt, else checkpoint_last.pt), avg, best or last; ``device`` auto (CUDA when
+    available), cpu or cuda[:N]."""
     import torch
 
     from w2vtk.am.train import CKPT_KIND
@@ -71,7 +72,12 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
     if list(tokens.tokens) != list(ckpt["tokens"]):
         raise W2vtkError(f"{exp_dir}/tokens.txt differs from the token set stored in {path}")
     cfg = from_dict(AMConfig, ckpt["model_config"], where=f"{path}:model")
-    dev = torch.device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise W2vtkError(f"device must be auto, cpu or cuda[:N], not {device!r}") from None
     model = build_am(cfg, int(ckpt["input_dim"]), int(ckpt["num_tokens"]))
     model.load_state_dict(ckpt["model"])
     model.to(dev).eval()
