@@ -85,6 +85,15 @@ def _pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
     return torch.from_numpy(out), lengths
 
 
+def _reduce(t, device):
+    """Sum a small CPU tensor over ranks and return it on the CPU (NCCL only reduces CUDA tensors)."""
+    from w2vtk import dist
+
+    if device.type == "cuda":
+        return dist.all_reduce_sum(t.to(device)).cpu()
+    return dist.all_reduce_sum(t.clone())
+
+
 def _ids_digest(ids: list[str]) -> str:
     import hashlib
 
@@ -235,8 +244,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
         idx = dist.shard_indices(len(train_ids), info.world_size, info.rank)
         s, ss, n = global_stats(train_fd, [train_ids[i] for i in idx])
         packed = torch.from_numpy(np.concatenate([s, ss, [n]])).double()
-        dist.all_reduce_sum(packed)
-        packed = packed.numpy()
+        packed = _reduce(packed, device).numpy()
         mean, std = stats_to_mean_std(packed[: train_fd.dim], packed[train_fd.dim: 2 * train_fd.dim],
                                       float(packed[-1]))
         norm = Normaliser("global", mean, std)
@@ -339,7 +347,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     def save_last(ep: int, position: int, sums) -> None:
         sums = sums.clone()
         if info.distributed:
-            dist.all_reduce_sum(sums)
+            sums = _reduce(sums, device)
         rng_all = [capture_rng_state()]
         if info.distributed:
             import torch.distributed as tdist
@@ -383,7 +391,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                 group = mine[pos: pos + accum]
                 lab_group = [[train_labels[u] for u in b] for b in group]
                 tok = torch.tensor([float(sum(len(lab) for labs in lab_group for lab in labs))], dtype=torch.float64)
-                tok = float(dist.all_reduce_sum(tok)[0]) if info.distributed else float(tok[0])
+                tok = float(_reduce(tok, device)[0]) if info.distributed else float(tok[0])
                 lr = sched.apply(optimizer, updates)
                 optimizer.zero_grad(set_to_none=True)
                 for j, (utts, labs) in enumerate(zip(group, lab_group)):
@@ -441,8 +449,8 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
         train_time = time.perf_counter() - t0
 
         # ---- end of epoch: validation, metrics, checkpoints
-        totals = dist.all_reduce_sum(loss_sum) if info.distributed else loss_sum
-        seen = dist.all_reduce_sum(seen) if info.distributed else seen
+        totals = _reduce(loss_sum, device) if info.distributed else loss_sum
+        seen = _reduce(seen, device) if info.distributed else seen
         dev = evaluate(model, valid_fd, valid_labels, valid_batches, norm, tokens, device, amp, info)
         dev_error = dev["error"]
         metric_value = dev_error if cfg.best_metric == "error" else dev["loss"]
@@ -568,7 +576,7 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
     packed = torch.tensor([loss_sum, tok_sum] + [v for k in names for v in (totals[k].errors, totals[k].ref_len)],
                           dtype=torch.float64)
     if info.distributed:
-        dist.all_reduce_sum(packed)
+        packed = _reduce(packed, device)
     loss_sum, tok_sum = float(packed[0]), float(packed[1])
     rates = {}
     for i, k in enumerate(names):
