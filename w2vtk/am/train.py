@@ -233,6 +233,9 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     if train_short:
         _log(f"[yellow]{train_dir}: {len(train_short)} utterances are too short for their transcript under "
              f"CTC at stride {model.stride} and are skipped (e.g. {', '.join(train_short[:3])})[/yellow]", info)
+    if valid_short:
+        _log(f"[yellow]{valid_dir}: {len(valid_short)} utterances are too short for their transcript under CTC: "
+             f"left out of the dev loss, kept in the dev error rates[/yellow]", info)
     if not train_ids:
         raise W2vtkError(f"{train_dir}: no training utterance left after filtering "
                          f"({len(train_short)} too short for their transcripts)")
