@@ -471,6 +471,11 @@ def _run_trial(index: int, beam: BeamConfig, utts: list[str]) -> tuple[int, dict
     return index, {u: h[0].words for u, h in hyps.items()}, seconds
 
 
+def _ping() -> bool:
+    time.sleep(0.05)  # long enough that the pool starts a new worker for the next task
+    return True
+
+
 class DecodePool:
     """``nj`` worker processes (spawned: no inherited torch / OpenMP state), each holding one copy of
     the emissions, LM and trie; with ``nj == 1`` everything runs in this process."""
@@ -492,6 +497,9 @@ class DecodePool:
 
             self._pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(job,))
+            # start every worker (LM and trie loading) now, so that timings measure the search only
+            for f in [self._pool.submit(_ping) for _ in range(self.nj)]:
+                f.result()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -744,7 +752,7 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     else:
         tune_sil = False
     trial_rows = None
-    nj = min(nj, cfg.trials if tune else len(utts))
+    nj = 1 if cfg.decoder == "greedy" else min(nj, cfg.trials if tune else len(utts))
     if nj > 1:
         res = None  # each worker loads its own; free this copy first
     with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=res) as pool:

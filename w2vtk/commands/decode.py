@@ -62,8 +62,9 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         for line in (out / "wer.txt").read_text(encoding="utf-8").splitlines():
             log(line)
         p = res.params
-        log(f"{res.decoder}: {res.utterances} utterances, {res.audio_seconds:.1f} audio-s; lm_weight "
-            f"{p['lm_weight']}, word_score {p['word_score']}, sil_score {p['sil_score']}")
+        weights = "" if res.decoder == "greedy" else (f"; lm_weight {p['lm_weight']}, word_score "
+                                                      f"{p['word_score']}, sil_score {p['sil_score']}")
+        log(f"{res.decoder}: {res.utterances} utterances, {res.audio_seconds:.1f} audio-s{weights}")
         emis = f", emissions RTF {res.emissions_rtf}" if res.emissions_rtf is not None else ""
-        log(f"real-time factor (search wall time / audio): {res.rtf:.4f}{emis}; hyp.txt, wer.txt, score.json, "
+        log(f"real-time factor (search wall time / audio): {res.rtf:.3g}{emis}; hyp.txt, wer.txt, score.json, "
             f"decode.json in {out}")
