@@ -221,6 +221,16 @@ def test_ddp_two_gloo_processes(am_data, tmp_path):
     # 24 utterances in batches of <= 8: each rank does half of the (wrapped-around) batches
     assert ck["updates"] == 2 * 2
     assert recs[1]["train_loss"] < recs[0]["train_loss"]
+    # one process accumulating 2 batches per update sees the same batch pairs in the same order and
+    # normalises by the same token count: the same model, up to all-reduce rounding
+    single = train_am(_cfg("max_epochs=2", "batch.accum=2"), lang_dir=lang, train_dir=train, valid_dir=valid,
+                      exp_dir=tmp_path / "single")
+    assert single.updates == ck["updates"]
+    w1 = _weights(tmp_path / "single" / "checkpoint_last.pt")
+    for k, v in ck["model"].items():
+        assert torch.allclose(v, w1[k], atol=1e-4, rtol=1e-4), k
+    rs = read_metrics(tmp_path / "single" / "metrics.jsonl")
+    assert [r["train_loss"] for r in rs] == pytest.approx([r["train_loss"] for r in recs], rel=1e-4)
 
 
 def test_gradient_accumulation_makes_fewer_updates(am_data, tmp_path):
