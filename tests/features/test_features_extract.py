@@ -201,14 +201,14 @@ def test_bad_inputs_give_one_error_line_and_no_half_archive(tmp_path, audio_dir)
     root, _ = audio_dir
     rc, err = _cli(["--in", str(root), "--out", str(tmp_path / "missing" / "f.ark"), "--type", "logmel"])
     assert rc == 1 and err.strip().startswith("error:") and "does not exist" in err and "Traceback" not in err
-    rc, err = _cli(["--in", str(root), "--out-dir", str(tmp_path / "missing" / "dir"), "--type", "logmel"])
-    assert rc == 1 and "does not exist" in err
+    res = _run(["--in", str(root), "--out-dir", str(tmp_path / "missing" / "dir"), "--type", "logmel"])
+    assert isinstance(res.exception, W2vtkError) and "does not exist" in str(res.exception)
     # Audio shorter than one frame, with --fail-on-short.
     out = tmp_path / "o"
     out.mkdir()
-    rc, err = _cli(["--in", str(root), "--out", str(out / "f.ark"), "--type", "logmel", "--fail-on-short",
-                    "--num-workers", "0"])
-    assert rc == 1 and "c-c3" in err
+    res = _run(["--in", str(root), "--out", str(out / "f.ark"), "--type", "logmel", "--fail-on-short",
+                "--num-workers", "0"])
+    assert isinstance(res.exception, W2vtkError) and "c-c3" in str(res.exception)
     assert not list(out.glob("*.ark")) and not list(out.glob(".*.tmp")) and not (out / "f.scp").exists()
     # Unreadable audio.
     bad = tmp_path / "bad"
