@@ -759,16 +759,27 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
         if tune:
             beams = sample_trials(cfg.ranges, cfg.trials, cfg.search, cfg.seed, beam,
                                   tune_word_score=cfg.decoder == "lexicon", tune_sil=tune_sil)
-            trial_rows = [None] * len(beams)
+            # Finished trials are kept (trials.json, rewritten after each one): a rerun of the same
+            # search on the same emissions and LM resumes instead of starting over.
+            signature = {"decoder": cfg.decoder, "lang": str(Path(lang_dir).resolve()),
+                         "emissions_sha256": sha256_file(out_dir / "emissions.ark"),
+                         "trials": [_params_of(b) for b in beams], "case_fold": cfg.case_fold}
+            trial_rows = _resume_trials(out_dir / "trials.json", signature, len(beams), log)
+            todo = [i for i, r in enumerate(trial_rows) if r is None]
             with progress("tune", total=len(beams), unit="trial", enabled=progress_enabled) as bar:
+                bar.advance(len(beams) - len(todo))
+
                 def done(i: int, hyps: dict, secs: float) -> None:
                     rates = error_rates(refs_scored, hyps, cfg.case_fold)
-                    trial_rows[i] = {"trial": i, "lm_weight": beams[i].lm_weight, "word_score": beams[i].word_score,
-                                     "sil_score": beams[i].sil_score, "wer": rates["wer"], "ler": rates["ler"],
-                                     "seconds": round(secs, 3)}
+                    b = beams[todo[i]]
+                    trial_rows[todo[i]] = {"trial": todo[i], "lm_weight": b.lm_weight, "word_score": b.word_score,
+                                           "sil_score": b.sil_score, "wer": rates["wer"], "ler": rates["ler"],
+                                           "seconds": round(secs, 3)}
+                    atomic_write_text(out_dir / "trials.json", json.dumps(
+                        {"signature": signature, "rows": trial_rows}, indent=1) + "\n")
                     bar.advance(1)
                     bar.update(info=f"best WER {min(r['wer'] for r in trial_rows if r):.2f}")
-                pool.trials(beams, utts, done)
+                pool.trials([beams[i] for i in todo], utts, done)
             _write_trials(out_dir / "trials.tsv", trial_rows)
             best = min(trial_rows, key=lambda r: (r["wer"], r["ler"] if r["ler"] is not None else 0,
                                                   r["lm_weight"], r["trial"]))
@@ -805,6 +816,26 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     summary["search_rtf_per_process"] = round(search_s / audio_s, 6) if audio_s else None
     atomic_write_text(out_dir / "decode.json", json.dumps(summary, indent=2) + "\n")
     return out
+
+
+def _resume_trials(path: Path, signature: dict, n: int, log: Callable[[str], None]) -> list:
+    """Rows of an interrupted identical search (None for trials still to run)."""
+    rows: list = [None] * n
+    if not path.is_file():
+        return rows
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return rows
+    if data.get("signature") != json.loads(json.dumps(signature)):
+        return rows
+    for r in data.get("rows", []):
+        if isinstance(r, dict) and 0 <= r.get("trial", -1) < n:
+            rows[r["trial"]] = r
+    done = sum(r is not None for r in rows)
+    if done:
+        log(f"tune: resuming, {done} of {n} trials already done ({path})")
+    return rows
 
 
 def _write_trials(path: Path, rows: list[dict]) -> None:

@@ -183,3 +183,25 @@ def test_grid_and_random_trials():
     assert len(free) == 9 and {t.word_score for t in free} == {0.0}
     with pytest.raises(W2vtkError, match="low"):
         sample_trials(SearchRanges(lm_weight=(3.0, 1.0)), 4, "random", 0, base)
+
+
+def test_interrupted_tuning_resumes(lm_case, fake_am, tmp_path):
+    _, _, word_lm, _, _ = lm_case
+    data, out = _decode_set(tmp_path, fake_am)
+    cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(beam_size=30), trials=4, nj=1)
+    first = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, tune=True, **QUIET)
+    state = json.loads((out / "trials.json").read_text())
+    assert len([r for r in state["rows"] if r]) == 4
+    state["rows"][2] = None  # as if the run had stopped before trial 2 finished
+    state["rows"][1]["wer"] = -1.0  # a marker: a kept row is not recomputed
+    (out / "trials.json").write_text(json.dumps(state))
+    logs = []
+    again = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, tune=True,
+                       log=logs.append, progress_enabled=False)
+    assert any("resuming, 3 of 4 trials" in m for m in logs)
+    rows = {r["trial"]: r for r in again.trials}
+    assert rows[1]["wer"] == -1.0 and rows[2] == next(r for r in first.trials if r["trial"] == 2)
+    # another search (other seed) starts over
+    cfg.seed = 1
+    third = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, tune=True, **QUIET)
+    assert all(r["wer"] >= 0 for r in third.trials)
