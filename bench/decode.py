@@ -28,7 +28,8 @@ holds the GIL), the real-time factor and the WER against the sentences (to show 
 Measured (2025-11, defaults: 2M words, 20k vocabulary -> 4-gram with 20,003 / 1,384,197 / 1,920,644 /
 1,881,670 n-grams, lmplz 66 s; 6504 frames = 65 s of audio; LM + trie load 1.5-1.9 s) on the
 2-core development VM while it ran ~17 other processes (load average 17), so absolute numbers are
-pessimistic and the 2-process column shows contention, not the scaling of a free machine:
+pessimistic and the 2-process column shows contention, not the scaling of a free machine (ranges:
+the same LM in two runs, 65 s and 30 s of audio; WER of the 65 s run):
 
     beam   frames/s 1 proc   RTF 1 proc   frames/s 2 proc   WER %   (greedy WER 62.7)
       10     7,400-12,900    0.008-0.014     11,400-19,400   20.6
