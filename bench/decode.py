@@ -25,14 +25,14 @@ Reported per beam size (beam_threshold 25, every token tried per frame, lm_weigh
 0): frames/s in one process, frames/s with ``--nj`` worker processes (one decoder each: a decode
 holds the GIL), the real-time factor and the WER against the sentences (to show what the beam buys).
 
-Measured (2025-11, defaults: 2M words, 20k vocabulary -> 4-gram with 20,003 / 1,384,197 / 1,920,644 /
+Measured (2026-11, defaults: 2M words, 20k vocabulary -> 4-gram with 20,003 / 1,384,197 / 1,920,644 /
 1,881,670 n-grams, lmplz 66 s; 6504 frames = 65 s of audio; LM + trie load 1.5-1.9 s) on the
 2-core development VM while it ran ~17 other processes (load average 17), so absolute numbers are
 pessimistic and the 2-process column shows contention, not the scaling of a free machine (ranges:
 the same LM in two runs, 65 s and 30 s of audio; WER of the 65 s run):
 
     beam   frames/s 1 proc   RTF 1 proc   frames/s 2 proc   WER %   (greedy WER 62.7)
-      10     7,400-12,900    0.008-0.014     11,400-19,400   20.6
+      10     7,400-12,900    0.008-0.014     11,400-11,800   20.6
       50     1,450-3,200     0.031-0.069      2,060-3,530     5.7
      100       770-1,770     0.057-0.130      1,800            1.8
      500         208         0.48               207            1.8
