@@ -154,10 +154,13 @@ def bench_vs_fairseq(models: list[str], repeats: int, peak: float) -> list[dict]
                 for x in tensors:
                     fs.feature_aggregator(fs.feature_extractor(x))
 
+        from w2vtk.features.wav2vec import Wav2VecExtractor
+
+        ext = Wav2VecExtractor(model, layer="c")  # what `w2vtk extract` runs, numpy in and out
+
         def run_w2vtk():
-            with torch.inference_mode():
-                for x in tensors:
-                    model.extract(x, layer="c")
+            for i, w in enumerate(waves):
+                ext.extract([(f"u{i}", w)])
 
         with torch.inference_mode():
             ref = fs.feature_aggregator(fs.feature_extractor(tensors[1]))[0].T

@@ -110,6 +110,11 @@ def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
         raise W2vtkError("give exactly one of --out FILE.ark and --out-dir DIR (or only --npy-dir)")
     if req.device not in ("auto", "cpu", "cuda"):
         raise W2vtkError(f"--device {req.device}: expected auto, cpu or cuda")
+    if req.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise W2vtkError("--device cuda: no CUDA device is available to this torch build")
     sources, data_dir = discover_sources(Path(req.input))
     _, device = init(req.device if req.feature_type == "wav2vec" else "cpu")
     ark = None
