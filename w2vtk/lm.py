@@ -593,6 +593,7 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
                     cmd += ["--prune"] + [str(v) for v in prune_values]
                 if limit_file is not None:
                     cmd += ["--limit_vocab_file", str(limit_file)]
+                log(f"lmplz: order {order}, {num_words:,} words, vocabulary {len(vocab_words):,}")
                 _run(cmd, f"lmplz ({lmplz})")
                 builder = "lmplz"
             else:
@@ -630,6 +631,7 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
         binary = None
         build_binary = find_kenlm_binary("build_binary")
         if build_binary is not None:
+            log(f"build_binary: {arpa_out} -> {out / 'lm.bin'}")
             _run([str(build_binary), "-S", memory, "-T", str(tmp_dir), "probing", str(arpa_out),
                   str(tmp_dir / "lm.bin")], f"build_binary ({build_binary})")
             os.replace(tmp_dir / "lm.bin", out / "lm.bin")

@@ -4,7 +4,6 @@ them, outputs and scoring, worker processes, and the refusals (test set, other A
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
