@@ -276,7 +276,7 @@ class LMResources:
     """The lexicon, word dictionary, KenLM and trie of an LM dir, built once and shared by decoders
     with different weights (the trie holds LM scores; the weight is applied by the decoder)."""
 
-    def __init__(self, lm_dir: str | Path, tokens, decoder: str):
+    def __init__(self, lm_dir: str | Path, tokens, decoder: str, check_overlap: bool = True):
         from flashlight.lib.text.decoder import SmearingMode, Trie
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
@@ -323,7 +323,7 @@ class LMResources:
             raise W2vtkError(f"{lm_file}: flashlight cannot load it ({' '.join(str(err).split())[:200]})") from None
         from w2vtk.lm import arpa_unigrams
 
-        if (self.lm_dir / "lm.arpa").is_file():
+        if check_overlap and (self.lm_dir / "lm.arpa").is_file():
             rate, hint = vocab_overlap(arpa_unigrams(self.lm_dir / "lm.arpa"), lexicon)
             if rate < 0.5:
                 self.warnings.append(f"only {100 * rate:.1f}% of {self.lm_dir}/lexicon.txt's words are in the LM"
@@ -453,7 +453,7 @@ def _worker_init(job: _Job) -> None:
     tokens = TokenSet.load(job.am_tokens_dir)
     _STATE["tokens"] = tokens
     _STATE["mats"] = read_emissions(job.emissions_dir)
-    _STATE["res"] = LMResources(job.lm_dir, tokens, job.kind) if job.kind != "greedy" else None
+    _STATE["res"] = LMResources(job.lm_dir, tokens, job.kind, check_overlap=False) if job.kind != "greedy" else None
     _STATE["kind"] = job.kind
 
 
