@@ -47,7 +47,7 @@ launch() {
   "$root/bin/launch.sh" --nproc "$nproc" "${opts[@]}" "$@"
 }
 
-# check_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
+# load_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
 load_profile() {
   local file="$here/conf/profile_$profile.sh"
   [ -f "$file" ] || die "--profile $profile: no $file (profiles: $(cd "$here/conf" && ls profile_*.sh | sed 's/profile_//; s/\.sh//' | tr '\n' ' '))"

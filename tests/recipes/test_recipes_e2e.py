@@ -1,0 +1,139 @@
+"""Every recipe end to end (stages 0-6, --profile tiny) on a small fake corpus in its real layout:
+results.json has both systems, the recipe's set names and its metrics; a --stage restart reuses
+what earlier stages made; WSJ runs in two halves (--stop-stage 3, then --stage 4) with a fairseq
+checkpoint given by --w2v-checkpoint.
+
+The four recipe runs are single-threaded processes (OMP_NUM_THREADS=1), so they run two at a time
+to use both cores of a CI machine; each test then checks one run's outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from fake_corpora import make_librispeech, make_timit, make_wsj
+from recipe_helpers import ROOT, run_script
+
+pytestmark = pytest.mark.slow
+
+FAIRSEQ = ROOT / "tests/fixtures/fairseq_wav2vec/small_large_cfg.pt"
+
+
+def _check_results(exp: Path, sets: list[str], metrics: list[str]) -> dict:
+    results = json.loads((exp / "results.json").read_text())
+    assert list(results) == ["logmel", "wav2vec"]
+    for system in results.values():
+        assert list(system) == sets
+        for row in system.values():
+            assert sorted(row) == sorted(metrics)
+            assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in row.values())
+    md = (exp / "RESULTS.md").read_text()
+    for name in sets:
+        assert f"| {name} |" in md
+    assert (exp / "run.cmd").read_text().startswith(str(ROOT / "recipes"))
+    return results
+
+
+def _ok(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode == 0, f"stdout:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-4000:]}"
+
+
+def _tiny(recipe: str, exp: Path, *args) -> list:
+    return [ROOT / "recipes" / recipe / "run.sh", "--exp", exp, "--profile", "tiny", "--nproc", "1", *args]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Builds the fake corpora and runs the four recipes, two at a time."""
+    root = tmp_path_factory.mktemp("recipes")
+    timit = make_timit(root / "timit_corpus")
+    wsj0, wsj1 = make_wsj(root / "wsj_corpus")
+    libri = make_librispeech(root / "ls_corpus")
+    wsj_args = _tiny("wsj", root / "wsj", "--wsj0", wsj0, "--wsj1", wsj1, "--w2v-checkpoint", FAIRSEQ)
+
+    def wsj_in_two_halves():
+        first = run_script([*wsj_args, "--stop-stage", "3"])
+        if first.returncode != 0:
+            return first, None
+        return first, run_script([*wsj_args, "--stage", "4"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = {
+            "timit": pool.submit(run_script, _tiny("timit", root / "timit", "--corpus", timit)),
+            "wsj": pool.submit(wsj_in_two_halves),
+            "librispeech": pool.submit(run_script, _tiny("librispeech", root / "ls", "--corpus", libri)),
+            "mini": pool.submit(run_script, _tiny("mini", root / "mini")),
+        }
+        out = {name: job.result() for name, job in jobs.items()}
+    out["root"] = root
+    out["timit_corpus"] = timit
+    return out
+
+
+def test_timit_end_to_end(runs):
+    _ok(runs["timit"])
+    exp = runs["root"] / "timit"
+    _check_results(exp, ["dev", "test"], ["per"])
+    tokens = (exp / "data/lang/tokens.txt").read_text().split()
+    assert "sil" in tokens and "ao" not in tokens  # the 39-phone set (ao folds to aa)
+    for feat in ("fbank", "w2v"):
+        assert (exp / f"am_{feat}/decode_test/hyp.txt").is_file()
+        assert (exp / f"data/test_{feat}/feats.scp").is_file()
+
+
+def test_stage_restart_reuses_earlier_outputs(runs):
+    _ok(runs["timit"])
+    exp = runs["root"] / "timit"
+    made = [exp / "w2v/checkpoint_best.pt", exp / "data/train_w2v/feats.ark", exp / "am_w2v/checkpoint_last.pt",
+            exp / "am_fbank/decode_dev/hyp.txt"]
+    before = {p: p.stat().st_mtime_ns for p in made}
+    (exp / "results.json").unlink()
+    res = run_script(_tiny("timit", exp, "--corpus", runs["timit_corpus"], "--stage", "2"))
+    _ok(res)
+    for step in ("pretrain", "extract_w2v_train", "am_w2v", "decode_fbank_dev"):
+        assert f"skip {step}: done" in res.stderr
+    assert {p: p.stat().st_mtime_ns for p in made} == before
+    _check_results(exp, ["dev", "test"], ["per"])
+    assert (exp / "cmd.log").read_text().count("recipes/timit/run.sh") == 2  # both command lines kept
+
+
+def test_wsj_end_to_end_in_two_halves(runs):
+    first, second = runs["wsj"]
+    _ok(first)
+    assert "stage 2: skipped, --w2v-checkpoint" in first.stderr
+    assert "stage 4" not in first.stderr
+    _ok(second)
+    assert "stage 0" not in second.stderr
+    exp = runs["root"] / "wsj"
+    assert not (exp / "w2v").exists()
+    assert str(FAIRSEQ) in (exp / ".done/extract_w2v_test_eval92").read_text()
+    assert (exp / "data/lang_4g/lm.arpa").is_file() and (exp / "data/lang_4g/lexicon.txt").is_file()
+    _check_results(exp, ["test_dev93", "test_eval92"], ["wer", "ler"])
+    # wav2letter transcripts (lower case); tuned on nov93dev, applied to nov92
+    assert "wsj one train" in (exp / "data/train_si284/text").read_text()
+    for feat in ("fbank", "w2v"):
+        assert (exp / f"am_{feat}/decode_test_dev93/best.yaml").is_file()
+        assert not (exp / f"am_{feat}/decode_test_eval92/best.yaml").exists()
+
+
+def test_librispeech_end_to_end(runs):
+    _ok(runs["librispeech"])
+    exp = runs["root"] / "ls"
+    # the fake release has dev-clean and test-clean only: those are the evaluation sets
+    _check_results(exp, ["dev_clean", "test_clean"], ["wer", "ler"])
+    # pre-training on the seeded hours subset of train-clean-100 (the tiny profile's 0.002 h)
+    pretrain_set = exp / "data/train_clean_100_0.002h"
+    assert (pretrain_set / "wav.scp").is_file()
+    assert f"--data {pretrain_set}" in (exp / ".done/pretrain").read_text()
+
+
+def test_mini_end_to_end(runs):
+    _ok(runs["mini"])
+    exp = runs["root"] / "mini"
+    _check_results(exp, ["dev", "test"], ["wer", "ler"])
+    assert (exp / "data/train_am/wav.scp").is_file()
