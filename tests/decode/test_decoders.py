@@ -129,3 +129,14 @@ def test_sentencepiece_and_phone_lexicons_decode(tmp_path):
     ids = [tok.index(p) for p in "sil dh ah k ae t sil s ae t sil".split()]
     hyp = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0), res).decode(emissions_for(ids, len(tok)))[0]
     assert hyp.words == ["the", "cat", "sat"]
+
+
+def test_decoder_warns_when_the_lm_case_differs_from_the_lexicon(lm_case, tmp_path):
+    from w2vtk.lm import build_lm, estimate_kn_arpa
+
+    _, lang, _, _, tok = lm_case
+    upper = tmp_path / "upper.arpa"
+    estimate_kn_arpa([line.split() for line in TEXT.splitlines()], 2, upper)
+    build_lm(None, lang, tmp_path / "lm", arpa=upper, memory="100M")
+    res = LMResources(tmp_path / "lm", tok, "lexicon")
+    assert any("only 0.0% of" in w and "upper case" in w for w in res.warnings)
