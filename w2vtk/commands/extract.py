@@ -14,8 +14,9 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         input: Path = typer.Option(..., "--in", help="Audio: a Kaldi data dir (wav.scp [+ segments]), a "
                                    "wav.scp file, or a directory of audio files (recursive; utterance id "
                                    "= relative path without extension, '/' -> '-')."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Archive FILE.ark; FILE.scp, utt2num_frames "
-                                           "and feats.yaml are written beside it."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Archive DIR/feats.ark; feats.scp, "
+                                           "utt2num_frames and feats.yaml are written beside it (for "
+                                           "another name X.ark: X.scp, X.utt2num_frames, X.yaml)."),
         out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="New directory (e.g. data/train_w2v) "
                                                "holding feats.ark/scp; for a data-dir input also copies of "
                                                "its tables, so it is a data dir of its own."),
