@@ -78,6 +78,17 @@ def test_era_defaults():
     assert FAIRSEQ_CFG_DEFAULTS["offset"] == "auto"
 
 
+def test_cfg_interpolations_resolved(tmp_path):
+    ckpt = raw("small_large_cfg")
+    ckpt["cfg"]["model"]["infonce"] = "${criterion.infonce}"
+    ckpt["cfg"]["criterion"] = {"_name": "wav2vec", "infonce": True}
+    torch.save(ckpt, tmp_path / "a.pt")
+    assert load_wav2vec(tmp_path / "a.pt")[1].config.infonce is True
+    ckpt["cfg"]["criterion"] = {"_name": "wav2vec"}
+    torch.save(ckpt, tmp_path / "b.pt")
+    assert load_wav2vec(tmp_path / "b.pt")[1].config.infonce is False
+
+
 def test_legacy_serialisation_of_w2vtk_and_zip_cfg(tmp_path):
     ckpt = raw("small_large_cfg")
     path = tmp_path / "legacy_cfg.pt"
@@ -191,6 +202,11 @@ def test_export_round_trip_is_bit_exact(tmp_path, name):
     assert info.source == "fairseq-args" and info.config == model.cfg
     ckpt = load_checkpoint(out, allow=ALLOWED_GLOBALS)
     assert isinstance(ckpt["args"], argparse.Namespace) and ckpt["args"].arch == "wav2vec"
+    # What fairseq 0.12's checkpoint upgrade reads (verified by loading an export with fairseq-fixed
+    # 0.12.3.1's load_model_ensemble_and_task: z / c within 1.3e-6 of w2vtk's).
+    assert ckpt["args"].task == "audio_pretraining" and isinstance(ckpt["args"].lr, list)
+    assert ckpt["optimizer_history"][-1]["num_updates"] == 0
+    assert "train_iterator" in ckpt["extra_state"]
     assert set(ckpt["model"]) == set(raw(name)["model"])   # fairseq's own key names
     a, b = model.state_dict(), again.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -185,6 +185,23 @@ def from_fairseq_state_dict(state: Mapping[str, Any], where: str = "checkpoint")
 # ----------------------------------------------------------------------------------------------
 # configs
 
+def resolve_interpolations(fields: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace omegaconf references left in a saved cfg (``infonce: '${criterion.infonce}'``) by the
+    value they point to in ``root`` (the whole cfg dict); an unresolvable one is dropped, so the
+    era's default applies."""
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, str) and re.fullmatch(r"\$\{[A-Za-z0-9_.]+\}", value.strip()):
+            node: Any = root
+            for part in value.strip()[2:-1].split("."):
+                node = node.get(part) if isinstance(node, Mapping) else None
+            if node is None or (isinstance(node, str) and node.startswith("${")):
+                continue
+            value = node
+        out[key] = value
+    return out
+
+
 def ignored_loss_options(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Loss-only fairseq options set to something w2vtk's objective does not do."""
     return {k: fields[k] for k, default in LOSS_ONLY_DEFAULTS.items()
@@ -302,7 +319,7 @@ def load_wav2vec(path: str | Path) -> tuple[Wav2VecModel, CheckpointInfo]:
     if isinstance(args, argparse.Namespace):
         fields, era = vars(args), "args"
     elif isinstance(cfg_dict, dict) and isinstance(cfg_dict.get("model"), dict):
-        fields, era = cfg_dict["model"], "cfg"
+        fields, era = resolve_interpolations(cfg_dict["model"], cfg_dict), "cfg"
     elif ckpt.get("kind") is not None or "config" in ckpt:
         raise W2vtkError(f"{where}: a w2vtk checkpoint of kind {ckpt.get('kind')!r}, not a wav2vec "
                          f"model")
