@@ -30,13 +30,18 @@ help_message=$(sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
 . "$bindir/parse_options.sh" || exit 1
 
 [ $# -ge 1 ] || die "no w2vtk stage given (e.g. bin/launch.sh --nproc 2 pretrain ...)"
+[ "$num_nodes" -ge 1 ] || die "--num-nodes must be >= 1"
+if [ "$num_nodes" -gt 1 ] && [ -z "$rdzv_endpoint" ]; then
+  [ -n "$master_addr" ] && [ -n "$master_port" ] \
+    || die "--num-nodes $num_nodes needs --master-addr HOST --master-port PORT (or --rdzv-endpoint HOST:PORT)"
+  [ "$node_rank" -lt "$num_nodes" ] || die "--node-rank $node_rank must be below --num-nodes $num_nodes"
+fi
 if [ -z "$nproc" ]; then
   nproc=$(python -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null) \
     || die "cannot import torch to count GPUs; give --nproc N"
   [ "$nproc" -ge 1 ] || nproc=1
 fi
 [[ "$nproc" =~ ^[0-9]+$ ]] && [ "$nproc" -ge 1 ] || die "--nproc must be a positive integer, not '$nproc'"
-[ "$num_nodes" -ge 1 ] || die "--num-nodes must be >= 1"
 
 if [ "$nproc" -eq 1 ] && [ "$num_nodes" -eq 1 ]; then
   cmd=(w2vtk "$@")
@@ -51,9 +56,6 @@ else
   elif [ -n "$rdzv_endpoint" ]; then
     cmd+=(--nnodes="$num_nodes" --rdzv-backend=c10d --rdzv-endpoint="$rdzv_endpoint" --rdzv-id="$rdzv_id")
   else
-    [ -n "$master_addr" ] && [ -n "$master_port" ] \
-      || die "--num-nodes $num_nodes needs --master-addr HOST --master-port PORT (or --rdzv-endpoint HOST:PORT)"
-    [ "$node_rank" -lt "$num_nodes" ] || die "--node-rank $node_rank must be below --num-nodes $num_nodes"
     cmd+=(--nnodes="$num_nodes" --node-rank="$node_rank" --master-addr="$master_addr" --master-port="$master_port")
   fi
   cmd+=(--nproc-per-node="$nproc" -m w2vtk "$@")
