@@ -20,6 +20,15 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]  # no temporary left behind
 
 
+def test_atomic_write_uses_the_umask_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_refuses_missing_directory(tmp_path):
     with pytest.raises(W2vtkError, match="does not exist"):
         atomic_write_text(tmp_path / "nope" / "f.txt", "x")

@@ -14,6 +14,12 @@ from typing import IO, Iterator
 from w2vtk.errors import W2vtkError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_parent(path: Path) -> None:
     if not path.parent.exists():
         raise W2vtkError(f"{path}: directory {path.parent} does not exist")
@@ -33,6 +39,8 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=None if binary else encoding,
                        newline=None if binary else "\n") as fh:
             yield fh
