@@ -20,6 +20,7 @@ replaces its negative sampler by the same fixed indices, checks the two losses a
 both in the same process: 3 warm-up runs each, then --runs (>= 7) alternating timed runs; prints
 the median of the per-run ratios fairseq time / w2vtk time (> 1: w2vtk faster) with min and max.
 
+    python -m venv /work/fsvenv && /work/fsvenv/bin/pip install torch==2.13.0 fairseq-fixed==0.12.3.1
     python bench/pretrain.py                      # base and large, w2vtk only
     /work/fsvenv/bin/python bench/pretrain.py --vs-fairseq --json bench_pretrain.json
     python bench/pretrain.py --profile large      # where the time goes (torch profiler table)
