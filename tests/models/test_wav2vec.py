@@ -59,8 +59,9 @@ def test_too_short_audio_is_a_clear_error():
         model(torch.zeros(1, 400))
 
 
-@pytest.mark.parametrize("norm", ["group", "channel"])
-def test_batched_equals_one_at_a_time(norm):
+@pytest.mark.parametrize("norm, padded", [("group", "masked"), ("channel", "masked"), ("group", "loop"),
+                                          ("group", "auto")])
+def test_batched_equals_one_at_a_time(norm, padded):
     torch.manual_seed(0)
     model = Wav2VecModel(small_cfg(norm=norm)).eval()
     lengths = [12000, 7001, 2500, 465]
@@ -69,7 +70,7 @@ def test_batched_equals_one_at_a_time(norm):
         wave[i, :n] = 0.3 * torch.randn(n)
         wave[i, n:] = 5.0  # padding content must not matter
     with torch.no_grad():
-        batch = model(wave, torch.tensor(lengths), return_layers=True)
+        batch = model(wave, torch.tensor(lengths), return_layers=True, padded=padded)
         for i, n in enumerate(lengths):
             one = model(wave[i:i + 1, :n], return_layers=True)
             frames = one.z.shape[-1]
@@ -78,6 +79,11 @@ def test_batched_equals_one_at_a_time(norm):
             assert torch.allclose(batch.c[i, :, :frames], one.c[0], atol=1e-4, rtol=0)
             for layer_b, layer_1 in zip(batch.layers, one.layers):
                 assert torch.allclose(layer_b[i, :, :frames], layer_1[0], atol=1e-4, rtol=0)
+            assert (batch.c[i, :, frames:] == 0).all() and (batch.z[i, :, frames:] == 0).all()
+    # Training (autograd) on a padded batch takes the masked path and matches too.
+    if padded == "auto":
+        grad_batch = model(wave, torch.tensor(lengths))
+        assert torch.allclose(grad_batch.c.detach(), batch.c, atol=1e-4)
     # Without lengths the padding does change the numbers (the reason for the masked path).
     with torch.no_grad():
         unmasked = model(wave).c[3, :, :1]

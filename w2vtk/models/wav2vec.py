@@ -241,8 +241,30 @@ class MaskedGroupNorm(nn.Module):
     def moments(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Per-utterance (mean, biased var), each (B, G) fp32, over the first ``lengths[b]`` frames.
 
-        Vectorised (no loop over utterances, no host sync) and two-pass in fp32, like group_norm.
+        CPU: one two-pass fp32 var_mean per utterance on a strided view (no masked copies of the
+        batch: the first encoder layer is memory-bound, so extra passes cost there).  CUDA: one
+        vectorised masked computation (no loop, no host sync).  Both match group_norm's arithmetic.
         """
+        if h.is_cuda:
+            return self.moments_vectorised(h, lengths)
+        return self.moments_looped(h, lengths)
+
+    def moments_looped(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        B, C, T = h.shape
+        G = self.num_groups
+        means, variances = [], []
+        for b, n in enumerate(lengths.tolist()):
+            n = min(max(int(n), 1), T)
+            # Per-channel var_mean reduces contiguous rows (fast); the channels of a group are then
+            # combined exactly: var_g = mean_c(var_c + (mean_c - mean_g)^2).
+            v, m = torch.var_mean(h[b, :, :n].float(), dim=1, correction=0)     # (C,)
+            m, v = m.view(G, C // G), v.view(G, C // G)
+            mean = m.mean(dim=1)
+            means.append(mean)
+            variances.append((v + (m - mean[:, None]).square()).mean(dim=1))
+        return torch.stack(means), torch.stack(variances)
+
+    def moments_vectorised(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         B, C, T = h.shape
         G = self.num_groups
         hg = h.float().reshape(B, G, C // G, T)
@@ -456,15 +478,25 @@ class Wav2VecModel(nn.Module):
         return num_frames(num_samples, self.cfg.conv_feature_layers)
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None,
-                return_layers: bool = False) -> Wav2VecOutput:
+                return_layers: bool = False, padded: str = "auto") -> Wav2VecOutput:
         """wave (B, T) float samples at 16 kHz in [-1, 1]; lengths (B,) valid samples or None.
 
         Returns z (the targets, undropped) and c (after dropout_features / dropout_agg in training
-        mode), both (B, C, T'), and the frame lengths.  In eval mode and with lengths, each
-        utterance's valid frames equal what it gives alone (GroupNorm over its own frames).
+        mode), both (B, C, T'), and the frame lengths.  With lengths, each utterance's valid frames
+        equal what it gives alone (GroupNorm over its own frames); frames past an utterance's
+        length are zero.  How a padded batch is computed (``padded``):
+
+        * "masked": the whole batch at once, every GroupNorm masked to each utterance's frames
+          (what a GPU wants: one kernel per layer for the batch);
+        * "loop": each utterance alone on its unpadded samples, then padded again (bit-identical to
+          one at a time; on CPU as fast as it, because conv kernels gain nothing from a batch
+          there while masking and padding cost ~25%);
+        * "auto": "loop" on CPU without autograd, else "masked".
         """
         if wave.dim() != 2:
             raise ValueError(f"wave must be (B, T), got {tuple(wave.shape)}")
+        if padded not in ("auto", "masked", "loop"):
+            raise ValueError(f"padded must be auto, masked or loop, got {padded!r}")
         shortest = wave.shape[-1]
         if lengths is not None:
             lengths = lengths.to(device=wave.device, dtype=torch.int64)
@@ -474,14 +506,41 @@ class Wav2VecModel(nn.Module):
                              f"receptive field ({self.receptive_field} samples)")
         if lengths is not None and bool((lengths == wave.shape[-1]).all()):
             # Nothing padded: the unmasked fast path, frame lengths computed on the side.
-            z, _ = self.encoder(wave, None)
-            flen = frame_lengths(lengths, self.cfg.conv_feature_layers)
-            c, layers = self.context(self.dropout_features(z), None, return_layers)
-            return Wav2VecOutput(z=z, c=self.dropout_agg(c), lengths=flen, layers=layers)
+            out = self._forward(wave, None, return_layers)
+            out.lengths = frame_lengths(lengths, self.cfg.conv_feature_layers)
+            return out
+        if lengths is None:
+            return self._forward(wave, None, return_layers)
+        if padded == "auto":
+            padded = "loop" if not wave.is_cuda and not torch.is_grad_enabled() else "masked"
+        if padded == "masked":
+            out = self._forward(wave, lengths, return_layers)
+            return self._zero_padding(out)
+        flen = frame_lengths(lengths, self.cfg.conv_feature_layers)
+        T = num_frames(wave.shape[-1], self.cfg.conv_feature_layers)
+        parts = [self._forward(wave[b:b + 1, :n], None, return_layers)
+                 for b, n in enumerate(lengths.tolist())]
+
+        def stack(tensors: list[Tensor]) -> Tensor:
+            return torch.cat([F.pad(t, (0, T - t.shape[-1])) for t in tensors], dim=0)
+
+        layers = [stack([p.layers[i] for p in parts]) for i in range(len(parts[0].layers))]
+        return Wav2VecOutput(z=stack([p.z for p in parts]), c=stack([p.c for p in parts]),
+                             lengths=flen, layers=layers)
+
+    def _forward(self, wave: Tensor, lengths: Tensor | None, return_layers: bool) -> Wav2VecOutput:
         z, flen = self.encoder(wave, lengths)
         c, layers = self.context(self.dropout_features(z), flen, return_layers)
-        c = self.dropout_agg(c)
-        return Wav2VecOutput(z=z, c=c, lengths=flen, layers=layers)
+        return Wav2VecOutput(z=z, c=self.dropout_agg(c), lengths=flen, layers=layers)
+
+    @staticmethod
+    def _zero_padding(out: Wav2VecOutput) -> Wav2VecOutput:
+        T = out.z.shape[-1]
+        keep = (torch.arange(T, device=out.z.device)[None, :] < out.lengths[:, None])[:, None, :]
+        out.z = out.z * keep
+        out.c = out.c * keep
+        out.layers = [x * keep for x in out.layers]
+        return out
 
     def project_steps(self, c: Tensor) -> Tensor:
         """h_k(c) for k = 1..K: c (B, C, T') -> (B, T', K, C_z), step k at index k - 1.
