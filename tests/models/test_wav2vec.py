@@ -64,7 +64,7 @@ def test_too_short_audio_is_a_clear_error():
 def test_batched_equals_one_at_a_time(norm, padded):
     torch.manual_seed(0)
     model = Wav2VecModel(small_cfg(norm=norm)).eval()
-    lengths = [12000, 7001, 2500, 465]
+    lengths = [6000, 4001, 2500, 465]
     wave = torch.zeros(len(lengths), max(lengths))
     for i, n in enumerate(lengths):
         wave[i, :n] = 0.3 * torch.randn(n)
