@@ -28,9 +28,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from w2vtk import objectives
 from w2vtk.errors import W2vtkError
 from w2vtk.pretrain.config import PretrainConfig
-from w2vtk.pretrain.data import (CropDataset, MicroBatch, TrainSampler, Utterance, make_loader,
+from w2vtk.pretrain.data import (CropDataset, TrainSampler, Utterance, make_loader,
                                  minimum_samples, plan_batches, read_utterances, valid_microbatches)
 
 # Order of the per-update statistics vector (all-reduced as one tensor).
@@ -89,26 +92,23 @@ def prepare_data(source: str | Path, cfg: PretrainConfig, num_slots: int, what: 
                        sum(u.num_samples for u in used) / 16000, len(batches), used, batches)
 
 
-class _Objective:
-    """Model + contrastive loss as one callable module (so DDP sees the whole graph)."""
+class Objective(torch.nn.Module):
+    """Model + contrastive loss as one module, so that DDP sees (and syncs) the whole graph.
 
-    def __new__(cls, model):
-        import torch
+    forward(wave (B, T) samples, neg_idx (B, N, T') frames) -> (loss sum, positives, logits,
+    binary correct, ranking correct), 0-dim tensors.
+    """
 
-        from w2vtk.objectives import contrastive_loss
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
 
-        class Objective(torch.nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-
-            def forward(self, wave, neg_idx):
-                out = self.model(wave)
-                pred = self.model.project_steps(out.c)
-                res = contrastive_loss(out.z, pred, neg_idx, self.model.offset, infonce=self.model.cfg.infonce)
-                return (res.loss, res.num_positives, res.num_logits, res.binary_correct, res.ranking_correct)
-
-        return Objective(model)
+    def forward(self, wave, neg_idx):
+        out = self.model(wave)
+        pred = self.model.project_steps(out.c)
+        res = objectives.contrastive_loss(out.z, pred, neg_idx, self.model.offset,
+                                          infonce=self.model.cfg.infonce)
+        return res.loss, res.num_positives, res.num_logits, res.binary_correct, res.ranking_correct
 
 
 def _log(msg: str, is_main: bool) -> None:
@@ -144,7 +144,6 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     Runs under torchrun as one process per device (the process group is set up here).  Every user
     mistake is found before anything in ``exp_dir`` is written.
     """
-    import torch
     import torch.distributed as tdist
 
     from w2vtk import dist
@@ -188,7 +187,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         # ---- model, optimiser, schedule
         seed_everything(cfg.seed)
         model = Wav2VecModel(cfg.model).to(device)
-        objective = _Objective(model)
+        objective = Objective(model)
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
