@@ -395,7 +395,7 @@ class Encoder(nn.Module):
             x = layer(x, lengths)
         if self.log_compression:
             # After the ReLU x >= 0, so fairseq's log(|x| + 1) is log1p(x) (more accurate, one op).
-            x = torch.log1p(x)
+            x = torch.log1p_(x) if not torch.is_grad_enabled() else torch.log1p(x)
         return x, lengths
 
 
@@ -425,8 +425,14 @@ class ContextNetwork(nn.Module):
         return y
 
     def residual(self, i: int, x: Tensor, y: Tensor) -> Tensor:
-        """(y + x) * sqrt(residual_scale), x projected first when the width changes."""
+        """(y + x) * sqrt(residual_scale), x projected first when the width changes.
+
+        Without autograd (inference) the sum is written into ``y``'s memory and ``y`` returned.
+        """
         res = self.residual_proj[i](x) if self._has_proj[i] else x
+        if not torch.is_grad_enabled():
+            # Inference: reuse y's memory (a fresh activation-sized tensor costs page faults).
+            return y.add_(res).mul_(self.residual_scale)
         return (y + res) * self.residual_scale
 
     def forward(self, z: Tensor, lengths: Tensor | None = None,
