@@ -5,7 +5,9 @@ tests hold z and c to 1e-5 of fairseq's), with three additions:
 
 * a padding-aware forward: ``forward(wave, lengths)`` normalises every GroupNorm over each
   utterance's *valid* frames only, so a padded batch gives the same z / c as one utterance at a
-  time (fairseq's GroupNorm spans the padding, which changes every frame);
+  time (fairseq's GroupNorm spans the padding, which changes every frame).  ``padded="masked"``
+  computes the batch at once with masked statistics (GPU, training); ``padded="loop"`` runs each
+  utterance unpadded (CPU inference, bit-identical and as fast as one at a time); "auto" picks;
 * ``norm: channel``: GroupNorm with one group per channel (each channel normalised over the
   utterance's frames), which small models need to leave chance (see docs/wav2vec.md);
 * the step projection is computed as one matrix product instead of fairseq's ConvTranspose2d call
