@@ -365,6 +365,9 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                          f"({guard.skipped} so far)", is_main)
                 if scaler is not None:
                     scaler.update()
+                    if scaler.get_scale() < 1e-4:  # fairseq's --min-loss-scale
+                        raise W2vtkError(f"fp16 loss scale fell below 1e-4 at update {num_updates + 1}: the "
+                                         "gradients overflow even unscaled; use amp=bf16 or lower the lr")
                 optimizer.zero_grad(set_to_none=True)
                 if not applied:
                     continue
