@@ -51,7 +51,10 @@ class Utterance:
 def read_manifest(path: str | Path) -> list[Utterance]:
     """A fairseq ``.tsv`` manifest: first line the root directory, then ``relpath<TAB>num_samples``.
 
-    Utterance id = relpath without extension, ``/`` -> ``-`` (as for audio directories).
+    Utterance id = relpath without extension, ``/`` -> ``-`` (as for audio directories).  As in
+    fairseq, ``num_samples`` counts samples of 16 kHz audio (other rates are resampled when read, and
+    the declared length must then be given at 16 kHz).  A relative root is taken from the current
+    directory when it exists there, else from the manifest's directory.
     """
     path = Path(path)
     try:
