@@ -66,6 +66,13 @@ def test_truncated_and_garbage_checkpoints(tmp_path):
     (tmp_path / "g.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(W2vtkError, match="g.pt"):
         load_checkpoint(tmp_path / "g.pt")
+    (tmp_path / "text.pt").write_text("model: 1\nthis is a yaml file, not a checkpoint\n")
+    with pytest.raises(W2vtkError, match="text.pt"):
+        load_checkpoint(tmp_path / "text.pt")
+    for i, junk in enumerate([b"\x80\x02}q\x00", b"PK\x03\x04garbage", bytes(range(256)) * 4]):
+        (tmp_path / f"j{i}.pt").write_bytes(junk)
+        with pytest.raises(W2vtkError, match=f"j{i}.pt"):
+            load_checkpoint(tmp_path / f"j{i}.pt")
     (tmp_path / "e.pt").write_bytes(b"")
     with pytest.raises(W2vtkError, match="empty"):
         load_checkpoint(tmp_path / "e.pt")

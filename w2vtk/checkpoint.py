@@ -49,7 +49,9 @@ def load_checkpoint(path: str | Path, allow: Iterable[Any] = (), map_location: s
                 f"{path}: refused to load: the file asks for objects outside w2vtk's allow-list "
                 f"({_unsupported_global(str(err))}); it was not executed") from None
         raise W2vtkError(f"{path}: not a readable checkpoint ({first})") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError,
+            TypeError, AttributeError, UnicodeDecodeError) as err:
+        # the unpickler raises any of these on garbage (e.g. KeyError for a text file)
         msg = " ".join(str(err).split())[:200] or type(err).__name__
         raise W2vtkError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
 
