@@ -44,11 +44,12 @@ def load_checkpoint(path: str | Path, allow: Iterable[Any] = (), map_location: s
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        if "Unsupported global" in str(err) or "weights_only" in str(err):
+        if "Unsupported global" in str(err):
             raise W2vtkError(
                 f"{path}: refused to load: the file asks for objects outside w2vtk's allow-list "
                 f"({_unsupported_global(str(err))}); it was not executed") from None
-        raise W2vtkError(f"{path}: not a readable checkpoint ({first})") from None
+        raise W2vtkError(f"{path}: not a readable torch checkpoint (the unpickler stopped: "
+                         f"{first[:120]})") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError,
             TypeError, AttributeError, UnicodeDecodeError) as err:
         # the unpickler raises any of these on garbage (e.g. KeyError for a text file)
