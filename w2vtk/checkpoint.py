@@ -43,13 +43,11 @@ def load_checkpoint(path: str | Path, allow: Iterable[Any] = (), map_location: s
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        if "Unsupported global" in str(err):
-            raise W2vtkError(
-                f"{path}: refused to load: the file asks for objects outside w2vtk's allow-list "
-                f"({_unsupported_global(str(err))}); it was not executed") from None
-        raise W2vtkError(f"{path}: not a readable torch checkpoint (the unpickler stopped: "
-                         f"{first[:120]})") from None
+        reason = _reason(str(err))
+        if "unsupported global" in reason.lower():
+            raise W2vtkError(f"{path}: refused to load: the file asks for objects outside w2vtk's "
+                             f"allow-list ({reason}); nothing in it was executed") from None
+        raise W2vtkError(f"{path}: not a readable torch checkpoint ({reason})") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError,
             TypeError, AttributeError, UnicodeDecodeError) as err:
         # the unpickler raises any of these on garbage (e.g. KeyError for a text file)
@@ -57,8 +55,13 @@ def load_checkpoint(path: str | Path, allow: Iterable[Any] = (), map_location: s
         raise W2vtkError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
 
 
-def _unsupported_global(message: str) -> str:
-    for line in message.splitlines():
-        if "Unsupported global" in line:
-            return line.strip().rstrip(".")
-    return "a non-allow-listed global"
+def _reason(message: str) -> str:
+    """The informative line of torch's weights_only error (skipping its boilerplate)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "unsupported global" in line.lower():
+            return line.rstrip(".")[:200]
+    for line in lines:
+        if not line.startswith(("Weights only load failed", "Check the documentation", "Please file an issue")):
+            return line.rstrip(".")[:200]
+    return "unpickling failed"
