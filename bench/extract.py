@@ -2,8 +2,10 @@
 
     python bench/extract.py [--models base,large] [--repeats 5] [--threads N]
         w2vtk per-utterance (one utterance per forward, as fairseq's wav2vec featurize does) vs
-        batched-exact (padded batches sorted by length, GroupNorm over valid frames only), run
-        alternately; median speeds, and the median, min and max of the per-round ratio.
+        batched-exact as `w2vtk extract` runs it (batches sorted by length; on CUDA padded with
+        GroupNorm over valid frames only; on CPU one utterance at a time inside the batch, since
+        padded CPU batches measured 0.81x (base) / 0.91x (large)), run alternately; median speeds,
+        and the median, min and max of the per-round ratio.
 
     /work/fsvenv/bin/python bench/extract.py --vs-fairseq
         from a venv with fairseq-fixed (never a w2vtk dependency): fairseq's Wav2VecModel built from

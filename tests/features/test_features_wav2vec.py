@@ -76,10 +76,11 @@ def test_fairseq_fixture_parity_through_cli(tmp_path, name, expected):
     assert len(meta["checkpoint_sha256"]) == 64 and meta["frame_shift_ms"] == 10
 
 
+@pytest.mark.parametrize("padded", [True, False], ids=["padded-batch", "cpu-loop"])
 @pytest.mark.parametrize("kind", ["base", "large"])
-def test_batched_equals_single(kind):
+def test_batched_equals_single(kind, padded):
     model = _small(kind)
-    ext = Wav2VecExtractor(model, layer="c")
+    ext = Wav2VecExtractor(model, layer="c", cpu_padded_batches=padded)
     lengths = [16000, 3100, 9999, 465, 12345]
     batch = [(f"u{i}", _wave(n, i)) for i, n in enumerate(lengths)]
     together = ext.extract(batch)
@@ -87,7 +88,7 @@ def test_batched_equals_single(kind):
         alone = ext.extract([(utt, w)])[0]
         assert feats.shape == alone.shape == (model.num_frames(len(w)), ext.dim)
         assert np.abs(feats - alone).max() <= 1e-4
-    mid = Wav2VecExtractor(model, layer="context-2")
+    mid = Wav2VecExtractor(model, layer="context-2", cpu_padded_batches=padded)
     a = mid.extract(batch)[1]
     b = mid.extract([batch[1]])[0]
     assert a.shape[1] == mid.dim and np.abs(a - b).max() <= 1e-4
