@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from w2vtk.errors import W2vtkError
+from w2vtk.data.kaldi_dir import iter_text_lines
 
 # utterances per subset (OpenSLR 12); a mismatch is a warning naming the set.
 EXPECTED_UTTERANCES = {
@@ -103,7 +104,7 @@ def find_subsets(root: Path) -> dict[str, Path]:
 def read_speakers_txt(path: Path) -> dict[str, str]:
     """reader id -> gender ("m"/"f") from SPEAKERS.TXT (``;`` comments; names may contain ``|``)."""
     genders: dict[str, str] = {}
-    for lineno, line in _read_lines(path):
+    for lineno, line in iter_text_lines(path):
         if not line.strip() or line.lstrip().startswith(";"):
             continue
         fields = [f.strip() for f in line.split("|", 4)]
@@ -114,23 +115,10 @@ def read_speakers_txt(path: Path) -> dict[str, str]:
     return genders
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        fh = open(path, "rb")
-    except OSError as err:
-        raise W2vtkError(f"{path}: cannot read ({err.strerror})") from None
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                yield lineno, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise W2vtkError(f"{path}:{lineno}: not valid UTF-8") from None
-
-
 def read_trans(path: Path) -> dict[str, str]:
     """utt id -> transcript of one ``<reader>-<chapter>.trans.txt``."""
     out: dict[str, str] = {}
-    for lineno, line in _read_lines(path):
+    for lineno, line in iter_text_lines(path):
         if not line.strip():
             continue
         utt, _, text = line.strip().partition(" ")
