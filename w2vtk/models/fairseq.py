@@ -134,22 +134,31 @@ class CheckpointInfo:
 # ----------------------------------------------------------------------------------------------
 # key mapping
 
-_TO_FAIRSEQ = [
-    (r"encoder\.layers\.(\d+)\.conv\.weight", r"feature_extractor.conv_layers.\1.0.weight"),
-    (r"encoder\.layers\.(\d+)\.norm\.(weight|bias)", r"feature_extractor.conv_layers.\1.2.\2"),
-    (r"context\.layers\.(\d+)\.conv\.(weight|bias)", r"feature_aggregator.conv_layers.\1.1.\2"),
-    (r"context\.layers\.(\d+)\.norm\.(weight|bias)", r"feature_aggregator.conv_layers.\1.3.\2"),
-    (r"context\.residual_proj\.(\d+)\.weight", r"feature_aggregator.residual_proj.\1.weight"),
-    (r"step_proj\.(weight|bias)", r"wav2vec_predictions.project_to_steps.\1"),
+# One table, read both ways: {i} is a layer index, {p} weight or bias, in the same order on both sides.
+_KEY_PAIRS = [
+    ("encoder.layers.{i}.conv.weight", "feature_extractor.conv_layers.{i}.0.weight"),
+    ("encoder.layers.{i}.norm.{p}", "feature_extractor.conv_layers.{i}.2.{p}"),
+    ("context.layers.{i}.conv.{p}", "feature_aggregator.conv_layers.{i}.1.{p}"),
+    ("context.layers.{i}.norm.{p}", "feature_aggregator.conv_layers.{i}.3.{p}"),
+    ("context.residual_proj.{i}.weight", "feature_aggregator.residual_proj.{i}.weight"),
+    ("step_proj.{p}", "wav2vec_predictions.project_to_steps.{p}"),
 ]
-_FROM_FAIRSEQ = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.0\.weight", r"encoder.layers.\1.conv.weight"),
-    (r"feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)", r"encoder.layers.\1.norm.\2"),
-    (r"feature_aggregator\.conv_layers\.(\d+)\.1\.(weight|bias)", r"context.layers.\1.conv.\2"),
-    (r"feature_aggregator\.conv_layers\.(\d+)\.3\.(weight|bias)", r"context.layers.\1.norm.\2"),
-    (r"feature_aggregator\.residual_proj\.(\d+)\.weight", r"context.residual_proj.\1.weight"),
-    (r"wav2vec_predictions\.project_to_steps\.(weight|bias)", r"step_proj.\1"),
-]
+_SLOTS = {"{i}": r"(\d+)", "{p}": r"(weight|bias)"}
+
+
+def _key_rule(src: str, dst: str) -> tuple[str, str]:
+    """(regex matching ``src``, replacement building ``dst`` from its groups)."""
+    pattern, repl, group = re.escape(src), dst, 0
+    for slot, regex in _SLOTS.items():
+        if slot in src:
+            group += 1
+            pattern = pattern.replace(re.escape(slot), regex)
+            repl = repl.replace(slot, f"\\{group}")
+    return pattern, repl
+
+
+_TO_FAIRSEQ = [_key_rule(ours, theirs) for ours, theirs in _KEY_PAIRS]
+_FROM_FAIRSEQ = [_key_rule(theirs, ours) for ours, theirs in _KEY_PAIRS]
 
 
 def _map_key(key: str, table: list[tuple[str, str]]) -> str | None:
