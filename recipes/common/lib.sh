@@ -81,6 +81,17 @@ resolve_nproc() {
   [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc $nproc: expected a positive integer"
 }
 
+# setup_recipe ARGS...: what every run.sh does once its options are parsed (ARGS: its original
+# command line): check the stage range, apply the profile's defaults, log the command line, settle
+# the process count, and set $data.
+setup_recipe() {
+  check_stages
+  load_profile
+  save_cmdline "$@"
+  resolve_nproc
+  data="$exp/data"
+}
+
 # w2v_checkpoint: the wav2vec model stage 3 extracts with (--w2v-checkpoint or stage 2's best).
 w2v_checkpoint() {
   if [ -n "$w2v_checkpoint" ]; then

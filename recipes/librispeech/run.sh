@@ -72,11 +72,7 @@ orig_args=("$@")
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
 . "$root/recipes/common/lib.sh"
 
-check_stages
-load_profile
-save_cmdline "${orig_args[@]}"
-resolve_nproc
-data="$exp/data"
+setup_recipe "${orig_args[@]}"
 
 # Subset names as data-dir names: dev-clean -> dev_clean; commas or spaces between them.
 norm_sets() { echo "$1" | tr ',-' ' _' | xargs; }

@@ -51,11 +51,7 @@ orig_args=("$@")
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
 . "$root/recipes/common/lib.sh"
 
-check_stages
-load_profile
-save_cmdline "${orig_args[@]}"
-resolve_nproc
-data="$exp/data"
+setup_recipe "${orig_args[@]}"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: data preparation"

@@ -65,11 +65,7 @@ orig_args=("$@")
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
 . "$root/recipes/common/lib.sh"
 
-check_stages
-load_profile
-save_cmdline "${orig_args[@]}"
-resolve_nproc
-data="$exp/data"
+setup_recipe "${orig_args[@]}"
 [ -n "$audio_out" ] || audio_out="$exp/flac"
 am_train=train_si284
 if [ -n "$am_hours" ]; then
