@@ -22,7 +22,7 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary sibling, fsync, rename: never a half checkpoint under ``path``."""
     import torch
 
-    with atomic_open(path, "wb", encoding=None) as fh:
+    with atomic_open(path, "wb", encoding=None, fault="ckpt_write") as fh:
         torch.save(obj, fh)
 
 

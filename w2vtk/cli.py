@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     except W2vtkError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
+    except OSError as err:
+        # an I/O failure outside w2vtk's own checks (permission denied, read-only file system,
+        # a full disk below a library): one line naming the file, not a traceback
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        typer.echo(f"error: {where}{err.strerror or err}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -58,6 +58,7 @@ import numpy as np
 import yaml
 
 from w2vtk.errors import W2vtkError
+from w2vtk import faults
 from w2vtk.io import atomic_write_text, sha256_file
 
 FRAME_SECONDS = 0.01
@@ -203,6 +204,7 @@ def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_d
                 if not np.all(np.isfinite(em)):
                     raise W2vtkError(f"{am.checkpoint}: non-finite emissions for utterance {utt!r}")
                 writer(utt, em)
+                faults.hit("ark_write", tmp_ark)
                 mats[utt] = em
                 bar.advance(FRAME_SECONDS * fd.frames[utt])
     seconds = time.perf_counter() - t0
@@ -777,6 +779,7 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
                                            "seconds": round(secs, 3)}
                     atomic_write_text(out_dir / "trials.json", json.dumps(
                         {"signature": signature, "rows": trial_rows}, indent=1) + "\n")
+                    faults.hit("decode_trial", out_dir / "trials.json")
                     bar.advance(1)
                     bar.update(info=f"best WER {min(r['wer'] for r in trial_rows if r):.2f}")
                 pool.trials([beams[i] for i in todo], utts, done)

@@ -6,6 +6,7 @@ An interrupted run therefore never leaves a half-written file under the final na
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -27,11 +28,15 @@ def _check_parent(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
-                make_parents: bool = False) -> Iterator[IO]:
+                make_parents: bool = False, fault: str = "output_write") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; on success fsync and rename it over ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched; a full disk (ENOSPC,
+    EDQUOT) becomes a one-line :class:`W2vtkError` naming ``path``.  ``fault`` names the
+    :mod:`w2vtk.faults` point reached once the bytes are written, before the rename.
     """
+    from w2vtk import faults
+
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,11 +50,15 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
                        newline=None if binary else "\n") as fh:
             yield fh
             fh.flush()
+            faults.hit(fault, path)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise W2vtkError(f"{path}: no space left on device (disk or quota full); nothing was "
+                             f"written under this name and earlier outputs are intact") from None
         raise
 
 

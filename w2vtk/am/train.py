@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from w2vtk import __version__
+from w2vtk import __version__, faults
 from w2vtk.am.config import TrainAMConfig
 from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_frames, epoch_order,
                            global_stats, load_feature_dir, make_batches, stats_to_mean_std)
@@ -399,6 +399,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                 optimizer.zero_grad(set_to_none=True)
                 for j, (utts, labs) in enumerate(zip(group, lab_group)):
                     loaded, (feats, lengths) = next(loader)
+                    faults.hit("data_load")
                     assert loaded is utts
                     feats, lengths = feats.to(device, non_blocking=True), lengths.to(device)
                     targets = torch.tensor([i for lab in labs for i in lab], dtype=torch.long)
@@ -437,6 +438,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
                     optimizer.step()
                 updates += 1
                 pos += len(group)
+                faults.hit("train_step")
                 if updates % 25 == 0:  # reading the loss waits for the GPU: not every update
                     loss_sum[0] += float(loss_dev)
                     loss_dev.zero_()

@@ -56,6 +56,9 @@ def write_matrix(fh: IO[bytes], utt_id: str, mat: np.ndarray, dtype: str, compre
                          compression_method=KALDI_SPEECH_FEATURE_COMPRESSION)
     else:
         kaldiio.save_ark(fh, {utt_id: np.ascontiguousarray(mat, dtype=np.float32)})
+    from w2vtk import faults
+
+    faults.hit("ark_write", getattr(fh, "name", None))
     return start + len(utt_id.encode("utf-8")) + 1
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
+from w2vtk import faults
 from w2vtk.io import atomic_open, atomic_write_text
 
 SAMPLE_RATE = 16000
@@ -288,6 +289,7 @@ def _run_shard(k: int, sources: Sequence, indices: list[int], extractor: Feature
     if ark is not None:
         with atomic_open(ark, "wb", encoding=None) as fh:
             loop(fh)
+        faults.hit("shard_done", ark)
     else:
         loop(None)
     record = {"shard": k + 1, "ark": str(ark) if ark is not None else None,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from w2vtk import objectives
+from w2vtk import faults, objectives
 from w2vtk.errors import W2vtkError
 from w2vtk.pretrain.config import PretrainConfig
 from w2vtk.pretrain.data import (CropDataset, TrainSampler, Utterance, make_loader,
@@ -320,6 +320,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
                 for m in range(cfg.update_freq):
                     batch = next(batches)
+                    faults.hit("data_load")
                     if "error" in batch:
                         raise W2vtkError(batch["error"])
                     if batch["step"] != step:
@@ -372,6 +373,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 if not applied:
                     continue
                 num_updates += 1
+                faults.hit("train_step")
                 stats_cpu = vec.cpu()
                 window += stats_cpu
                 window_updates += 1
