@@ -108,7 +108,8 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
         raise W2vtkError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    # YAML keys need not be strings (``1: x``, ``null: x``); sorted by their text, they are named.
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         raise W2vtkError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(fields))})")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
@@ -141,6 +142,8 @@ def to_yaml(obj: Any) -> str:
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
+    if not all(parts):
+        raise W2vtkError(f"override {key}: empty key component (write section.key=value)")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
@@ -160,9 +163,9 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         if not key:
             raise W2vtkError(f"override '{item}' has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            value = _yaml_load(raw) if raw.strip() else ""
+        except W2vtkError:
+            value = raw  # not YAML: the text itself (a string option such as a path)
         _set_dotted(data, key, value)
     return data
 
@@ -177,14 +180,38 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def _yaml_load(text: str, where: str = "YAML") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise W2vtkError(f"{where}: not valid YAML ({' '.join(str(err).split())})") from None
+    except Exception as err:  # noqa: BLE001
+        # PyYAML's constructors let other errors through for bad scalars ("2001-13-01" ->
+        # ValueError, "!!timestamp x" -> AttributeError, a 5000-digit int -> ValueError) and
+        # deep nesting ("[" * 3000) -> RecursionError: all mean the same thing to the user.
+        msg = " ".join(str(err).split())[:160] or type(err).__name__
+        raise W2vtkError(f"{where}: not valid YAML ({msg})") from None
+
+
+def read_yaml_file(path: str | Path, what: str = "file") -> Any:
+    """Any YAML document of a file (safe loader), or None for an empty one.  A missing file,
+    non-UTF-8 bytes (named by line) or anything PyYAML cannot load is a one-line W2vtkError."""
     path = Path(path)
     if not path.is_file():
-        raise W2vtkError(f"{path}: config file not found")
+        raise W2vtkError(f"{path}: {what} not found")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise W2vtkError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise W2vtkError(f"{path}:{line}: not valid YAML (not UTF-8)") from None
+    return _yaml_load(text, str(path))
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a config file ({} for an empty file)."""
+    path = Path(path)
+    data = read_yaml_file(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -25,9 +25,12 @@ memory and is therefore refused for texts over :data:`FALLBACK_MAX_WORDS` words.
 Units.  ``word`` (default): an n-gram over words for the lexicon decoder.  ``token``: an n-gram
 over the token strings of ``tokens.txt`` for the lexicon-free decoder (letters: ``w o r d | w o r d``,
 the boundary being a token of the LM; spm: pieces; phones: the text must already be phones).
-KenLM as built by ``bin/install_kenlm.sh``, the PyPI ``kenlm`` module and flashlight-text's wheel
-are all compiled with ``KENLM_MAX_ORDER=6``, so orders above 6 (wav2letter used 10-20 for its
-character LMs) are refused: they would build but never load.
+Orders above 6 (wav2letter used 10-20 for its character LMs) need every part of the KenLM toolchain
+compiled with a larger ``KENLM_MAX_ORDER``: PyPI's ``kenlm`` module and flashlight-text wheels (and
+``bin/install_kenlm.sh`` by default) use 6.  ``bash bin/install_kenlm.sh --max-order 20 --python``
+rebuilds lmplz, the ``kenlm`` module and flashlight-text from source with 20.  Before estimating such
+an LM, :func:`order_support_problems` loads a tiny LM of that order through each part, and the build
+is refused, naming the parts that cannot, rather than producing an LM that never loads.
 
 Vocabulary.  The LM text's words (optionally without words containing a digit, as wav2letter's WSJ
 recipe), or with ``--vocab FILE`` only the words of that list (e.g. WSJ's ``wlist20o.nvp``; lines
@@ -54,12 +57,75 @@ import yaml
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, atomic_write_text, sha256_file
 
-KENLM_MAX_ORDER = 6
+KENLM_MAX_ORDER = 6  # KenLM's default, and that of PyPI's kenlm / flashlight-text wheels
+MAX_LM_ORDER = 32  # largest order w2vtk accepts at all (a toolchain built with --max-order 32)
 FALLBACK_MAX_WORDS = 2_000_000
 _DIGIT = re.compile(r"\d")
 
 
 # --- KenLM binaries -----------------------------------------------------------------------------
+
+_ORDER_PROBES: dict[int, list[str]] = {}
+
+
+def order_support_problems(order: int) -> list[str]:
+    """The parts of the KenLM toolchain that cannot handle an order-``order`` LM ([] if none).
+
+    Each part is tried for real on a tiny LM of that order (lmplz estimates it when present, else the
+    pure-Python fallback; the ``kenlm`` module and flashlight-text's ``KenLM`` load it), because the
+    compiled ``KENLM_MAX_ORDER`` of a wheel cannot be read any other way.  Orders up to 6 need no
+    probe.  Results are kept per process.
+    """
+    if order <= KENLM_MAX_ORDER:
+        return []
+    if order in _ORDER_PROBES:
+        return _ORDER_PROBES[order]
+    problems: list[str] = []
+    words = [f"w{i}" for i in range(order + 2)]
+    sentences = [words[i:] + words[:i] for i in range(len(words))]
+    with tempfile.TemporaryDirectory(prefix="w2vtk-order-probe.") as tmp:
+        tmp_dir = Path(tmp)
+        arpa = tmp_dir / "probe.arpa"
+        lmplz = find_kenlm_binary("lmplz")
+        if lmplz is not None:
+            text = tmp_dir / "probe.txt"
+            text.write_text("\n".join(" ".join(s) for s in sentences) + "\n", encoding="utf-8")
+            proc = subprocess.run([str(lmplz), "-o", str(order), "--discount_fallback", "-S", "100M",
+                                   "-T", str(tmp_dir), "--text", str(text), "--arpa", str(arpa)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0 or not arpa.is_file():
+                problems.append(f"lmplz ({lmplz})")
+        if not arpa.is_file():
+            estimate_kn_arpa(sentences, order, arpa)
+        try:
+            import kenlm
+
+            kenlm.Model(str(arpa))
+        except ImportError:
+            pass  # perplexity is then unavailable anyway; the decoder is what matters
+        except Exception:  # noqa: BLE001 - KenLM raises OSError / RuntimeError / its own types
+            problems.append("the kenlm Python module")
+        try:
+            from flashlight.lib.text.decoder.kenlm import KenLM
+            from flashlight.lib.text.dictionary import Dictionary
+
+            KenLM(str(arpa), Dictionary(words))
+        except ImportError:
+            problems.append("flashlight-text (not importable)")
+        except Exception:  # noqa: BLE001
+            problems.append("flashlight-text")
+    _ORDER_PROBES[order] = problems
+    return problems
+
+
+def check_order_support(order: int, what: str) -> None:
+    """Refuse (W2vtkError) an LM order that some part of the KenLM toolchain cannot load."""
+    problems = order_support_problems(order)
+    if problems:
+        build = max(order, 20)
+        raise W2vtkError(f"{what}: {', '.join(problems)} cannot load an LM of order {order} (compiled with "
+                         f"a smaller KENLM_MAX_ORDER, {KENLM_MAX_ORDER} in PyPI's wheels); rebuild them with "
+                         f"`bash bin/install_kenlm.sh --max-order {build} --python`")
 
 def repo_root() -> Path:
     """The checkout that holds this package (``tools/kenlm/bin`` lives there)."""
@@ -97,6 +163,16 @@ def read_sentences(path: str | Path) -> Iterator[list[str]]:
                 yield words
 
 
+def _utf8_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; bad bytes are a W2vtkError naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line_no = raw.count(b"\n", 0, err.start) + 1
+        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+
+
 def read_word_list(path: str | Path) -> list[str]:
     """A vocabulary file: the first field of each line; ``#`` lines (wlist20o.nvp's header) skipped."""
     path = Path(path)
@@ -104,7 +180,7 @@ def read_word_list(path: str | Path) -> list[str]:
         raise W2vtkError(f"{path}: no such file")
     out: list[str] = []
     seen = set()
-    for line in path.read_text(encoding="utf-8", errors="strict").splitlines():
+    for line in _utf8_lines(path):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -250,7 +326,7 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
     if not path.is_file():
         raise W2vtkError(f"{path}: no such file (make it with `w2vtk prep lm`)")
     out: dict[str, list[list[str]]] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(_utf8_lines(path), 1):
         fields = line.split()
         if not fields:
             continue
@@ -411,10 +487,14 @@ def arpa_counts(arpa: Path) -> dict[int, int]:
     """The ``ngram N=count`` header of an ARPA file."""
     counts = {}
     with open(arpa, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for line_no, line in enumerate(fh, 1):
             line = line.strip()
             if line.startswith("ngram ") and "=" in line:
-                n, c = line[6:].split("=")
+                n, _, c = line[6:].partition("=")
+                n, c = n.strip(), c.strip()
+                if not (n.isascii() and n.isdigit() and c.isascii() and c.isdigit()) or len(n + c) > 30:
+                    raise W2vtkError(f"{arpa}:{line_no}: expected 'ngram N=COUNT' in the ARPA "
+                                     f"header, got {line[:80]!r}")
                 counts[int(n)] = int(c)
             elif line.startswith("\\1-grams"):
                 break
@@ -479,9 +559,9 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
     text, lang, out = Path(text) if text is not None else None, Path(lang), Path(out)
     if unit not in ("word", "token"):
         raise W2vtkError(f"--unit must be word or token, not {unit!r}")
-    if not 1 <= order <= KENLM_MAX_ORDER:
-        raise W2vtkError(f"--order {order}: KenLM here (tools/kenlm, the kenlm module, flashlight-text) is "
-                         f"compiled with KENLM_MAX_ORDER={KENLM_MAX_ORDER}; choose 1..{KENLM_MAX_ORDER}")
+    if not 1 <= order <= MAX_LM_ORDER:
+        raise W2vtkError(f"--order {order}: choose 1..{MAX_LM_ORDER}")
+    check_order_support(order, f"--order {order}")
     memory = _parse_memory(memory)
     prune_values = _parse_prune(prune, order)
     tokens = TokenSet.load(lang)
@@ -617,8 +697,7 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
         if not counts:
             raise W2vtkError(f"{arpa_out}: no '\\data\\' header (not an ARPA file)")
         lm_order = max(counts)
-        if lm_order > KENLM_MAX_ORDER:
-            raise W2vtkError(f"{arpa_out}: order {lm_order} > KENLM_MAX_ORDER={KENLM_MAX_ORDER}: KenLM cannot load it")
+        check_order_support(lm_order, f"{arpa_out}: order {lm_order}")
 
         # 5. case / overlap check between the LM and the lexicon
         if unit == "word":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -58,14 +59,24 @@ def collect_results(exp: str | Path, sets: list[str], metrics: list[str]) -> dic
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 scored = data["metrics"]
-            except (ValueError, KeyError, TypeError) as err:
-                raise W2vtkError(f"results: {path} is not a w2vtk score.json ({err})") from None
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
+                # RecursionError: deeply nested JSON ("[" * 10**5)
+                raise W2vtkError(f"results: {path} is not a w2vtk score.json "
+                                 f"({' '.join(str(err).split())[:120]})") from None
+            if not isinstance(scored, dict):
+                raise W2vtkError(f"results: {path} is not a w2vtk score.json ('metrics' is not a mapping)")
             row = {}
             for metric in metrics:
                 entry = scored.get(metric)
-                if entry is None or entry.get("rate") is None:
+                rate = entry.get("rate") if isinstance(entry, dict) else None
+                if rate is None:
                     raise W2vtkError(f"results: {path} has no {metric} rate (score with --{metric})")
-                row[metric] = round(float(entry["rate"]), 2)
+                finite = isinstance(rate, (int, float)) and not isinstance(rate, bool) \
+                    and abs(rate) < 1e300 and math.isfinite(rate)  # abs first: 10**400 overflows float()
+                if not finite:
+                    raise W2vtkError(f"results: {path}: {metric} rate is not a finite number: "
+                                     f"{str(rate)[:40]}")
+                row[metric] = round(float(rate), 2)
             per_set[set_name] = row
         results[system] = per_set
     return results

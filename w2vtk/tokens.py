@@ -169,15 +169,17 @@ class TokenSet:
         tokens = read_tokens_txt(lang_dir / "tokens.txt")
         yaml_path = lang_dir / "lang.yaml"
         if yaml_path.is_file():
-            try:
-                data = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as err:
-                raise W2vtkError(f"{yaml_path}: not valid YAML ({err.__class__.__name__})") from None
-            known = {f.name for f in dataclasses.fields(LangInfo)}
-            unknown = sorted(set(data) - known)
-            if unknown:
-                raise W2vtkError(f"{yaml_path}: unknown key(s) {', '.join(unknown)}")
-            info = LangInfo(**data)
+            from w2vtk.config import from_dict, read_yaml_file
+
+            data = read_yaml_file(yaml_path)
+            if not isinstance(data, dict):
+                raise W2vtkError(f"{yaml_path}: expected a mapping of lang settings, not "
+                                 f"{type(data).__name__}")
+            if "type" not in data:
+                raise W2vtkError(f"{yaml_path}: no 'type' (letters, phones or spm)")
+            # Strict keys and types, as every other w2vtk YAML: a hand-edited file fails here,
+            # named, and not later with a TypeError.
+            info = from_dict(LangInfo, data, where=str(yaml_path))
         else:
             if (lang_dir / "spm.model").is_file():
                 kind = "spm"
@@ -287,12 +289,23 @@ def read_tokens_txt(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"{path}: no such file (make it with `w2vtk prep lang`)")
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_no = raw.count(b"\n", 0, err.start) + 1
+        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+    lines = content.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the text after the final newline
     tokens: list[str] = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(lines, start=1):
         fields = line.split()
-        if len(fields) != 2 or not fields[1].isdigit():
+        # isascii: str.isdigit is also true for '²' and other digits int() refuses
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
             raise W2vtkError(f"{path}:{line_no}: expected '<token> <index>', got {line!r}")
-        if int(fields[1]) != len(tokens):
+        # compared as text: int() refuses more than 4300 digits
+        if (fields[1].lstrip("0") or "0") != str(len(tokens)):
             raise W2vtkError(f"{path}:{line_no}: index {fields[1]} out of order (expected {len(tokens)})")
         if fields[0] in tokens:
             raise W2vtkError(f"{path}:{line_no}: duplicate token {fields[0]!r}")

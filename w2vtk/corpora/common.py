@@ -69,11 +69,13 @@ def is_prep_done(out_dir: str | Path, signature: Mapping[str, Any]) -> bool:
     marker = out_dir / DONE_MARKER
     try:
         done = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable or garbled marker: not done
         return False
     if not isinstance(done, dict) or done.get("signature") != _canonical(signature):
         return False
     sets = done.get("sets", [])
+    if not isinstance(sets, list) or not all(isinstance(name, str) for name in sets):
+        return False
     return all((out_dir / name / "utt2spk").is_file() for name in sets) \
         and (out_dir / LM_TEXT).is_file()
 

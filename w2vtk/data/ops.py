@@ -74,6 +74,12 @@ def fix_data_dir(path: str | Path) -> tuple[int, int]:
     for name in tables:
         if name in _PER_UTT or is_extra_name(name):
             keep &= set(tables[name])
+    # Speaker tables as Kaldi's filter_speakers: a speaker missing from spk2gender / cmvn.scp
+    # (or with a gender other than m/f) loses its utterances, else the fixed dir fails validation.
+    for name in ("spk2gender", "cmvn.scp"):
+        if name in tables:
+            ok = {s for s, v in tables[name].items() if v and (name != "spk2gender" or v in ("m", "f"))}
+            keep = {u for u in keep if utt2spk[u] in ok}
     if not keep:
         raise W2vtkError(f"{path}: no utterance is present and valid in every file "
                          f"({', '.join(sorted(tables))}); nothing written")

@@ -25,6 +25,9 @@ LayerSpec = tuple[int, int, int]
 
 # A spec with more layers than this is a typo or an attack (``[(1, 1, 1)] * 10**9``), not a model.
 MAX_LAYERS = 1000
+# Deeper nesting than this is no layer spec either; the bound keeps the tree walk off Python's
+# recursion limit (``[]+[]+...`` a few thousand times is a valid 10 000-character expression).
+MAX_DEPTH = 100
 
 
 def _reject(what: str, text: str, where: str) -> W2vtkError:
@@ -32,17 +35,19 @@ def _reject(what: str, text: str, where: str) -> W2vtkError:
                       f"'+', '* integer')")
 
 
-def _eval(node: ast.AST, text: str, where: str) -> Any:
+def _eval(node: ast.AST, text: str, where: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise _reject(f"nested more than {MAX_DEPTH} levels deep", text, where)
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int):
             raise _reject(f"{node.value!r} is not an integer", text, where)
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_eval(elt, text, where) for elt in node.elts]
+        items = [_eval(elt, text, where, depth + 1) for elt in node.elts]
         return items if isinstance(node, ast.List) else tuple(items)
     if isinstance(node, ast.BinOp):
-        left = _eval(node.left, text, where)
-        right = _eval(node.right, text, where)
+        left = _eval(node.left, text, where, depth + 1)
+        right = _eval(node.right, text, where, depth + 1)
         if isinstance(node.op, ast.Add):
             if isinstance(left, list) and isinstance(right, list):
                 out = left + right
@@ -57,7 +62,8 @@ def _eval(node: ast.AST, text: str, where: str) -> Any:
                 seq, times = right, left
             else:
                 raise _reject("'*' repeats a list by an integer only", text, where)
-            if times < 0 or len(seq) * times > MAX_LAYERS:
+            # ``times`` alone is bounded too: ``[] * 10**20`` would overflow the repeat.
+            if times < 0 or times > MAX_LAYERS or len(seq) * times > MAX_LAYERS:
                 raise _reject(f"repeat count {times} out of range", text, where)
             out = seq * times
         else:
@@ -97,8 +103,10 @@ def parse_layer_spec(spec: str | Sequence[Any], where: str = "layers") -> list[L
         raise W2vtkError(f"{where}: layer spec is too long ({len(text)} characters)")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte on some Python versions
         raise W2vtkError(f"{where}: layer spec {spec!r} is not a valid expression") from None
+    except (RecursionError, MemoryError):  # the parser's own nesting guards ("-" * 5000 + "1")
+        raise W2vtkError(f"{where}: layer spec {spec!r} is nested too deeply") from None
     return check_layers(_eval(tree.body, spec, where), where, text=spec)
 
 
