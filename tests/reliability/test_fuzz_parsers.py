@@ -229,3 +229,387 @@ def test_spk_list(work, case):
     got, err = check(_read_spk_list, write(work / "spk.list", raw))
     if got is not None:
         assert got and all(isinstance(s, str) and s and not any(c.isspace() for c in s) for s in got)
+
+
+# =============================================================================================
+# Transcripts and scoring: text / hyp files, utt2spk for per-speaker scores
+# =============================================================================================
+
+TIMIT_PHONES = ["h#", "sh", "iy", "hv", "ae", "dcl", "d", "q", "pau", "ax-h", "sil", "cl"]
+
+
+@st.composite
+def text_lines(draw, phones: bool = False) -> list[list[str]]:
+    utts = sorted(draw(st.sets(ids(1, 5), min_size=1, max_size=5)))
+    vocab = st.sampled_from(TIMIT_PHONES) if phones else words
+    return [[u] + draw(st.lists(vocab, max_size=5)) for u in utts]
+
+
+@fuzz(80)
+@given(case=file_bytes(text_lines()))
+@example(case=(b"a b\r\nc d\n", 1))
+@example(case=(b"a \xff\n", 1))
+def test_read_transcripts(work, case):
+    from w2vtk.tokens import read_transcripts
+
+    raw, mutations = case
+    got, err = check(read_transcripts, write(work / "text", raw))
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        assert all(k and not any(c.isspace() for c in k) for k in got)
+        assert all(v == " ".join(v.split()) for v in got.values())
+
+
+@fuzz(80)
+@given(data=st.data(), metrics=st.lists(st.sampled_from(["wer", "ler", "per", "cer"]), min_size=1,
+                                        max_size=3, unique=True),
+       mode=st.sampled_from(["all", "present", "strict"]), case_fold=st.booleans(),
+       filt=st.sampled_from([None, "kaldi-wsj"]), spk=st.booleans())
+def test_score_files(work, data, metrics, mode, case_fold, filt, spk):
+    from w2vtk.scoring import score_files
+
+    ref_lines = data.draw(text_lines(phones="per" in metrics))
+    ref_raw, ref_mut = data.draw(st.one_of(st.just((_raw(ref_lines), 0)), file_bytes(st.just(ref_lines))))
+    hyp_raw, hyp_mut = data.draw(st.one_of(st.just((_raw(ref_lines), 0)), file_bytes(st.just(ref_lines))))
+    ref = write(work / "score" / "ref.txt", ref_raw)
+    hyp = write(work / "score" / "hyp.txt", hyp_raw)
+    utt2spk = None
+    spk_mut = 0
+    if spk:
+        spk_lines = [[f[0], f[0][:1]] for f in ref_lines]
+        spk_raw, spk_mut = data.draw(file_bytes(st.just(spk_lines)))
+        utt2spk = write(work / "score" / "utt2spk", spk_raw)
+    got, err = check(score_files, ref, hyp, metrics, case_fold=case_fold, filter=filt, mode=mode,
+                     utt2spk=utt2spk, check_tokens=False, write=False)
+    if "cer" in metrics:
+        assert got is None  # an unknown metric, or one of the files was refused first
+    if got is not None:
+        for m in got.metrics.values():
+            c = m.counts
+            assert min(c.ins, c.dels, c.subs) >= 0 and c.ref_len > 0 and c.errors == c.ins + c.dels + c.subs
+    # identical reference and hypothesis: 0 errors whenever there is something to score
+    if ref_mut == hyp_mut == spk_mut == 0 and hyp_raw == ref_raw and "cer" not in metrics and got is not None:
+        assert all(m.counts.errors == 0 for m in got.metrics.values())
+
+
+# =============================================================================================
+# Token sets: tokens.txt, lang.yaml, lang dirs; build_lang round trip
+# =============================================================================================
+
+LETTERS = ["<blk>", "|", "'", "a", "b", "c", "d", "e"]
+
+
+@st.composite
+def tokens_lines(draw) -> list[list[str]]:
+    n = draw(st.integers(2, len(LETTERS)))
+    return [[t, str(i)] for i, t in enumerate(LETTERS[:n])]
+
+
+@fuzz(80)
+@given(case=file_bytes(tokens_lines()))
+@example(case=(b"<blk> 0\na \xc2\xb2\n", 1))  # '2' superscript: isdigit() but not int()
+@example(case=(b"<blk> 0\n\xff 1\n", 1))
+@example(case=(b"<blk> " + b"0" * 5000 + b"\n", 1))
+def test_read_tokens_txt(work, case):
+    from w2vtk.tokens import read_tokens_txt
+
+    raw, mutations = case
+    got, err = check(read_tokens_txt, write(work / "tokens.txt", raw))
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        assert got[0] == "<blk>" and len(set(got)) == len(got)
+
+
+def _yaml_mutations(base: dict) -> st.SearchStrategy[tuple[bytes, int]]:
+    """A YAML mapping with one key's value replaced by a nasty value, an unknown key added or a
+    key dropped; or garbage text."""
+    nasty_value = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), st.sampled_from(NASTY_TOKENS),
+        st.lists(st.one_of(st.integers(), st.text(max_size=5)), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+    @st.composite
+    def mutate(draw) -> tuple[bytes, int]:
+        data = json.loads(json.dumps(base))  # deep copy, plain types
+        n = draw(st.integers(0, 2))
+        for _ in range(n):
+            node = data
+            # walk down into a nested section sometimes
+            while True:
+                keys = sorted(node, key=str) if isinstance(node, dict) else []
+                if not keys:
+                    break
+                key = draw(st.sampled_from(keys))
+                if isinstance(node[key], dict) and draw(st.booleans()):
+                    node = node[key]
+                    continue
+                op = draw(st.sampled_from(["set", "set", "set", "unknown", "drop"]))
+                if op == "set":
+                    node[key] = draw(nasty_value)
+                elif op == "unknown":
+                    node[draw(st.one_of(st.text(max_size=6), st.integers()))] = draw(nasty_value)
+                else:
+                    del node[key]
+                break
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode(), n
+
+    garbage = st.one_of(
+        nasty_text.map(str.encode), st.binary(max_size=100),
+        st.sampled_from([b"[" * 600, b"{a: " * 600, b"a: 2001-13-01\n", b"a: !!timestamp x\n",
+                         b"- 1\n- 2\n", b"5\n", b"1: 2\na: 3\n", b"&a [*a, *a]\n", b"a: &x 1\nb: *y\n",
+                         b"!!python/object/apply:os.system ['true']\n", b"a: " + b"1" * 5000 + b"\n"])
+    ).map(lambda b: (b, 99))
+    return st.one_of(mutate(), mutate(), garbage)
+
+
+LANG_YAML = {"type": "letters", "blank": 0, "boundary": 1, "case": "lower", "letters_set": "data",
+             "phone_set": None, "spm_type": None, "vocab_size": None, "unk_token": None,
+             "source_text": "data/train/text", "source_text_sha256": "0" * 64, "num_tokens": 8,
+             "w2vtk_version": "0.1.0"}
+
+
+@fuzz(80)
+@given(data=st.data())
+@example(data=None)
+def test_lang_dir_load_encode_decode(work, data):
+    from w2vtk.tokens import TokenSet
+
+    lang = _clean(work / "lang")
+    if data is None:  # found: lang.yaml '5' / '[1]' / '{}' raised TypeError, bad bytes UnicodeDecodeError
+        (lang / "tokens.txt").write_text("<blk> 0\n| 1\na 2\n")
+        for bad in (b"5\n", b"[1]\n", b"{}\n", b"\xff", b"[" * 600, b"type: letters\nnum_tokens: x\n"):
+            (lang / "lang.yaml").write_bytes(bad)
+            got, err = check(TokenSet.load, lang)
+            assert err is not None
+        return
+    tok_raw, tok_mut = data.draw(st.one_of(st.just((_raw(LANG_TOKENS), 0)), file_bytes(st.just(LANG_TOKENS))))
+    yaml_raw, yaml_mut = data.draw(_yaml_mutations(LANG_YAML))
+    (lang / "tokens.txt").write_bytes(tok_raw)
+    if data.draw(st.integers(0, 5)):
+        (lang / "lang.yaml").write_bytes(yaml_raw)
+    tset, err = check(TokenSet.load, lang)
+    if tok_mut == 0 and yaml_mut == 0:
+        assert err is None, err
+    if tset is None:
+        return
+    text = data.draw(st.one_of(st.lists(st.sampled_from(LETTERS + ["ab", "x"])).map(" ".join), nasty_text))
+    ids_, err = check(tset.encode, text, "u1")
+    if ids_ is not None:
+        assert all(0 < i < len(tset) for i in ids_)
+        back, err = check(tset.decode, ids_)
+        if tset.type == "letters" and err is None:
+            assert back == " ".join(text.split())
+    decoded, err = check(tset.decode, data.draw(st.lists(st.integers(-5, 20), max_size=10)))
+    assert decoded is None or isinstance(decoded, str)
+
+
+LANG_TOKENS = [[t, str(i)] for i, t in enumerate(LETTERS)]
+
+
+@fuzz(25)
+@given(case=file_bytes(text_lines()))
+def test_build_lang_round_trip(work, case):
+    """build_lang on a (possibly broken) text: an error, or a lang dir that loads back to the
+    same tokens and spells every transcript back exactly."""
+    from w2vtk.tokens import TokenSet, build_lang, read_transcripts
+
+    raw, mutations = case
+    text = write(work / "bl" / "text", raw)
+    built, err = check(build_lang, text, _clean(work / "bl" / "lang"), "letters")
+    if built is None:
+        return
+    loaded = TokenSet.load(work / "bl" / "lang")
+    assert loaded.tokens == built.tokens and loaded.boundary == built.boundary
+    for utt, transcript in read_transcripts(text).items():
+        assert loaded.decode(loaded.encode(transcript, utt)) == transcript
+
+
+# =============================================================================================
+# LM inputs: LM text, --vocab word list, pronunciation dictionary, lexicon.txt, ARPA headers
+# =============================================================================================
+
+@st.composite
+def lexicon_lines(draw) -> list[list[str]]:
+    ws = sorted(draw(st.sets(words, min_size=1, max_size=5)))
+    return [[w] + list(w) + ["|"] for w in ws]
+
+
+@st.composite
+def cmudict_lines(draw) -> list[list[str]]:
+    out = [[";;;", "comment"]]
+    for w in sorted(draw(st.sets(words.map(str.upper), min_size=1, max_size=4))):
+        out.append([w] + draw(st.lists(st.sampled_from(["AH0", "B", "K", "S", "IY1", "T"]), min_size=1,
+                                       max_size=4)))
+        if draw(st.booleans()):
+            out.append([f"{w}(2)", "AH0"])
+    return out
+
+
+@st.composite
+def arpa_lines(draw) -> list[list[str]]:
+    ws = sorted(draw(st.sets(words, min_size=1, max_size=4)))
+    lines = [[""], ["\\data\\"], [f"ngram 1={len(ws) + 3}"], [f"ngram 2={len(ws)}"], [""], ["\\1-grams:"]]
+    for w in ["<unk>", "<s>", "</s>"] + ws:
+        lines.append(["-1.5", w, "-0.3"])
+    return lines + [[""], ["\\end\\"]]
+
+
+def _lm_parsers():
+    from w2vtk import lm
+
+    return {
+        "read_sentences": (lambda p: list(lm.read_sentences(p)), st.lists(st.lists(words, max_size=5), max_size=5)),
+        "read_word_list": (lm.read_word_list, st.lists(words.map(lambda w: [w]), max_size=6)
+                           .map(lambda ls: [["#", "wlist20o.nvp"]] + ls)),
+        "read_pronunciations": (lm.read_pronunciations, cmudict_lines()),
+        "read_lexicon": (lm.read_lexicon, lexicon_lines()),
+        "arpa_counts": (lm.arpa_counts, arpa_lines()),
+        "arpa_unigrams": (lm.arpa_unigrams, arpa_lines()),
+    }
+
+
+@pytest.mark.parametrize("name", ["read_sentences", "read_word_list", "read_pronunciations",
+                                  "read_lexicon", "arpa_counts", "arpa_unigrams"])
+@fuzz(60)
+@given(data=st.data())
+def test_lm_text_parsers(work, name, data):
+    fn, valid = _lm_parsers()[name]
+    raw, mutations = data.draw(file_bytes(valid))
+    got, err = check(fn, write(work / "lm" / name, raw))
+    if got is not None:
+        assert isinstance(got, (list, dict))
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("read_word_list", b"abc \xff\n"),            # UnicodeDecodeError before
+    ("read_lexicon", b"abc a b c |\n\xff\n"),     # UnicodeDecodeError before
+    ("arpa_counts", b"\\data\\\nngram x=1\n"),    # ValueError before
+    ("arpa_counts", b"\\data\\\nngram 1=2=3\n"),  # ValueError before
+    ("arpa_counts", b"\\data\\\nngram 1=\xc2\xb2\n"),
+])
+def test_lm_parser_regressions(work, name, raw):
+    fn, _ = _lm_parsers()[name]
+    with pytest.raises(W2vtkError, match=r":\d+: "):
+        fn(write(work / "lm" / f"reg_{name}", raw))
+
+
+def test_lm_parsers_accept_valid_files(work):
+    """Unmutated inputs parse to what they hold (guards the fuzz tests against a parser that
+    would refuse everything)."""
+    from w2vtk import lm
+
+    path = write(work / "lm" / "valid.arpa", b"\\data\\\nngram 1=4\nngram 2=7\n\n\\1-grams:\n"
+                 b"-1 <unk> 0\n-1 <s> -0.2\n-1 </s>\n-1 hi -0.1\n\n\\end\\\n")
+    assert lm.arpa_counts(path) == {1: 4, 2: 7}
+    assert lm.arpa_unigrams(path) == ["<unk>", "<s>", "</s>", "hi"]
+    path = write(work / "lm" / "lexicon.txt", b"hi\th i |\nhi\th a i |\n")
+    assert lm.read_lexicon(path) == {"hi": [["h", "i", "|"], ["h", "a", "i", "|"]]}
+    path = write(work / "lm" / "vocab", b"#wlist\nHI 1\nHO\nHI\n")
+    assert lm.read_word_list(path) == ["HI", "HO"]
+
+
+# =============================================================================================
+# Configs: YAML for every stage dataclass, dotted overrides, save/load round trip
+# =============================================================================================
+
+def _config_targets():
+    """name -> (load(path, overrides) -> object, default object, [repo YAML seeds])."""
+    from w2vtk.am.config import TrainAMConfig
+    from w2vtk.config import load_config
+    from w2vtk.decoding import BeamConfig, DecodeConfig
+    from w2vtk.features.logmel import LogMelConfig
+    from w2vtk.models.am import AMConfig
+    from w2vtk.models.wav2vec import Wav2VecConfig
+    from w2vtk.pretrain.config import PretrainConfig, load_pretrain_config
+
+    def plain(cls):
+        return lambda path, overrides=None: load_config(cls, path, overrides)
+
+    return {
+        "pretrain": (load_pretrain_config, PretrainConfig, ["conf/tiny.yaml", "conf/base.yaml", "conf/large.yaml"]),
+        "train_am": (plain(TrainAMConfig), TrainAMConfig, ["conf/am/tiny.yaml", "conf/am/timit.yaml", "conf/am/wsj.yaml"]),
+        "decode": (plain(DecodeConfig), DecodeConfig, ["conf/decode/default.yaml", "conf/decode/fast.yaml"]),
+        "beam": (plain(BeamConfig), BeamConfig, []),
+        "am_model": (plain(AMConfig), AMConfig, []),
+        "wav2vec": (plain(Wav2VecConfig), Wav2VecConfig, []),
+        "logmel": (plain(LogMelConfig), LogMelConfig, []),
+    }
+
+
+CONFIG_NAMES = ["pretrain", "train_am", "decode", "beam", "am_model", "wav2vec", "logmel"]
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+@fuzz(50)
+@given(data=st.data())
+def test_config_yaml(work, name, data):
+    from w2vtk.config import to_dict
+
+    load, cls, seeds = _config_targets()[name]
+    bases = [to_dict(cls())] + [yaml.safe_load((REPO / s).read_text()) for s in seeds if (REPO / s).is_file()]
+    base = data.draw(st.sampled_from(bases))
+    raw, mutations = data.draw(_yaml_mutations(base))
+    path = write(work / "conf" / f"{name}.yaml", raw)
+    got, err = check(load, path)
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        assert isinstance(got, cls)
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+@fuzz(15)
+@given(data=st.data())
+def test_config_save_load_round_trip(work, name, data):
+    """Any config that loads, saved with save_config, loads back equal."""
+    from w2vtk.config import save_config, to_dict
+
+    load, cls, seeds = _config_targets()[name]
+    base = to_dict(cls())
+    raw, _ = data.draw(_yaml_mutations(base))
+    got, _ = check(load, write(work / "conf" / f"rt_{name}.yaml", raw))
+    if got is None:
+        got = cls()
+    save_config(got, work / "conf" / f"saved_{name}.yaml")
+    assert load(work / "conf" / f"saved_{name}.yaml") == got
+
+
+override_key = st.one_of(
+    st.sampled_from(["lr", "optim.lr", "model.preset", "beam.lm_weight", "batch.max_frames", "decoder",
+                     "max_epochs", "model.conv_feature_layers", "a..b", ".", "--lr", "model", "optim"]),
+    st.text(alphabet=string.ascii_letters + "._-" + "\x00 \u2028", max_size=12))
+override_value = st.one_of(st.sampled_from(NASTY_TOKENS), nasty_text.map(lambda t: t[:40]),
+                           st.sampled_from(["1e-3", "[1, 2]", "{a: 1}", "true", "[(512, 10, 5)]",
+                                            "'[(512, 10, 5)] * 2'", "[" * 600, "2001-13-01",
+                                            "!!timestamp x", "1" * 5000, "base", "lexicon"]))
+
+
+@pytest.mark.parametrize("name", ["pretrain", "train_am", "decode"])
+@fuzz(60)
+@given(items=st.lists(st.one_of(st.tuples(override_key, override_value).map("=".join), nasty_text),
+                      max_size=4))
+@example(items=["x=" + "[" * 600])  # RecursionError before
+@example(items=["a..b=1"])            # an empty key component, silently kept before
+@example(items=["lr=2001-13-01"])     # ValueError from PyYAML's timestamp constructor before
+def test_config_overrides(work, name, items):
+    from w2vtk.config import parse_overrides
+
+    load, cls, _ = _config_targets()[name]
+    parsed, err = check(parse_overrides, items)
+    if parsed is not None:
+        assert isinstance(parsed, dict)
+    got, err = check(load, None, items)
+    if got is not None:
+        assert isinstance(got, cls)
+
+
+@pytest.mark.parametrize("raw", [b"1: 2\na: 3\n", b"[" * 600, b"{a: " * 600 + b"1" + b"}" * 600,
+                                 b"a: 2001-13-01\n", b"a: !!timestamp x\n", b"\xff: 1\n"])
+def test_config_yaml_regressions(work, raw):
+    """Inputs that raised TypeError / RecursionError / ValueError / AttributeError before."""
+    for name in ("pretrain", "train_am", "decode"):
+        load, _, _ = _config_targets()[name]
+        with pytest.raises(W2vtkError):
+            load(write(work / "conf" / "reg.yaml", raw))
