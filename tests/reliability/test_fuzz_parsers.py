@@ -613,3 +613,295 @@ def test_config_yaml_regressions(work, raw):
         load, _, _ = _config_targets()[name]
         with pytest.raises(W2vtkError):
             load(write(work / "conf" / "reg.yaml", raw))
+
+
+# =============================================================================================
+# fairseq layer-spec strings
+# =============================================================================================
+
+layer = st.tuples(st.integers(1, 1024), st.integers(1, 16), st.integers(1, 8))
+spec_atom = st.one_of(
+    st.lists(layer, min_size=1, max_size=4).map(lambda ls: "[" + ", ".join(f"({d}, {k}, {s})" for d, k, s in ls) + "]"),
+    st.sampled_from(["[(512, 10, 5)]", "[]", "()", "[(1,)]", "[[1, 2, 3]]", "(1, 2, 3)", "[(0, 1, 1)]",
+                     "[(-1, 1, 1)]", "[(1.5, 1, 1)]", "[(True, 1, 1)]", "['a', 1, 1]", "x", "__import__('os')",
+                     "[(1, 1, 1)] ** 2", "10**9", "99999999999999999999999", "[(1, 1, 1) for _ in 'ab']",
+                     "lambda: 0", "{1: 2}", "{1}", "[*[1]]", "-1", "~0", "not 1", "f'{1}'", "b'x'",
+                     "None", "...", "[(1, 1, 1)][0]", "[(1, 1, 1)] if 1 else []", "\x00", "\u2028"]))
+spec_op = st.sampled_from([" + ", " * ", " - ", " / ", " ** ", " @ ", " and ", ", ", " ", ""])
+
+
+@st.composite
+def layer_spec_text(draw) -> str:
+    parts = [draw(spec_atom)]
+    for _ in range(draw(st.integers(0, 4))):
+        parts.append(draw(spec_op))
+        parts.append(draw(st.one_of(spec_atom, st.integers(-3, 10**20).map(str))))
+    text = "".join(parts)
+    if draw(st.booleans()):
+        text = "(" * draw(st.integers(0, 3)) + text + ")" * draw(st.integers(0, 3))
+    return text
+
+
+def _check_layers(got):
+    assert isinstance(got, list) and 0 < len(got) <= 1000
+    assert all(isinstance(t, tuple) and len(t) == 3 and all(type(v) is int and v > 0 for v in t) for t in got)
+
+
+@fuzz(300)
+@given(spec=st.one_of(layer_spec_text(), layer_spec_text(), nasty_text,
+                      st.lists(st.one_of(layer, st.lists(st.integers(-2, 5)), st.text(max_size=3)), max_size=4)))
+@example(spec="[] * 99999999999999999999999")    # OverflowError before
+@example(spec="() * 99999999999999999999")       # OverflowError before
+@example(spec="+".join(["[]"] * 2400))            # RecursionError in the tree walk before
+@example(spec="[" + "[]+" * 3000 + "[]]")         # RecursionError in ast.parse before
+@example(spec="-" * 5000 + "1")                   # RecursionError in ast.parse before
+@example(spec="[(1, 1, 1)] * 1000 + [(1, 1, 1)]")
+def test_parse_layer_spec(spec):
+    from w2vtk.models.layer_spec import parse_layer_spec
+
+    got, err = check(parse_layer_spec, spec, "conv_feature_layers")
+    if got is not None:
+        _check_layers(got)
+    if err is not None:
+        assert "conv_feature_layers" in str(err)
+
+
+@fuzz(100)
+@given(layers=st.lists(layer, min_size=1, max_size=30), times=st.integers(1, 5))
+def test_layer_spec_round_trip(layers, times):
+    from w2vtk.models.layer_spec import format_layer_spec, parse_layer_spec
+
+    assert parse_layer_spec(format_layer_spec(layers)) == layers
+    # fairseq's own spelling, with '+' and '*'
+    text = " + ".join(f"[({d}, {k}, {s})] * {times}" for d, k, s in layers)
+    assert parse_layer_spec(text) == [t for t in layers for _ in range(times)]
+
+
+# =============================================================================================
+# Corpus files: TIMIT .PHN / .WRD, WSJ .ndx / .dot / LM .z, LibriSpeech SPEAKERS.TXT / trans /
+# LM text .gz, prep markers
+# =============================================================================================
+
+@st.composite
+def timit_label_lines(draw, phones: bool) -> list[list[str]]:
+    labels = draw(st.lists(st.sampled_from(TIMIT_PHONES[:9] + ["h#"]) if phones else words, min_size=1,
+                           max_size=6))
+    out, t = [], 0
+    for lab in labels:
+        d = draw(st.integers(1, 3000))
+        out.append([str(t), str(t + d), lab])
+        t += d
+    return out
+
+
+@pytest.mark.parametrize("kind", ["phn", "wrd"])
+@fuzz(60)
+@given(data=st.data())
+def test_timit_label_files(work, kind, data):
+    from w2vtk.corpora import timit
+
+    raw, mutations = data.draw(file_bytes(timit_label_lines(kind == "phn")))
+    path = write(work / "timit" / f"SX1.{kind.upper()}", raw)
+    fn = timit._check_phones if kind == "phn" else timit._read_labels
+    got, err = check(fn, path)
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        assert got and all(lab and not any(c.isspace() for c in lab) for lab in got)
+        if kind == "phn":
+            assert timit.fold_phones(got, 48) is not None
+
+
+@st.composite
+def ndx_lines(draw) -> list[list[str]]:
+    out = [[";", "index", "file"]]
+    for i in range(draw(st.integers(1, 5))):
+        disc = draw(st.sampled_from(["11_1_1", "11_2_1", "13_34_1", "11_13_1"]))
+        sep = draw(st.sampled_from([":", ": ", ":/"]))
+        stem = f"{draw(ids(3, 3))}c02{i:02d}"
+        out.append([f"{disc}{sep}wsj0/si_tr_s/{stem[:3]}/{stem}" + draw(st.sampled_from([".wv1", ""]))])
+    return out
+
+
+@fuzz(80)
+@given(case=file_bytes(ndx_lines()))
+def test_wsj_ndx(work, case):
+    from w2vtk.corpora import wsj
+
+    raw, mutations = case
+    got, err = check(wsj.read_ndx, write(work / "wsj" / "x.ndx", raw), {"13_32_1": "13_33_1"})
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        assert all(wsj.disc_key(wsj._disc_label(d)) == d and Path(rel).suffix for d, rel in got)
+
+
+@st.composite
+def dot_lines(draw) -> list[list[str]]:
+    out = []
+    for i in range(draw(st.integers(1, 4))):
+        ws = draw(st.lists(st.sampled_from(["THE", "\\COMMA", "[<door_slam]", "[loud_breath]", "<UH>",
+                                            "%PERCENT", ".POINT", "*WORD*", "~", "--DASH", "A:", "`EM"]),
+                           max_size=6))
+        out.append(ws + [f"(4k0c03{i:02d})"])
+    return out
+
+
+@fuzz(60)
+@given(case=file_bytes(dot_lines()), variant=st.sampled_from(["kaldi", "wav2letter"]))
+def test_wsj_dot_transcripts_and_normalisation(work, case, variant):
+    from w2vtk.corpora import wsj
+
+    raw, mutations = case
+    disc = _clean(work / "wsj" / "13-34.1")
+    write(disc / "wsj1" / "si_tr_s" / "4k0" / "4k0c03.dot", raw)
+    got, err = check(wsj.read_dot_transcripts, {"13_34_1": disc})
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        norm = wsj.normalizer(variant)
+        for utt, text in got.items():
+            out = norm(text.split())
+            assert all(w and not any(c.isspace() for c in w) for w in out)
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_wsj_lm_text_z(work, data):
+    import ncompress
+
+    from w2vtk.corpora import wsj
+
+    lines = data.draw(st.lists(st.one_of(st.lists(words.map(str.upper), max_size=5).map(" ".join),
+                                         st.just("<p>"), nasty_text.map(lambda t: t[:30])), max_size=6))
+    body = "\n".join(lines).encode("utf-8", "surrogatepass")
+    packed = ncompress.compress(body)
+    raw = data.draw(st.one_of(
+        st.just(packed),
+        st.integers(0, max(len(packed) - 1, 0)).map(lambda n: packed[:n]),          # truncated
+        st.tuples(st.integers(0, max(len(packed) - 1, 0)), st.binary(min_size=1, max_size=3)).map(
+            lambda t: packed[:t[0]] + t[1] + packed[t[0] + len(t[1]):]),            # corrupted
+        st.binary(max_size=100)))
+    path = write(work / "wsj" / "lm.z", raw)
+    got, err = check(lambda: list(wsj.iter_lm_text([path], wsj.normalize_kaldi)))
+    if raw == packed:
+        assert err is None, err
+    if got is not None:
+        assert all(isinstance(s, str) and s == " ".join(s.split()) and s for s in got)
+
+
+@st.composite
+def speakers_lines(draw) -> list[list[str]]:
+    out = [[";", "ID", "|SEX|", "SUBSET", "|MINUTES|", "NAME"]]
+    for spk in sorted(draw(st.sets(st.integers(1, 9999), min_size=1, max_size=4))):
+        out.append([str(spk), "|", draw(st.sampled_from(["M", "F"])), "|", "train-clean-100", "|", "25.0",
+                    "|", draw(st.sampled_from(["John", "A|B", "Ann-Marie"]))])
+    return out
+
+
+@st.composite
+def trans_lines(draw) -> list[list[str]]:
+    return [[f"103-1240-{i:04d}"] + draw(st.lists(words.map(str.upper), max_size=5))
+            for i in range(draw(st.integers(1, 4)))]
+
+
+@pytest.mark.parametrize("name", ["speakers", "trans"])
+@fuzz(60)
+@given(data=st.data())
+def test_librispeech_text_files(work, name, data):
+    from w2vtk.corpora import librispeech
+
+    valid = speakers_lines() if name == "speakers" else trans_lines()
+    raw, mutations = data.draw(file_bytes(valid))
+    fn = librispeech.read_speakers_txt if name == "speakers" else librispeech.read_trans
+    got, err = check(fn, write(work / "libri" / name, raw))
+    if mutations == 0:
+        assert err is None, err
+    if got is not None and name == "speakers":
+        assert all(k.isdigit() and v in ("m", "f") for k, v in got.items())
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_librispeech_lm_text_gz(work, data):
+    from w2vtk.corpora import librispeech
+
+    body = "\n".join(data.draw(st.lists(nasty_text.map(lambda t: t[:40]), max_size=5))).encode()
+    packed = gzip.compress(body, mtime=0)
+    raw = data.draw(st.one_of(
+        st.just(packed),
+        st.integers(0, len(packed) - 1).map(lambda n: packed[:n]),
+        st.tuples(st.integers(10, len(packed) - 1), st.binary(min_size=1, max_size=3)).map(
+            lambda t: packed[:t[0]] + t[1] + packed[t[0] + len(t[1]):]),
+        st.binary(max_size=100).map(lambda b: b"\x1f\x8b" + b)))
+    path = write(work / "libri" / "librispeech-lm-norm.txt.gz", raw)
+    got, err = check(lambda: list(librispeech._open_lm_text(path)))
+    if raw == packed:
+        assert err is None, err
+        assert "".join(got).encode() == body
+
+
+def test_librispeech_lm_text_gz_regression(work):
+    """A deflate stream corrupted inside raised zlib.error (not an OSError) before."""
+    from w2vtk.corpora import librispeech
+
+    packed = gzip.compress(b"", mtime=0)
+    path = write(work / "libri" / "bad.txt.gz", packed[:10] + b"\x00" + packed[11:])
+    with pytest.raises(W2vtkError, match="bad.txt.gz: unreadable"):
+        list(librispeech._open_lm_text(path))
+
+
+@fuzz(50)
+@given(raw=st.one_of(
+    st.binary(max_size=80), nasty_text.map(str.encode),
+    st.sampled_from([b"[" * 100000, b'{"signature": {"a": 1}, "sets": 5}', b'{"signature": {"a": 1}, "sets": [5]}',
+                     b'{"signature": {"a": 1}, "sets": ["\\u0000"]}', b'{"signature": {"a": 1}, "sets": ["train"]}',
+                     b'[]', b'"x"', b'{"signature": {"a": 1}}'])))
+@example(raw=b"[" * 100000)                               # RecursionError before
+@example(raw=b'{"signature": {"a": 1}, "sets": 5}')       # TypeError before
+def test_prep_done_marker(work, raw):
+    from w2vtk.corpora.common import DONE_MARKER, is_prep_done
+
+    out = _clean(work / "prep")
+    write(out / DONE_MARKER, raw)
+    got, err = check(is_prep_done, out, {"a": 1})
+    assert err is None and got is False  # a garbled marker means: not done, prepare again
+
+
+# =============================================================================================
+# Recipe results: score.json files collected by w2vtk.results
+# =============================================================================================
+
+SCORE_JSON = {"metrics": {"wer": {"rate": 12.5, "errors": 5, "ref_tokens": 40},
+                          "ler": {"rate": 4.25, "errors": 7, "ref_tokens": 160}}}
+
+
+@fuzz(60)
+@given(data=st.data())
+@example(data=None)
+def test_results_score_json(work, data):
+    from w2vtk.results import SYSTEMS, collect_results, decode_dir
+
+    exp = _clean(work / "exp")
+    if data is None:  # found: each of these raised AttributeError / ValueError / OverflowError / RecursionError
+        bads = [b'{"metrics": []}', b'{"metrics": {"wer": 5}}', b'{"metrics": {"wer": {"rate": "x"}}}',
+                b'{"metrics": {"wer": {"rate": 1' + b"0" * 400 + b'}}}', b"[" * 100000,
+                b'{"metrics": {"wer": {"rate": NaN}}}']
+        for bad in bads:
+            for system in SYSTEMS:
+                write(decode_dir(exp, system, "dev") / "score.json", bad)
+            with pytest.raises(W2vtkError):
+                collect_results(exp, ["dev"], ["wer"])
+        return
+    mutated = data.draw(_yaml_mutations(SCORE_JSON))
+    for system in SYSTEMS:
+        raw, mutations = data.draw(st.one_of(st.just((json.dumps(SCORE_JSON).encode(), 0)), st.just(mutated)))
+        if mutations and raw.strip()[:1] not in (b"[", b"{") and data.draw(st.booleans()):
+            try:  # the YAML mutation as JSON, to get past json.loads and into the checks
+                raw = json.dumps(yaml.safe_load(raw)).encode()
+            except Exception:  # noqa: BLE001 - garbage stays garbage
+                pass
+        write(decode_dir(exp, system, "dev") / "score.json", raw)
+    got, err = check(collect_results, exp, ["dev"], data.draw(st.sampled_from([["wer"], ["wer", "ler"], ["per"]])))
+    if got is not None:
+        assert all(math.isfinite(v) for sets in got.values() for row in sets.values() for v in row.values())

@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -238,7 +239,7 @@ def _open_lm_text(path: Path) -> Iterator[str]:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError:
                     raise W2vtkError(f"{path}:{lineno}: not valid UTF-8") from None
-        except (OSError, EOFError) as err:  # corrupt or truncated gzip
+        except (OSError, EOFError, zlib.error) as err:  # corrupt or truncated gzip
             raise W2vtkError(f"{path}: unreadable after line {lineno} ({err})") from None
 
 
