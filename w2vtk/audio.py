@@ -37,6 +37,10 @@ SHORTEN_DECODERS = ("sph2pipe", "ffmpeg", "desphere")
 # A segment may end a little after the recording (rounding in the corpus' own tables); Kaldi's
 # extract-segments tolerates 0.5 s of overshoot by default and so do we.
 MAX_SEGMENT_OVERSHOOT_S = 0.5
+# Native sample rates outside this range are refused as a lying header, not resampled: a header
+# claiming 1 Hz would otherwise make soxr upsample the samples 16000-fold (a 1-minute file -> 15 GB).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
 INSTALL_HINT = ("no decoder for shorten-compressed NIST SPHERE (WSJ .wv1): install ffmpeg "
                 "(apt-get install ffmpeg) or sph2pipe, or the python package desphere "
                 "(pip install desphere)")
@@ -194,26 +198,41 @@ def _run_pipe(cmd: str, who: str) -> bytes:
     return proc.stdout
 
 
+# Data-chunk sizes that writers use for "unknown length" when they cannot seek back to fix the
+# header (ffmpeg on a pipe writes 0xFFFFFFFF, sox 0x7FFFF000 and up, some tools 0): read to the end.
+_UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)
+_SOX_UNSPECIFIED = 0x7FFFF000
+
+
+def _riff_data_shortfall(fh, size: int) -> tuple[int, int] | None:
+    """(declared, held) bytes of a RIFF/WAVE data chunk that declares more than the ``size`` bytes
+    of ``fh`` hold; None when complete, not RIFF/WAVE, or of unknown length."""
+    fh.seek(0)
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while True:
+        fh.seek(pos)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        cid, clen = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if cid == b"data":
+            if clen in _UNKNOWN_DATA_SIZES or clen >= _SOX_UNSPECIFIED:
+                return None
+            held = size - pos - 8
+            return (clen, held) if clen > held else None
+        pos += 8 + clen + (clen & 1)
+
+
 def _check_riff_complete(path: Path, who: str) -> None:
     """libsndfile quietly reads what is there of a truncated WAV; compare the data chunk size."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return
-        pos = 12
-        while True:
-            fh.seek(pos)
-            chunk = fh.read(8)
-            if len(chunk) < 8:
-                return
-            cid, clen = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if cid == b"data":
-                if clen != 0xFFFFFFFF and pos + 8 + clen > size:
-                    raise W2vtkError(f"{who}: truncated WAV: data chunk declares {clen} bytes, "
-                                     f"file holds {size - pos - 8}")
-                return
-            pos += 8 + clen + (clen & 1)
+        short = _riff_data_shortfall(fh, size)
+    if short is not None:
+        raise W2vtkError(f"{who}: truncated WAV: data chunk declares {short[0]} bytes, file holds {short[1]}")
 
 
 def _check_sphere_complete(path: Path, hdr: dict[str, str], who: str) -> None:
@@ -225,6 +244,12 @@ def _check_sphere_complete(path: Path, hdr: dict[str, str], who: str) -> None:
     if have < n:
         raise W2vtkError(f"{who}: truncated NIST SPHERE: header declares {n} bytes of samples, "
                          f"file holds {have}")
+
+
+def _check_rate(rate: int, who: str) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise W2vtkError(f"{who}: the header claims a sample rate of {rate} Hz; w2vtk reads "
+                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a lying or corrupt header?)")
 
 
 def _span_frames(total: int, rate: int, start: float, end: float | None, who: str) -> tuple[int, int]:
@@ -285,6 +310,11 @@ def _read_bytes(blob: bytes, who: str) -> tuple[np.ndarray, int]:
 
     if not blob:
         raise W2vtkError(f"{who}: produced no audio (empty output)")
+    short = _riff_data_shortfall(io.BytesIO(blob), len(blob))
+    if short is not None:
+        # a decoder that died half-way (or `head -c`) but exited 0: libsndfile would return the part
+        raise W2vtkError(f"{who}: output is a truncated WAV: its data chunk declares {short[0]} bytes, "
+                         f"the command wrote {short[1]}")
     try:
         data, rate = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
@@ -323,6 +353,7 @@ def load_audio(spec: str, *, start: float = 0.0, end: float | None = None, chann
     """
     who = _who(name, spec.strip())
     data, rate = read_audio_native(spec, name, start, end)
+    _check_rate(rate, who)
     n_chan = data.shape[1]
     if channel is None:
         if n_chan != 1:
@@ -363,9 +394,11 @@ def audio_duration(spec: str, name: str = "") -> float:
             if "shorten" not in hdr.get("sample_coding", "").lower():
                 _check_sphere_complete(path, hdr, who)
             try:
-                return int(hdr["sample_count"]) / int(hdr["sample_rate"])
-            except (KeyError, ValueError, ZeroDivisionError):
+                count, rate = int(hdr["sample_count"]), int(hdr["sample_rate"])
+            except (KeyError, ValueError):
                 raise W2vtkError(f"{who}: NIST SPHERE header lacks sample_count / sample_rate") from None
+            _check_rate(rate, who)
+            return count / rate
         import soundfile as sf
 
         _check_riff_complete(path, who)
@@ -373,8 +406,10 @@ def audio_duration(spec: str, name: str = "") -> float:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError) as err:
             raise W2vtkError(f"{who}: unreadable audio ({err})") from None
+        _check_rate(info.samplerate, who)
         return info.frames / info.samplerate
     data, rate = read_audio_native(spec, name)
+    _check_rate(rate, who)
     return len(data) / rate
 
 

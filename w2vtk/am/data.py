@@ -49,7 +49,11 @@ class FeatureDir:
         mat = np.asarray(mat)
         if mat.ndim != 2 or mat.shape[1] != self.dim:
             raise W2vtkError(f"{self.path}/feats.scp: '{utt}' has shape {mat.shape}, expected (T, {self.dim})")
-        return mat.astype(np.float32, copy=False)
+        mat = mat.astype(np.float32, copy=False)
+        if not np.isfinite(mat).all():
+            # caught here, not as a "non-finite loss" many updates later (or NaN emissions in decoding)
+            raise W2vtkError(f"{self.path}/feats.scp: the features of '{utt}' contain NaN or Inf")
+        return mat
 
 
 def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
