@@ -260,6 +260,36 @@ def test_scp_offset_past_end_of_ark(tmp_path, am):
         assert utt in line, line
 
 
+def _replace_record(feats: Path, utt: str, record: bytes) -> None:
+    """Append ``utt``'s new record (``record``: what follows the key) to the dir's ark and point
+    feats.scp at it."""
+    ark = feats / "feats.ark"
+    with open(ark, "ab") as fh:
+        fh.write(utt.encode() + b" ")
+        offset = fh.tell()
+        fh.write(record)
+    lines = (feats / "feats.scp").read_text().splitlines()
+    lines = [f"{utt} {ark}:{offset}" if line.split()[0] == utt else line for line in lines]
+    (feats / "feats.scp").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["pickle", "audio"])
+def test_ark_record_that_is_not_a_matrix(kind, tmp_path, am):
+    """kaldiio's reader would unpickle a ``PKL`` ark record (running the code it names) and decode
+    ``RIFF`` audio records; w2vtk refuses both, naming the utterance, and runs nothing."""
+    marker = tmp_path / "pwned"
+    feats = _feature_copy(am[1], tmp_path / "feats")
+    utt = (feats / "feats.scp").read_text().split()[0]  # the first: read when the dir is opened
+    if kind == "pickle":
+        record = b"PKL" + pickle.dumps(evil(marker), protocol=2)
+    else:
+        record = riff_wav(data=PCM)
+    _replace_record(feats, utt, record)
+    for line in _train_and_decode(am, feats, tmp_path):
+        assert utt in line and "refused" in line, line
+    assert not marker.exists()
+
+
 def test_nan_features_in_an_ark_are_refused(tmp_path, am):
     """An archive holding NaN / Inf frames (written by another tool) is not trained or decoded on."""
     texts = make_texts(8, seed=1, prefix="tr")

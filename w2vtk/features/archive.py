@@ -6,6 +6,14 @@ Storage dtypes:
   / ``load_mat`` (half the size of float32), not by Kaldi's C++ binaries.
 - ``compress=True``: Kaldi's lossy ``CM`` compression (``compression_method=2``, kSpeechFeature, what
   ``copy-feats --compress=true`` writes); readable everywhere Kaldi features are.
+
+Reading (:func:`read_matrix`, :class:`ScpReader`): archives are input files like any other, so w2vtk
+does not hand a ``feats.scp`` to ``kaldiio.load_scp`` as it is: kaldiio's reader also unpickles
+``PKL`` records (running whatever code the pickle names) and decodes audio records.  Only Kaldi
+binary / text matrices and vectors and ``NPY`` records (``np.load`` with ``allow_pickle=False``) are
+read; anything else, an offset past the end of the archive or a truncated record is a one-line
+:class:`~w2vtk.errors.W2vtkError` naming the utterance.  An rxfilename ending in ``|`` is a command
+run with the shell, exactly as in Kaldi (a data dir is code: see the README's security section).
 """
 
 from __future__ import annotations
@@ -68,3 +76,131 @@ def write_npy(npy_dir: Path, utt_id: str, mat: np.ndarray, dtype: str) -> None:
 
     with atomic_open(npy_dir / f"{utt_id}.npy", "wb", encoding=None) as fh:
         np.save(fh, np.ascontiguousarray(mat, dtype=np.dtype(dtype)))
+
+
+# ------------------------------------------------------------------------------------ reading
+
+# Record kinds kaldiio's reader understands that are never accepted from a feature archive.
+_REFUSED_RECORDS = {
+    b"PKL": "a pickled object (w2vtk never unpickles archive data: unpickling can run code)",
+    b"AUDIO": "an audio record, not a feature matrix",
+    b"RIFF": "a WAV record, not a feature matrix",
+    b"fLaC": "a FLAC record, not a feature matrix",
+}
+
+
+def _range(text: str, where: str) -> slice:
+    """One Kaldi range ``a:b`` (inclusive, as Kaldi's ``feats.ark:12[0:99]``), ``a`` or empty."""
+    text = text.strip()
+    if text in ("", ":"):
+        return slice(None)
+    parts = text.split(":")
+    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+        raise W2vtkError(f"{where}: bad range specifier [{text}]")
+    lo = int(parts[0])
+    hi = int(parts[-1])
+    if hi < lo:
+        raise W2vtkError(f"{where}: empty range specifier [{text}]")
+    return slice(lo, hi + 1)
+
+
+def _split_rxfilename(rx: str, where: str) -> tuple[str, int | None, tuple[slice, ...] | None]:
+    """``PATH[:OFFSET][[ROWS[,COLS]]]`` -> (path, byte offset or None, slices or None)."""
+    slices = None
+    if rx.endswith("]") and "[" in rx:
+        cut = rx.rindex("[")
+        rx, spec = rx[:cut], rx[cut + 1:-1]
+        slices = tuple(_range(part, where) for part in spec.split(","))
+        if len(slices) > 2:
+            raise W2vtkError(f"{where}: bad range specifier [{spec}]")
+    head, sep, tail = rx.rpartition(":")
+    if sep and head and tail.isdigit():
+        return head, int(tail), slices
+    return rx, None, slices
+
+
+def _run_command(cmd: str, where: str) -> bytes:
+    import subprocess
+
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, executable="/bin/bash")
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        detail = f": {tail[-1]}" if tail else ""
+        raise W2vtkError(f"{where}: command failed with exit status {proc.returncode}: {cmd}{detail}")
+    return proc.stdout
+
+
+def _read_record(fd, where: str) -> np.ndarray:
+    from kaldiio.matio import read_kaldi
+
+    start = fd.tell()
+    head = fd.read(5)
+    if not head:
+        raise W2vtkError(f"{where}: no data at this position (past the end of the archive?)")
+    for magic, what in _REFUSED_RECORDS.items():
+        if head.startswith(magic):
+            raise W2vtkError(f"{where}: refused to read {what}")
+    fd.seek(start)
+    try:
+        value = read_kaldi(fd)
+    except Exception as err:  # kaldiio raises many types (ValueError, AssertionError, ...) on damage
+        msg = " ".join(str(err).split())[:120] or type(err).__name__
+        raise W2vtkError(f"{where}: truncated or corrupt archive record ({msg})") from None
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+        raise W2vtkError(f"{where}: not a numeric feature matrix")
+    return value
+
+
+def read_matrix(rxfilename: str, where: str) -> np.ndarray:
+    """The matrix (or vector) a Kaldi rxfilename names: ``PATH:OFFSET`` in an ark (optionally with
+    a Kaldi range ``[rows]`` / ``[rows,cols]``, ends inclusive), a whole file ``PATH``, or a shell
+    command ending in ``|`` whose stdout is one binary matrix.  ``where`` names the entry in errors
+    (e.g. ``data/train/feats.scp: 'utt1'``)."""
+    import io
+
+    rx = rxfilename.strip()
+    if rx.endswith("|"):
+        cmd = rx[:-1].strip()
+        if not cmd:
+            raise W2vtkError(f"{where}: empty pipe command")
+        value = _read_record(io.BytesIO(_run_command(cmd, where)), where)
+        slices = None
+    else:
+        path, offset, slices = _split_rxfilename(rx, where)
+        try:
+            with open(path, "rb") as fd:
+                size = fd.seek(0, 2)
+                if offset is not None and offset >= size:
+                    raise W2vtkError(f"{where}: offset {offset} is past the end of {path} ({size} bytes)")
+                fd.seek(offset or 0)
+                value = _read_record(fd, where)
+        except OSError as err:
+            raise W2vtkError(f"{where}: cannot read {path} ({err.strerror or err})") from None
+    if slices is not None:
+        value = value[slices]
+    return value
+
+
+class ScpReader:
+    """Lazy ``utt -> matrix`` view of a scp table (``{utt: rxfilename}``, e.g. from
+    :func:`w2vtk.data.read_kv`), read with :func:`read_matrix`; errors name ``scp_path`` and the
+    utterance."""
+
+    def __init__(self, scp_path: str | Path, table: dict[str, str]):
+        self.path = Path(scp_path)
+        self.table = table
+
+    def __contains__(self, utt: str) -> bool:
+        return utt in self.table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __iter__(self):
+        return iter(self.table)
+
+    def __getitem__(self, utt: str) -> np.ndarray:
+        if utt not in self.table:
+            raise W2vtkError(f"{self.path}: no entry for '{utt}'")
+        return read_matrix(self.table[utt], f"{self.path}: '{utt}'")
