@@ -41,6 +41,7 @@ lower-case words).  Perplexity is measured with the PyPI ``kenlm`` module (:func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -72,7 +73,8 @@ def order_support_problems(order: int) -> list[str]:
     """The parts of the KenLM toolchain that cannot handle an order-``order`` LM ([] if none).
 
     Each part is tried for real on a tiny LM of that order (lmplz estimates it when present, else the
-    pure-Python fallback; the ``kenlm`` module and flashlight-text's ``KenLM`` load it), because the
+    pure-Python fallback; build_binary converts it; the ``kenlm`` module and flashlight-text's ``KenLM``
+    load it), because the
     compiled ``KENLM_MAX_ORDER`` of a wheel cannot be read any other way.  Orders up to 6 need no
     probe.  Results are kept per process.
     """
@@ -97,25 +99,48 @@ def order_support_problems(order: int) -> list[str]:
                 problems.append(f"lmplz ({lmplz})")
         if not arpa.is_file():
             estimate_kn_arpa(sentences, order, arpa)
-        try:
-            import kenlm
+        build_binary = find_kenlm_binary("build_binary")
+        if build_binary is not None:
+            proc = subprocess.run([str(build_binary), "-S", "100M", str(arpa), str(tmp_dir / "probe.bin")],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                problems.append(f"build_binary ({build_binary})")
+        with _quiet_stderr():  # KenLM prints its loading progress bar on fd 2
+            try:
+                import kenlm
 
-            kenlm.Model(str(arpa))
-        except ImportError:
-            pass  # perplexity is then unavailable anyway; the decoder is what matters
-        except Exception:  # noqa: BLE001 - KenLM raises OSError / RuntimeError / its own types
-            problems.append("the kenlm Python module")
-        try:
-            from flashlight.lib.text.decoder.kenlm import KenLM
-            from flashlight.lib.text.dictionary import Dictionary
+                kenlm.Model(str(arpa))
+            except ImportError:
+                pass  # perplexity is then unavailable anyway; the decoder is what matters
+            except Exception:  # noqa: BLE001 - KenLM raises OSError / RuntimeError / its own types
+                problems.append("the kenlm Python module")
+            try:
+                from flashlight.lib.text.decoder.kenlm import KenLM
+                from flashlight.lib.text.dictionary import Dictionary
 
-            KenLM(str(arpa), Dictionary(words))
-        except ImportError:
-            problems.append("flashlight-text (not importable)")
-        except Exception:  # noqa: BLE001
-            problems.append("flashlight-text")
+                KenLM(str(arpa), Dictionary(words))
+            except ImportError:
+                problems.append("flashlight-text (not importable)")
+            except Exception:  # noqa: BLE001
+                problems.append("flashlight-text")
     _ORDER_PROBES[order] = problems
     return problems
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ libraries print) to /dev/null for the block."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def check_order_support(order: int, what: str) -> None:

@@ -140,3 +140,38 @@ def test_decoder_warns_when_the_lm_case_differs_from_the_lexicon(lm_case, tmp_pa
     build_lm(None, lang, tmp_path / "lm", arpa=upper, memory="100M")
     res = LMResources(tmp_path / "lm", tok, "lexicon")
     assert any("only 0.0% of" in w and "upper case" in w for w in res.warnings)
+
+
+def test_lexfree_with_a_token_lm_of_order_12(lm_case, tmp_path):
+    """wav2letter's lexicon-free setup: a 10-20-gram over letters.  With a KenLM toolchain built by
+    ``bin/install_kenlm.sh --max-order 20 --python`` (what CI installs) it builds, loads and decodes;
+    with PyPI's order-6 wheels it is refused before lmplz runs, naming the parts and the fix."""
+    import kenlm
+
+    from w2vtk.lm import build_lm, order_support_problems
+
+    root, lang, _, _, tok = lm_case
+    problems = order_support_problems(12)
+    if problems:
+        with pytest.raises(W2vtkError, match=r"install_kenlm\.sh --max-order 20 --python") as err:
+            build_lm(root / "lm_text.txt", lang, tmp_path / "tok12", order=12, unit="token", memory="100M")
+        assert "order 12" in str(err.value) and problems[0] in str(err.value)
+        assert not (tmp_path / "tok12" / "lm.yaml").exists()
+        return
+    build_lm(root / "lm_text.txt", lang, tmp_path / "tok12", order=12, unit="token", memory="100M")
+    assert kenlm.Model(str(tmp_path / "tok12" / "lm.bin")).order == 12
+    free = Decoder("lexfree", tok, BeamConfig(lm_weight=1.0, beam_size=50), LMResources(tmp_path / "tok12", tok, "lexfree"))
+    em = _confused(tok, "the dog sat on the log", [(1, 0, "b", 1.0), (5, 0, "i", 1.0)])
+    assert free.decode(em)[0].words == "the dog sat on the log".split()
+
+
+def test_an_order_the_toolchain_cannot_load_is_refused_with_the_fix(lm_case, tmp_path, monkeypatch):
+    import w2vtk.lm as lm
+
+    root, lang, *_ = lm_case
+    monkeypatch.setitem(lm._ORDER_PROBES, 9, ["the kenlm Python module", "flashlight-text"])
+    with pytest.raises(W2vtkError) as err:
+        lm.build_lm(root / "lm_text.txt", lang, tmp_path / "tok9", order=9, unit="token", memory="100M")
+    msg = str(err.value)
+    assert "--order 9" in msg and "flashlight-text" in msg and "--max-order 20 --python" in msg
+    assert not (tmp_path / "tok9").exists() or not (tmp_path / "tok9" / "lm.yaml").exists()

@@ -13,7 +13,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         text: Path = typer.Option(None, "--text", help="LM text, one sentence per line (data/local/lm_text.txt)."),
         lang: Path = typer.Option(..., "--lang", help="Lang dir with tokens.txt (w2vtk prep lang)."),
         out: Path = typer.Option(..., "--out", help="LM dir to write, e.g. data/lang_4g."),
-        order: int = typer.Option(4, "--order", help="N-gram order (1..6: KenLM's compiled maximum)."),
+        order: int = typer.Option(4, "--order", help="N-gram order, 1..32; above 6 needs KenLM built with bin/install.sh --lm-max-order 20."),
         unit: str = typer.Option("word", "--unit", help="word (lexicon decoder) | token (lexicon-free decoder)."),
         vocab: Path = typer.Option(None, "--vocab", help="Restrict the vocabulary to this word list "
                                    "(first field per line, '#' comments), e.g. WSJ's wlist20o.nvp."),
