@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from w2vtk.errors import W2vtkError
 
 # derandomize: CI explores the same examples every run; database=None: no .hypothesis dir.
-FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False,
+FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False, report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much, HealthCheck.large_base_example])
 

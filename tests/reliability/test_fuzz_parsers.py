@@ -160,7 +160,7 @@ def test_load_and_validate_data_dir(work, case):
         assert sorted(u for us in dd.speakers().values() for u in us) == dd.utt_ids
 
 
-@fuzz(100)
+@fuzz(60)
 @given(case=mutated_datadir())
 # found: a speaker without a gender kept its utterances, and the fixed dir failed validation
 @example(case=({"wav.scp": b"0-0 /x\n00-0 /y\n", "text": b"0-0\n00-0\n", "utt2spk": b"0-0 0\n00-0 00\n",
@@ -204,7 +204,7 @@ def test_write_kv_read_kv_round_trip(work, table):
         assert read_kv(path) == {k: _format_value(v).strip(" \t") for k, v in table.items()}
 
 
-@fuzz(40)
+@fuzz(20)
 @given(tables=datadir_tables())
 def test_write_data_dir_load_round_trip(work, tables):
     from w2vtk.data import load_data_dir, write_data_dir
@@ -542,7 +542,7 @@ CONFIG_NAMES = ["pretrain", "train_am", "decode", "beam", "am_model", "wav2vec",
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-@fuzz(50)
+@fuzz(35)
 @given(data=st.data())
 def test_config_yaml(work, name, data):
     from w2vtk.config import to_dict
@@ -905,3 +905,201 @@ def test_results_score_json(work, data):
     got, err = check(collect_results, exp, ["dev"], data.draw(st.sampled_from([["wer"], ["wer", "ler"], ["per"]])))
     if got is not None:
         assert all(math.isfinite(v) for sets in got.values() for row in sets.values() for v in row.values())
+
+
+# =============================================================================================
+# Parsers in modules this test's author does not own.  Where one still lets another exception
+# through, its test is marked xfail(raises=<that exception>, strict=False) naming the fix asked of
+# the module's owner: the test keeps running (a different failure still fails it), and it shows
+# as XPASS once the module is fixed, when the marker is to be removed.
+# =============================================================================================
+
+def _open_bug(reason: str, *raises: type[BaseException]):
+    return pytest.mark.xfail(reason=reason, raises=raises, strict=False)
+
+
+BEST_YAML = {"params": {"lm_weight": 1.5, "word_score": -0.5, "sil_score": 0.0, "unk_score": "-inf"},
+             "beam": {"beam_size": 50}, "dev_wer": 12.5}
+
+
+@_open_bug("decoding.load_params: non-UTF-8 -> UnicodeDecodeError, '[' * 600 -> RecursionError, "
+           "unk_score 'abc' / '2001-13-01' -> ValueError, non-string keys -> TypeError; values unchecked",
+           UnicodeDecodeError, RecursionError, ValueError, TypeError, AttributeError)
+@fuzz(40)
+@given(case=_yaml_mutations(BEST_YAML))
+@example(case=(b"\xff", 99))
+@example(case=(b"params: {unk_score: abc}\n", 1))
+@example(case=(b"params: {1: 2, a: 3}\n", 1))
+def test_decode_params_best_yaml(work, case):
+    from w2vtk.decoding import BeamConfig, load_params
+
+    raw, mutations = case
+    got, err = check(load_params, write(work / "decode" / "best.yaml", raw))
+    if mutations == 0:
+        assert err is None, err
+    if got is not None:
+        # what load_params returns is applied with dataclasses.replace: it must be a valid BeamConfig
+        from w2vtk.config import from_dict, to_dict
+
+        _, bad = check(from_dict, BeamConfig, {**to_dict(BeamConfig()), **got})
+        assert bad is None, f"load_params accepted an invalid value: {bad}"
+
+
+@_open_bug("decoding._read_lm_yaml: non-UTF-8 -> UnicodeDecodeError, '[' * 600 -> RecursionError, "
+           "a non-mapping (5, [1]) is returned and meta.get() raises AttributeError",
+           UnicodeDecodeError, RecursionError, ValueError, AttributeError)
+@fuzz(30)
+@given(case=_yaml_mutations({"order": 4, "unit": "word", "builder": "lmplz", "counts": {1: 10, 2: 20}}))
+@example(case=(b"- 1\n", 99))
+def test_lm_yaml(work, case):
+    from w2vtk.decoding import _read_lm_yaml
+
+    raw, mutations = case
+    lm_dir = _clean(work / "lmdir")
+    write(lm_dir / "lm.yaml", raw)
+    got, err = check(_read_lm_yaml, lm_dir)
+    if got is not None:
+        got.get("unit", "word")  # as LMResources uses it (AttributeError for a non-mapping)
+
+
+@pytest.fixture(scope="module")
+def feats_dir(work) -> Path:
+    """A feature dir with a real ark (u1: 3x4, u2: 2x4) written by kaldiio."""
+    import kaldiio
+    import numpy as np
+
+    d = work / "feats"
+    d.mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp") as w:
+        w("u1", np.zeros((3, 4), np.float32))
+        w("u2", np.ones((2, 4), np.float32))
+    (d / "text").write_text("u1 a b\nu2 c\n")
+    return d
+
+
+@st.composite
+def scp_lines(draw, ark: str) -> list[list[str]]:
+    """feats.scp lines ``utt ark:OFFSET[range]`` around the real offsets (3 and 69)."""
+    offsets = {"u1": 3, "u2": 69}
+    out = []
+    for utt in ("u1", "u2"):
+        off = draw(st.sampled_from([str(offsets[utt]), str(offsets[utt])] + ["0", "-1", "1", "999999", "4",
+                                    "99999999999999999999999", "x", ""]))
+        rng = draw(st.sampled_from(["", "", "", "[0:1]", "[1:2,0:1]", "[5:9]", "[", "[a]", "[0:1][0:1]", "[-1:0]",
+                                    "[0:1,0:99]"]))
+        out.append([utt, f"{ark}:{off}{rng}"])
+    return out
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_feats_scp_offsets(feats_dir, data):
+    """feats.scp rxfilenames ``path:OFFSET`` and ``path:OFFSET[range]``, mutated: features load or
+    a W2vtkError names feats.scp (kaldiio's many exception types are wrapped)."""
+    import warnings
+
+    from w2vtk.am.data import load_feature_dir
+
+    ark = str(feats_dir / "feats.ark")
+    raw, mutations = data.draw(st.one_of(mutated_file(scp_lines(ark)), mutated_file(scp_lines(ark))))
+    write(feats_dir / "feats.scp", raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kaldiio warns before raising
+        got, err = check(load_feature_dir, feats_dir, need_text=data.draw(st.booleans()))
+        if got is not None:
+            for utt in got.ids:
+                mat, err = check(got.load, utt)
+                assert mat is None or (mat.ndim == 2 and mat.shape[1] == got.dim)
+    if raw == f"u1 {ark}:3\nu2 {ark}:69\n".encode():
+        assert got is not None and got.frames == {"u1": 3, "u2": 2}
+
+
+@_open_bug("features/archive.read_matrix: '\u00b2' offsets / ranges pass str.isdigit() and int() raises "
+           "ValueError; a NUL in the path -> ValueError from open(); a [rows,cols] range on a vector -> "
+           "IndexError", ValueError, IndexError)
+@pytest.mark.parametrize("rx", ["{ark}:\u00b2", "{ark}:3[\u00b2]", "a\x00b:3", "{vec}:2[0:1,0:1]"])
+def test_scp_rxfilename_regressions(feats_dir, rx):
+    import kaldiio
+    import numpy as np
+
+    from w2vtk.features.archive import read_matrix
+
+    vec = feats_dir.parent / "vec.ark"
+    if not vec.is_file():
+        with kaldiio.WriteHelper(f"ark:{vec}") as w:
+            w("v", np.zeros(3, np.float32))
+    with pytest.raises(W2vtkError, match="feats.scp: 'u1'"):
+        read_matrix(rx.format(ark=feats_dir / "feats.ark", vec=vec), f"{feats_dir}/feats.scp: 'u1'")
+
+
+@_open_bug("am/data.read_provenance (feats.yaml): '[' * 600 -> RecursionError, '2001-13-01' -> ValueError "
+           "(use w2vtk.config.read_yaml_file)", RecursionError, ValueError, AttributeError)
+@fuzz(20)
+@given(case=_yaml_mutations({"extractor": "wav2vec", "layer": "context", "dim": 4, "frame_rate": 100}))
+@example(case=(b"a: 2001-13-01\n", 99))
+def test_feats_yaml_provenance(feats_dir, case):
+    from w2vtk.am.data import read_provenance
+
+    raw, _ = case
+    d = feats_dir.parent / "prov"
+    d.mkdir(exist_ok=True)
+    write(d / "feats.yaml", raw)
+    got, err = check(read_provenance, d)
+    assert got is None or isinstance(got, dict) or err is None
+
+
+@st.composite
+def manifest_lines(draw) -> list[list[str]]:
+    rels = sorted(draw(st.sets(st.text(alphabet=string.ascii_lowercase + "/", min_size=1, max_size=8)
+                               .map(lambda s: s.strip("/") + ".flac"), min_size=1, max_size=4)))
+    return [["/corpus/audio"]] + [[r, str(draw(st.integers(1, 10**6)))] for r in rels]
+
+
+@_open_bug("pretrain/data.read_manifest: a relative path '' or '.' -> ValueError from Path.with_suffix",
+           ValueError)
+@fuzz(60)
+@given(case=file_bytes(manifest_lines(), sep="\t"))
+@example(case=(b"/r\n.\t1\n", 1))
+def test_pretrain_manifest(work, case):
+    from w2vtk.pretrain.data import read_manifest
+
+    raw, mutations = case
+    got, err = check(read_manifest, write(work / "pt" / "train.tsv", raw))
+    if got is not None:
+        assert all(u.utt_id and isinstance(u.num_samples, int) for u in got)
+
+
+@_open_bug("faults.parse: 'ckpt_write:\u00b2' and 'ckpt_write:1@\u00b2' -> ValueError (str.isdigit is true "
+           "for superscripts; use isascii() and isdigit())", ValueError)
+@fuzz(80)
+@given(spec=st.one_of(
+    st.lists(st.tuples(st.sampled_from(["ckpt_write", "ark_write", "train_step", "nope", ""]),
+                       st.sampled_from(["1", "2", "0", "-1", "\u00b2", "x", ""]),
+                       st.sampled_from(["", ":kill", ":enospc", ":boom", "@1", "@\u00b2", "@", ":kill@0"]))
+             .map(lambda t: f"{t[0]}:{t[1]}{t[2]}"), max_size=3).map(",".join),
+    nasty_text))
+@example(spec="ckpt_write:\u00b2")
+def test_fault_spec(spec):
+    from w2vtk import faults
+
+    got, err = check(faults.parse, spec)
+    if got is not None:
+        assert all(r.nth >= 1 and r.action in faults.ACTIONS for r in got.values())
+
+
+@_open_bug("audio.read_sphere_header: header size 99999999999999999999 -> OverflowError in fh.read",
+           OverflowError, ValueError)
+@fuzz(60)
+@given(case=file_bytes(st.just([["NIST_1A"], ["1024"], ["sample_count", "-i", "48000"],
+                                ["sample_rate", "-i", "16000"], ["channel_count", "-i", "1"],
+                                ["sample_coding", "-s5", "pcm"], ["end_head"]])))
+@example(case=(b"NIST_1A\n 99999999999999999999\n", 1))
+def test_sphere_header(work, case):
+    from w2vtk.audio import read_sphere_header
+
+    raw, mutations = case
+    if raw.startswith(b"NIST_1A\n1024\n"):
+        raw = raw.ljust(1024 + 10, b" ")
+    got, err = check(read_sphere_header, write(work / "a.sph", raw))
+    if got is not None:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in got.items())
