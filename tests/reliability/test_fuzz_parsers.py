@@ -1103,3 +1103,80 @@ def test_sphere_header(work, case):
     got, err = check(read_sphere_header, write(work / "a.sph", raw))
     if got is not None:
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in got.items())
+
+
+@fuzz(30)
+@given(raw=st.one_of(st.binary(max_size=60), nasty_text.map(str.encode),
+                     st.sampled_from([b"[" * 100000, b"[]", b'{"minutes": "x"}', b'{"seed": [1]}'])))
+@example(raw=b"[" * 100000)  # RecursionError before
+def test_mini_corpus_manifest(work, raw):
+    """A foreign or garbled mini.json in --corpus-dir is refused with one line, before any work."""
+    from w2vtk.corpora.mini import synthesize_corpus
+
+    corpus = _clean(work / "mini")
+    write(corpus / "mini.json", raw)
+    with pytest.raises(W2vtkError, match="mini.json"):
+        synthesize_corpus(corpus, minutes=0.1, seed=0, speakers=3, lm_sentences=10)
+
+
+# =============================================================================================
+# Option strings parsed by library functions: prep lm --memory / --prune, prep librispeech
+# --subsets, extract --layer
+# =============================================================================================
+
+option_text = st.one_of(nasty_token, nasty_text.map(lambda t: t[:30]),
+                        st.lists(st.sampled_from(["0", "1", "2", "-1", "\u00b2", "x", ",", " ", "9" * 5000]),
+                                 max_size=5).map("".join))
+
+
+@fuzz(100)
+@given(memory=option_text, prune=option_text, order=st.integers(1, 6))
+def test_lm_option_strings(memory, prune, order):
+    from w2vtk.lm import _parse_memory, _parse_prune
+
+    got, _ = check(_parse_memory, memory)
+    assert got is None or got == memory
+    got, _ = check(_parse_prune, prune, order)
+    assert got is None or (len(got) <= order and all(v >= 0 for v in got))
+
+
+@fuzz(60)
+@given(requested=st.lists(st.one_of(option_text, st.sampled_from(
+    ["train-clean-100", "dev_clean", "train_960", "test-other,dev-clean", ",", "TRAIN-CLEAN-100"])), max_size=3))
+def test_librispeech_subsets_option(work, requested):
+    from w2vtk.corpora.librispeech import _resolve_subsets
+
+    found = {n: work / n for n in ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean",
+                                   "test-other")}
+    got, _ = check(_resolve_subsets, found, requested, work)
+    assert got is None or (got and all(n in found for n in got))
+
+
+@_open_bug("models/wav2vec.parse_layer_name: 'context-\u00b2' passes str.isdigit() and int() raises ValueError "
+           "(use isascii() and isdigit())", ValueError)
+@fuzz(60)
+@given(layer=st.one_of(option_text, st.sampled_from(["z", "c", "context-1", "context-0", "context-99",
+                                                     "context-", "context--1"]),
+                       option_text.map(lambda t: "context-" + t)))
+@example(layer="context-\u00b2")
+def test_extract_layer_option(layer):
+    from w2vtk.models.wav2vec import parse_layer_name
+
+    got, _ = check(parse_layer_name, layer, 12)
+    assert got is None or got in ("z", "c") or 1 <= got <= 12
+
+
+@_open_bug("training.MetricsLog.truncate_after (resume): a metrics.jsonl line with a non-integer 'update' "
+           "-> ValueError / TypeError, non-UTF-8 -> UnicodeDecodeError, deep nesting -> RecursionError",
+           ValueError, TypeError, RecursionError)
+@fuzz(40)
+@given(lines=st.lists(st.one_of(
+    st.fixed_dictionaries({"update": st.integers(0, 10), "loss": st.floats(allow_nan=False)}).map(json.dumps),
+    st.sampled_from(['{"update": "x"}', '{"update": null}', "[1]", '{"upd', "[" * 100000, "\ufeff{}"]),
+    nasty_text.map(lambda t: t[:30])), max_size=5))
+@example(lines=['{"update": "x"}'])
+def test_metrics_log_resume(work, lines):
+    from w2vtk.training import MetricsLog
+
+    path = write(work / "metrics.jsonl", "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
+    _, err = check(MetricsLog(path).truncate_after, 5)

@@ -438,8 +438,8 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
     done_path = corpus_dir / ".done"
     if manifest_path.exists():
         try:
-            found = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
+            found = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
             found = None
         if not isinstance(found, dict) or {k: found.get(k) for k in wanted} != wanted:
             keys = ("minutes", "seed", "speakers", "lm_sentences")
