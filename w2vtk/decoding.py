@@ -46,6 +46,7 @@ feature frames at 10 ms each.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -197,16 +198,25 @@ def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_d
     mats: dict[str, np.ndarray] = {}
     total_s = FRAME_SECONDS * sum(fd.frames.values())
     t0 = time.perf_counter()
-    with progress("emissions", total=total_s, unit="audio-s", enabled=progress_enabled) as bar:
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-            for utt, em in compute_emissions(am, fd, batch_frames=batch_frames,
-                                             allow_feature_mismatch=allow_feature_mismatch):
-                if not np.all(np.isfinite(em)):
-                    raise W2vtkError(f"{am.checkpoint}: non-finite emissions for utterance {utt!r}")
-                writer(utt, em)
-                faults.hit("ark_write", tmp_ark)
-                mats[utt] = em
-                bar.advance(FRAME_SECONDS * fd.frames[utt])
+    try:
+        with progress("emissions", total=total_s, unit="audio-s", enabled=progress_enabled) as bar:
+            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+                for utt, em in compute_emissions(am, fd, batch_frames=batch_frames,
+                                                 allow_feature_mismatch=allow_feature_mismatch):
+                    if not np.all(np.isfinite(em)):
+                        raise W2vtkError(f"{am.checkpoint}: non-finite emissions for utterance {utt!r}")
+                    writer(utt, em)
+                    faults.hit("ark_write", tmp_ark)
+                    mats[utt] = em
+                    bar.advance(FRAME_SECONDS * fd.frames[utt])
+    except BaseException as err:
+        # no half cache left behind (a kill leaves the hidden temporaries; the next run replaces them)
+        tmp_ark.unlink(missing_ok=True)
+        tmp_scp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise W2vtkError(f"{cache_dir / 'emissions.ark'}: no space left on device (disk or quota full) "
+                             f"while writing the emissions cache; nothing was cached") from None
+        raise
     seconds = time.perf_counter() - t0
     os.replace(tmp_ark, cache_dir / "emissions.ark")
     # the scp names the temporary ark: rewrite it with the final name
@@ -449,8 +459,25 @@ class _Job:
 _STATE: dict[str, Any] = {}
 
 
-def _worker_init(job: _Job) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once ``parent`` is gone: a SIGKILLed decode (OOM killer, scheduler
+    pre-emption) cannot shut its pool down, and its workers would otherwise wait for work for ever,
+    holding an LM in memory and the parent's stdout open."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="w2vtk-parent-watch", daemon=True).start()
+
+
+def _worker_init(job: _Job, parent: int | None = None) -> None:
     from w2vtk.tokens import TokenSet
+
+    if parent is not None:
+        _exit_with_parent(parent)
 
     tokens = TokenSet.load(job.am_tokens_dir)
     _STATE["tokens"] = tokens
@@ -498,7 +525,7 @@ class DecodePool:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(job,))
+                                             initializer=_worker_init, initargs=(job, os.getpid()))
             # start every worker (LM and trie loading) now, so that timings measure the search only
             for f in [self._pool.submit(_ping) for _ in range(self.nj)]:
                 f.result()
@@ -631,6 +658,12 @@ def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
                              f"result with --params (test sets: {', '.join(test_sets)})")
 
 
+# Files :func:`decode_dir` writes into its out dir (glob patterns; scoring adds per-metric files).
+DECODE_OUTPUTS = ("decode.yaml", "emissions.ark", "emissions.scp", "emissions.yaml", "trials.json", "trials.tsv",
+                  "best.yaml", "hyp.txt", "nbest.txt", "nbest.tsv", "wer.txt", "alignments*.txt", "score.json",
+                  "per_speaker.tsv", "decode.json")
+
+
 # --- the command --------------------------------------------------------------------------------
 
 @dataclass
@@ -727,6 +760,10 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
         if getattr(beam, name) < 1:
             raise W2vtkError(f"beam.{name} must be >= 1")
     out_dir.mkdir(parents=True, exist_ok=True)
+    from w2vtk.training import remove_stale_temporaries
+
+    # temporaries of a killed run are never valid; without this they would stay for ever
+    remove_stale_temporaries(out_dir, DECODE_OUTPUTS)
     save_config(cfg, out_dir / "decode.yaml")
 
     em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,

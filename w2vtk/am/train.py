@@ -158,7 +158,8 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     from w2vtk.checkpoint import load_checkpoint, save_checkpoint
     from w2vtk.tokens import TokenSet
     from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
-                                make_grad_scaler, resolve_amp, restore_rng_state, seed_everything, setup_cpu)
+                                make_grad_scaler, remove_stale_temporaries, resolve_amp, restore_rng_state,
+                                seed_everything, setup_cpu)
 
     lang_dir, train_dir, valid_dir, exp_dir = Path(lang_dir), Path(train_dir), Path(valid_dir), Path(exp_dir)
     info, device = dist.init(cfg.device)
@@ -257,6 +258,9 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     # ---- exp dir
     if info.is_main:
         exp_dir.mkdir(parents=True, exist_ok=True)
+        # a killed run's temporaries (a whole checkpoint each) are garbage once we restart
+        remove_stale_temporaries(exp_dir, ("checkpoint_*.pt", "config.yaml", "metrics.jsonl", "feats.yaml",
+                                           "global_cmvn.npz", *LANG_FILES))
         _copy_lang(lang_dir, exp_dir)
         if ckpt is None:
             if (train_dir / "feats.yaml").is_file():

@@ -152,8 +152,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     from w2vtk.models.fairseq import w2vtk_checkpoint
     from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
     from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput,
-                                autocast, capture_rng_state, make_grad_scaler, resolve_amp,
-                                restore_rng_state, seed_everything, setup_cpu)
+                                autocast, capture_rng_state, make_grad_scaler, remove_stale_temporaries,
+                                resolve_amp, restore_rng_state, seed_everything, setup_cpu)
 
     cfg.validate()
     exp_dir = Path(exp_dir)
@@ -235,6 +235,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=is_main)
         if is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
+            # a killed run's temporaries (a whole checkpoint each) are garbage once we restart
+            remove_stale_temporaries(exp_dir, ("checkpoint_*.pt", "config.yaml", "metrics.jsonl"))
             save_config(cfg, exp_dir / "config.yaml")
             if ckpt is not None:
                 metrics.truncate_after(num_updates)

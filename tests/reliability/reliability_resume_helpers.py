@@ -1,0 +1,425 @@
+"""Shared pieces of the kill/resume, launcher-kill and disk-full tests (a uniquely named module).
+
+Each stage (pretrain, train-am, extract, decode) runs through the real CLI (``python -m w2vtk``) in
+a subprocess whose environment sets ``W2VTK_FAULT`` (see :mod:`w2vtk.faults`).  The uninterrupted
+reference runs are expensive, so they are built once per pytest session and memoised here (pytest
+would build a session fixture once per module that imports it).
+
+Inputs are tiny: 8 chirps of 1-2 s (pre-training, extraction), the learnable 16-dim feature dirs of
+tests/am/am_synth.py (train-am; its tiny conv model), a 3-gram word KenLM over the same words
+(decoding with the reference AM).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+for _sub in ("pretrain", "am"):
+    _p = str(REPO / "tests" / _sub)
+    if _p not in sys.path:
+        sys.path.append(_p)
+
+from am_synth import TINY, W2V_PROV, make_texts, write_feature_dir  # noqa: E402
+from pretrain_helpers import SMALL, write_audio  # noqa: E402
+
+MARKER_ENV = "W2VTK_RELIABILITY_MARKER"
+
+# pre-training: 8 updates, a checkpoint every 2 (checkpoint_last + numbered), dropout on so that the
+# restored RNG state matters
+PRETRAIN_SAVE_EVERY = 2
+PRETRAIN_ARGS = SMALL + ["max_update=8", f"save_every={PRETRAIN_SAVE_EVERY}", "model.dropout=0.1"]
+# train-am: 24 utterances in batches of 4 -> 6 updates per epoch, 2 epochs, checkpoint_last every 2
+AM_SAVE_INTERVAL = 2
+AM_ARGS = TINY + ["max_epochs=2", "batch.max_utts=4", f"save_interval_updates={AM_SAVE_INTERVAL}",
+                  "model.dropout=0.1"]
+EXTRACT_SHARDS = 4
+DECODE_TRIALS = 4
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def cli(args: list, *, fault: str | None = None, env: dict | None = None, timeout: float = 300,
+        marker: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m w2vtk ARGS`` in the repo root, one intra-op thread, ``W2VTK_FAULT`` = ``fault``."""
+    return run([sys.executable, "-m", "w2vtk", *map(str, args)], fault=fault, env=env, timeout=timeout,
+               marker=marker)
+
+
+def run(cmd: list, *, fault: str | None = None, env: dict | None = None, timeout: float = 300,
+        marker: str | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.pop("W2VTK_FAULT", None)
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", COLUMNS="1000")
+    e[MARKER_ENV] = marker or uuid.uuid4().hex
+    if fault:
+        e["W2VTK_FAULT"] = fault
+    e.update(env or {})
+    return subprocess.run([str(c) for c in cmd], cwd=REPO, env=e, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def leftover_processes(marker: str, wait_s: float = 15.0) -> list[str]:
+    """Command lines of processes still alive whose environment carries ``marker`` (children of a
+    killed run: DataLoader or decoder workers must not outlive it).  Polls up to ``wait_s``
+    (orphans notice their parent's death by polling)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    end = time.monotonic() + wait_s
+    while True:
+        alive = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if needle in (proc / "environ").read_bytes().split(b"\0"):
+                    status = (proc / "status").read_text()
+                    if "\nState:\tZ" in status:
+                        continue
+                    alive.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+        if not alive or time.monotonic() > end:
+            return alive
+        time.sleep(0.2)
+
+
+def describe(proc: subprocess.CompletedProcess) -> str:
+    return f"rc={proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+
+def assert_killed(proc: subprocess.CompletedProcess, fault: str) -> None:
+    assert proc.returncode == -9, f"{fault}: expected death by SIGKILL (the fault point not reached?)\n" + describe(proc)
+
+
+def assert_ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, describe(proc)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """Exit 1, stderr is exactly one ``error: ...`` line naming one of ``names``, no traceback."""
+    assert proc.returncode == 1, describe(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, describe(proc)
+    assert len(lines) == 1 and lines[0].startswith("error: "), describe(proc)
+    assert any(n in lines[0] for n in names), f"{lines[0]!r} names none of {names}"
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------ fault lists
+
+#: (stage, fault point, highest N that the stage reaches) for every applicable point.
+#: pretrain: 8 updates, checkpoints at 2/4/6/8, config.yaml is the only output_write before training.
+#: train-am: 12 updates; ckpt_write covers last (every 2 updates), best, epoch and average files;
+#: output_write: tokens.txt, feats.yaml, config.yaml.  extract: 8 utterances in 4 shards; output_write
+#: = manifest, 4 shard records, feats.scp, utt2num_frames, feats.yaml.  decode: 6 dev utterances;
+#: output_write = decode.yaml, emissions.scp/yaml, (trials.json x 4, trials.tsv, best.yaml,) hyp.txt.
+FAULT_RANGES = [
+    ("pretrain", "ckpt_write", 4), ("pretrain", "train_step", 8), ("pretrain", "data_load", 8),
+    ("pretrain", "output_write", 1),
+    ("train-am", "ckpt_write", 11), ("train-am", "train_step", 12), ("train-am", "data_load", 12),
+    ("train-am", "output_write", 3),
+    ("extract", "ark_write", 8), ("extract", "shard_done", 4), ("extract", "output_write", 8),
+    ("decode-tune", "decode_trial", DECODE_TRIALS), ("decode-tune", "ark_write", 6),
+    ("decode-tune", "output_write", 10),
+    ("decode", "ark_write", 6), ("decode", "output_write", 4),
+]
+
+
+def seeded_faults(seed: int = 0) -> list[tuple[str, str, int]]:
+    """(stage, point, N) with N drawn by ``random.Random(seed)`` in 1..highest for each entry."""
+    rng = random.Random(seed)
+    return [(stage, point, rng.randint(1, top)) for stage, point, top in FAULT_RANGES]
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def visible_files(root: Path) -> list[Path]:
+    """Every regular file under ``root`` whose path has no hidden component."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+            out.append(p)
+    return out
+
+
+def hidden_files(root: Path) -> list[Path]:
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and any(part.startswith(".") for part in rel.parts):
+            out.append(p)
+    return out
+
+
+TMP_NAME = re.compile(r"^\..+\.tmp$")
+
+
+def temporaries(root: Path) -> list[Path]:
+    """Hidden ``.NAME....tmp`` files (the only files allowed to be partial)."""
+    return [p for p in hidden_files(root) if TMP_NAME.match(p.name)]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines log, dropping a last line cut by a kill."""
+    out = []
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def load_ckpt(path: Path):
+    from w2vtk.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
+def assert_same_tensors(a: dict, b: dict, what: str) -> None:
+    import torch
+
+    assert a.keys() == b.keys(), what
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{what}: {k} differs"
+
+
+def assert_same_tree(a, b, what: str) -> None:
+    """Nested dicts / lists / tensors / scalars exactly equal."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), what
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{what}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{what}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tree(x, y, f"{what}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), f"{what}: {a!r} != {b!r}"
+
+
+# ------------------------------------------------------------------------------------ inputs and references
+
+_MEMO: dict[str, object] = {}
+
+
+def memo(key: str, build):
+    if key not in _MEMO:
+        _MEMO[key] = build()
+    return _MEMO[key]
+
+
+def inputs(factory) -> dict:
+    """Session inputs: audio dir, AM feature dirs + letters lang, a word 3-gram LM dir."""
+    def build():
+        from w2vtk.lm import build_lm
+        from w2vtk.tokens import build_lang
+
+        root = factory.mktemp("reliability_inputs")
+        audio = root / "audio"
+        write_audio(audio, [1.0, 1.2, 1.4, 1.5, 1.6, 1.7, 1.9, 2.0], seed=1)
+        train = write_feature_dir(root / "am_train", make_texts(24, seed=1, prefix="tr"), seed=3,
+                                  feats_yaml=W2V_PROV)
+        valid = write_feature_dir(root / "dev", make_texts(6, seed=2, prefix="dv"), seed=4,
+                                  feats_yaml=W2V_PROV)
+        build_lang(train / "text", root / "lang", "letters")
+        lm_lines = make_texts(200, seed=9, prefix="lm")
+        (root / "lm_text.txt").write_text("".join(t.upper() + "\n" for t in lm_lines.values()))
+        build_lm(root / "lm_text.txt", root / "lang", root / "lm", order=3, memory="100M", log=lambda m: None)
+        # decoding needs an AM that reads something (the 2-epoch train-am reference outputs blanks)
+        import torch
+
+        from w2vtk.am.config import TrainAMConfig
+        from w2vtk.am.train import train_am
+        from w2vtk.config import load_config
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            cfg = load_config(TrainAMConfig, None, TINY + ["max_epochs=30", "optim.lr=5e-3", "average_last=0"])
+            train_am(cfg, lang_dir=root / "lang", train_dir=train, valid_dir=valid, exp_dir=root / "decode_am")
+        finally:
+            torch.set_num_threads(threads)
+        return {"root": root, "audio": audio, "am_train": train, "dev": valid, "lang": root / "lang",
+                "lm": root / "lm", "decode_am": root / "decode_am"}
+    return memo("inputs", build)
+
+
+def pretrain_cmd(inp: dict, exp: Path) -> list:
+    return ["pretrain", "--data", inp["audio"], "--exp", exp, *PRETRAIN_ARGS]
+
+
+def train_am_cmd(inp: dict, exp: Path) -> list:
+    return ["train-am", "--lang", inp["lang"], "--train", inp["am_train"], "--valid", inp["dev"], "--exp", exp,
+            *AM_ARGS]
+
+
+def extract_cmd(inp: dict, checkpoint: Path, out: Path, resume: bool = False) -> list:
+    return (["extract", "--in", inp["audio"], "--out", out / "feats.ark", "--type", "wav2vec", "--checkpoint",
+             checkpoint, "--num-shards", str(EXTRACT_SHARDS), "--num-workers", "0"]
+            + (["--resume"] if resume else []))
+
+
+def decode_cmd(inp: dict, out: Path, tune: bool) -> list:
+    """Tuning runs 2 decoder worker processes (they must not outlive a killed run); the plain decode one."""
+    cmd = ["decode", "--am", inp["decode_am"], "--data", inp["dev"], "--out", out, "--lang", inp["lm"], "--decoder", "lexicon",
+           "--beam-size", "8"]
+    if tune:
+        return cmd + ["--tune", "--trials", str(DECODE_TRIALS), "--nj", "2"]
+    return cmd + ["--nj", "1", "--lm-weight", "0.5", "--word-score", "2.0"]
+
+
+def references(factory) -> dict:
+    """Uninterrupted runs of every stage (session-wide): exp / output dirs by stage name."""
+    def build():
+        inp = inputs(factory)
+        root = factory.mktemp("reliability_refs")
+        refs = {"pretrain": root / "pretrain", "train-am": root / "am", "extract": root / "extract",
+                "decode-tune": root / "decode_tune", "decode": root / "decode"}
+        assert_ok(cli(pretrain_cmd(inp, refs["pretrain"])))
+        refs["extract"].mkdir()
+        assert_ok(cli(extract_cmd(inp, refs["pretrain"] / "checkpoint_last.pt", refs["extract"])))
+        assert_ok(cli(train_am_cmd(inp, refs["train-am"])))
+        assert_ok(cli(decode_cmd(inp, refs["decode-tune"], tune=True)))
+        assert_ok(cli(decode_cmd(inp, refs["decode"], tune=False)))
+        return refs
+    return memo("references", build)
+
+
+# ------------------------------------------------------------------------------------ comparisons
+
+AM_TIME_KEYS = ("time_s", "eval_time_s", "audio_s_per_s")
+
+
+def compare_pretrain(ref: Path, got: Path) -> None:
+    names = sorted(p.name for p in ref.glob("checkpoint_*.pt"))
+    assert sorted(p.name for p in got.glob("checkpoint_*.pt")) == names
+    for name in names:
+        a, b = load_ckpt(ref / name), load_ckpt(got / name)
+        assert_same_tensors(a["model"], b["model"], f"{name} model")
+        assert_same_tree(a["optimizer"], b["optimizer"], f"{name} optimizer")
+        ta, tb = dict(a["train_state"]), dict(b["train_state"])
+        assert_same_tree(ta, tb, f"{name} train_state")
+        assert_same_tree(a["rng"], b["rng"], f"{name} rng")
+    strip = ("time", "audio_s_per_s")
+    ra = [{k: v for k, v in r.items() if k not in strip} for r in read_jsonl(ref / "metrics.jsonl")
+          if r["split"] == "train"]
+    rb = [{k: v for k, v in r.items() if k not in strip} for r in read_jsonl(got / "metrics.jsonl")
+          if r["split"] == "train"]
+    assert ra == rb
+
+
+def compare_am(ref: Path, got: Path) -> None:
+    names = sorted(p.name for p in ref.glob("*.pt"))
+    assert sorted(p.name for p in got.glob("*.pt")) == names
+    for name in names:
+        a, b = load_ckpt(ref / name), load_ckpt(got / name)
+        assert_same_tensors(a["model"], b["model"], f"{name} model")
+        for key in ("epoch", "updates", "source", "normaliser"):
+            assert_same_tree(a.get(key), b.get(key), f"{name} {key}")
+        if name == "checkpoint_last.pt":
+            assert_same_tree(a["optimizer"], b["optimizer"], f"{name} optimizer")
+            assert_same_tree(a["rng_per_rank"], b["rng_per_rank"], f"{name} rng")
+    ma = [{k: v for k, v in r.items() if k not in AM_TIME_KEYS} for r in read_jsonl(ref / "metrics.jsonl")]
+    mb = [{k: v for k, v in r.items() if k not in AM_TIME_KEYS} for r in read_jsonl(got / "metrics.jsonl")]
+    assert [r["epoch"] for r in ma] == [r["epoch"] for r in mb]
+    for x, y in zip(ma, mb):
+        # the epoch's train loss is a float sum that a resume splits in two: equal up to rounding
+        assert abs(x.pop("train_loss") - y.pop("train_loss")) <= 1e-9 * max(1.0, abs(y.get("dev_loss") or 1))
+        assert x == y
+
+
+def norm_text(path: Path, root: Path) -> str:
+    return path.read_text().replace(str(root), "ROOT")
+
+
+def extract_equal(ref: Path, got: Path, name: str) -> bool:
+    """Whether output file ``name`` of an extract dir equals the reference's (paths normalised,
+    creation time ignored)."""
+    a, b = ref / name, got / name
+    if name.endswith(".ark"):
+        return a.read_bytes() == b.read_bytes()
+    if name == "feats.yaml":
+        import yaml
+
+        ya, yb = (yaml.safe_load(norm_text(p, r)) for p, r in ((a, ref), (b, got)))
+        ya.pop("created_utc"), yb.pop("created_utc")
+        return ya == yb
+    return norm_text(a, ref) == norm_text(b, got)
+
+
+def compare_extract(ref: Path, got: Path) -> None:
+    names = sorted(str(p.relative_to(ref)) for p in visible_files(ref))
+    assert sorted(str(p.relative_to(got)) for p in visible_files(got)) == names
+    assert names and "feats.scp" in names
+    for name in names:
+        assert extract_equal(ref, got, name), name
+    work_a = sorted(p.name for p in (ref / ".feats.work").iterdir())
+    assert sorted(p.name for p in (got / ".feats.work").iterdir()) == work_a
+    for name in work_a:
+        assert norm_text(ref / ".feats.work" / name, ref) == norm_text(got / ".feats.work" / name, got), name
+    # the archives read back through the scp: the same matrices
+    import kaldiio
+    import numpy as np
+
+    ma, mb = kaldiio.load_scp(str(ref / "feats.scp")), kaldiio.load_scp(str(got / "feats.scp"))
+    assert sorted(ma) == sorted(mb) and len(ma) == 8
+    for k in ma:
+        assert np.array_equal(ma[k], mb[k]), k
+
+
+def trial_rows(path: Path) -> list[dict]:
+    rows = json.loads(path.read_text())["rows"]
+    return [{k: v for k, v in r.items() if k != "seconds"} if r else None for r in rows]
+
+
+def decode_equal(ref: Path, got: Path, name: str) -> bool:
+    """Whether decode output ``name`` equals the reference's (timings and paths ignored)."""
+    a, b = ref / name, got / name
+    if name in ("emissions.ark",):
+        return a.read_bytes() == b.read_bytes()
+    if name == "trials.json":
+        return trial_rows(a) == trial_rows(b)
+    if name == "trials.tsv":
+        def cut(p):
+            return [line.split("\t")[:-1] for line in p.read_text().splitlines()]
+        return cut(a) == cut(b)
+    if name == "emissions.yaml":
+        import yaml
+
+        ya, yb = yaml.safe_load(norm_text(a, ref)), yaml.safe_load(norm_text(b, got))
+        for y in (ya, yb):
+            for k in ("seconds", "rtf"):
+                y.pop(k, None)
+        return ya == yb
+    if name == "decode.json":
+        da, db = json.loads(norm_text(a, ref)), json.loads(norm_text(b, got))
+        keys = ("decoder", "params", "wer", "ler", "utterances", "lines")
+        return all(da.get(k) == db.get(k) for k in keys)
+    return norm_text(a, ref) == norm_text(b, got)
+
+
+def compare_decode(ref: Path, got: Path) -> None:
+    names = sorted(p.name for p in visible_files(ref))
+    assert sorted(p.name for p in visible_files(got)) == names
+    assert "hyp.txt" in names
+    assert (ref / "hyp.txt").read_bytes() == (got / "hyp.txt").read_bytes()
+    for name in names:
+        assert decode_equal(ref, got, name), name
