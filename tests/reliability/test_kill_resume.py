@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reliability_resume_helpers import (AM_SAVE_INTERVAL, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY, assert_killed,
+from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY, assert_killed,
                                         assert_ok, cli, compare_am, compare_decode, compare_extract,
                                         compare_pretrain, decode_cmd, decode_equal, extract_cmd, extract_equal,
                                         hidden_files, inputs, leftover_processes, load_ckpt, norm_text,
                                         pretrain_cmd, read_jsonl, references, seeded_faults, temporaries,
                                         train_am_cmd, trial_rows, visible_files)
 
-CASES = seeded_faults(0)
+CASES = seeded_faults(0) + EDGE_FAULTS
 
 
 def _cases(*stages):
@@ -255,4 +255,4 @@ def test_the_fault_list_covers_every_point_and_stage():
 
     assert {p for _, p, _ in CASES} == set(POINTS)
     assert {s for s, _, _ in CASES} == {"pretrain", "train-am", "extract", "decode-tune", "decode"}
-    assert CASES == seeded_faults(0)  # seeded: the same list every run
+    assert CASES == seeded_faults(0) + EDGE_FAULTS  # seeded: the same list every run

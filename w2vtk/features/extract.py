@@ -412,6 +412,10 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
                                  f" samples one {extractor.feature_type} frame needs (drop --fail-on-short "
                                  f"to skip it)")
     existing = layout.existing()
+    if (existing == [layout.work] and not (layout.work / "manifest.json").exists()
+            and not any(layout.work.glob("shard.*.json"))):
+        # a run killed while writing its manifest did nothing: start afresh, with or without --resume
+        existing = []
     if existing and not (opts.resume or opts.overwrite):
         raise W2vtkError(f"{existing[0]} already exists: use --overwrite to replace the output "
                          f"or --resume to finish an interrupted run")
@@ -422,6 +426,12 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
         if opts.overwrite and existing:
             _remove_outputs(layout)
         layout.work.mkdir(parents=True, exist_ok=True)
+        # a killed run's temporaries are never valid (shard archives' are removed per shard)
+        from w2vtk.training import remove_stale_temporaries
+
+        remove_stale_temporaries(layout.work, ("manifest.json", "shard.*.json"))
+        remove_stale_temporaries(layout.meta_dir, (layout.scp.name, layout.utt2num_frames.name, layout.yaml.name,
+                                                   layout.skipped.name))
         if npy_dir is not None:
             npy_dir.mkdir(exist_ok=True)
         atomic_write_text(layout.work / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
