@@ -14,6 +14,18 @@ block zero-padded, so the output is cut to the header's ``sample_count``) or the
 
 Every problem (missing or truncated file, failing pipe, NaN / Inf samples, empty audio, a stereo
 file without a channel) is a :class:`~w2vtk.errors.W2vtkError` naming the utterance and file.
+
+What a header may claim: a WAV data chunk (or a SPHERE sample_count) larger than what the file, or a
+pipe's output, holds is refused as truncated, unless the size is a writer's "unknown length" mark
+(0, 0xFFFFFFFF as ffmpeg writes on a pipe, 0x7FFFF000 and up as sox does), when the data is read to
+its end.  A data chunk smaller than the file is read as declared (by RIFF the rest belongs to other
+chunks).  A native sample rate outside MIN_SAMPLE_RATE..MAX_SAMPLE_RATE (4 kHz..384 kHz) is refused
+rather than resampled (a header claiming 1 Hz would be upsampled 16000-fold).  Any rate in that
+range is resampled to 16 kHz with ``soxr.resample(x, rate, 16000, quality="HQ")``, so 8 kHz and
+48 kHz audio give exactly the features of that resampled signal.  A header that mislabels its
+samples (24-bit over 16-bit data, A-law over PCM) cannot be told from a real file of that format:
+it decodes as declared, and the NaN / Inf check (here) and the finite-features check (extraction)
+stop what would be non-finite.
 """
 
 from __future__ import annotations
