@@ -63,7 +63,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise W2vtkError(f"{where}: expected a mapping, got {value!r}")
         kt, vt = get_args(tp) or (Any, Any)
-        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}[{k!r}]") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -111,7 +111,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     # YAML keys need not be strings (``1: x``, ``null: x``); sorted by their text, they are named.
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        raise W2vtkError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(fields))})")
+        raise W2vtkError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
     try:
         obj = cls(**kwargs)
@@ -143,12 +143,12 @@ def to_yaml(obj: Any) -> str:
 def _set_dotted(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     if not all(parts):
-        raise W2vtkError(f"override {key}: empty key component (write section.key=value)")
+        raise W2vtkError(f"override {key!r}: empty key component (write section.key=value)")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise W2vtkError(f"override {key}: '{part}' is not a section")
+            raise W2vtkError(f"override {key!r}: {part!r} is not a section")
     node[parts[-1]] = value
 
 
@@ -157,11 +157,11 @@ def parse_overrides(overrides: list[str] | None) -> dict:
     data: dict = {}
     for item in overrides or []:
         if "=" not in item:
-            raise W2vtkError(f"override '{item}' must look like key=value")
+            raise W2vtkError(f"override {item!r} must look like key=value")
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("-").replace("-", "_")
         if not key:
-            raise W2vtkError(f"override '{item}' has an empty key")
+            raise W2vtkError(f"override {item!r} has an empty key")
         try:
             value = _yaml_load(raw) if raw.strip() else ""
         except W2vtkError:

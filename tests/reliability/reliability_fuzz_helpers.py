@@ -134,7 +134,7 @@ def check(fn: Callable[..., Any], *args, **kwargs) -> tuple[Any, W2vtkError | No
         return fn(*args, **kwargs), None
     except W2vtkError as err:
         msg = str(err)
-        assert msg and "\n" not in msg, f"W2vtkError message is not one line: {msg!r}"
+        assert msg and "\n" not in msg and "\r" not in msg, f"W2vtkError message is not one line: {msg!r}"
         return None, err
 
 

@@ -1045,7 +1045,7 @@ def test_feats_yaml_provenance(feats_dir, case):
     d.mkdir(exist_ok=True)
     write(d / "feats.yaml", raw)
     got, err = check(read_provenance, d)
-    assert got is None or isinstance(got, dict) or err is None
+    assert (got is None) != (err is None) and (got is None or isinstance(got, dict))
 
 
 @st.composite
@@ -1069,8 +1069,6 @@ def test_pretrain_manifest(work, case):
         assert all(u.utt_id and isinstance(u.num_samples, int) for u in got)
 
 
-@_open_bug("faults.parse: 'ckpt_write:\u00b2' and 'ckpt_write:1@\u00b2' -> ValueError (str.isdigit is true "
-           "for superscripts; use isascii() and isdigit())", ValueError)
 @fuzz(80)
 @given(spec=st.one_of(
     st.lists(st.tuples(st.sampled_from(["ckpt_write", "ark_write", "train_step", "nope", ""]),
@@ -1078,7 +1076,8 @@ def test_pretrain_manifest(work, case):
                        st.sampled_from(["", ":kill", ":enospc", ":boom", "@1", "@\u00b2", "@", ":kill@0"]))
              .map(lambda t: f"{t[0]}:{t[1]}{t[2]}"), max_size=3).map(",".join),
     nasty_text))
-@example(spec="ckpt_write:\u00b2")
+@example(spec="ckpt_write:\u00b2")  # ValueError before (str.isdigit is true for superscripts)
+@example(spec="ckpt_write:1@\u00b2")
 def test_fault_spec(spec):
     from w2vtk import faults
 
@@ -1180,3 +1179,6 @@ def test_metrics_log_resume(work, lines):
 
     path = write(work / "metrics.jsonl", "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass"))
     _, err = check(MetricsLog(path).truncate_after, 5)
+    if err is None:  # what is kept: whole records of updates <= 5, nothing else
+        kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert all(isinstance(r, dict) and int(r.get("update", 0)) <= 5 for r in kept)
