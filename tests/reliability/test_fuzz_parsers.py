@@ -1182,3 +1182,46 @@ def test_metrics_log_resume(work, lines):
     if err is None:  # what is kept: whole records of updates <= 5, nothing else
         kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         assert all(isinstance(r, dict) and int(r.get("update", 0)) <= 5 for r in kept)
+
+
+# =============================================================================================
+# Through the CLI: a fuzzed input ends in exit 0, or exit 1 with one 'error:' line, never a
+# traceback (w2vtk.cli.main's contract); half outputs are checked by the stage tests.
+# =============================================================================================
+
+@fuzz(25)
+@given(case=mutated_datadir(), command=st.sampled_from(["validate", "fix", "subset"]))
+def test_cli_data_dir_commands(work, case, command):
+    from typer.testing import CliRunner
+
+    from w2vtk.cli import app
+
+    files, mutations = case
+    directory = _write_dir(work / "cli" / "dd", files)
+    args = {"validate": ["prep", "validate", str(directory)], "fix": ["prep", "fix", str(directory)],
+            "subset": ["prep", "subset", str(directory), str(work / "cli" / "sub"), "--utts", "2"]}[command]
+    result = CliRunner().invoke(app, args)
+    # what main() turns into 'error: ...' and exit 1: W2vtkError (and OSError); anything else is a bug
+    assert result.exception is None or isinstance(result.exception, (SystemExit, W2vtkError)), \
+        repr(result.exception)
+    if isinstance(result.exception, W2vtkError):
+        assert "\n" not in str(result.exception)
+    if mutations == 0:
+        assert result.exit_code == 0, result.output
+
+
+@fuzz(25)
+@given(data=st.data(), flags=st.lists(st.sampled_from(["--wer", "--ler", "--per", "--case-fold", "--filter",
+                                                        "kaldi-wsj", "--mode", "strict", "present"]), max_size=3))
+def test_cli_score(work, data, flags):
+    from typer.testing import CliRunner
+
+    from w2vtk.cli import app
+
+    ref_lines = data.draw(text_lines())
+    ref = write(work / "cli" / "score" / "ref.txt", _raw(ref_lines))
+    hyp_raw, _ = data.draw(file_bytes(st.just(ref_lines)))
+    hyp = write(work / "cli" / "score" / "hyp.txt", hyp_raw)
+    result = CliRunner().invoke(app, ["score", str(ref), str(hyp), *flags])
+    assert result.exception is None or isinstance(result.exception, (SystemExit, W2vtkError)), \
+        repr(result.exception)
