@@ -124,7 +124,7 @@ def read_trans(path: Path) -> dict[str, str]:
             continue
         utt, _, text = line.strip().partition(" ")
         if utt in out:
-            raise W2vtkError(f"{path}:{lineno}: utterance {utt} listed twice")
+            raise W2vtkError(f"{path}:{lineno}: utterance {utt!r} listed twice")
         out[utt] = " ".join(text.split())
     return out
 
@@ -327,7 +327,7 @@ def _resolve_subsets(found: dict[str, Path], requested: Iterable[str] | None, ro
             names = TRAIN_960_PARTS if set_name(token) == "train_960" else (set_name(token),)
             for name in names:
                 if name not in by_set:
-                    raise W2vtkError(f"{root}: subset {token} not found (present: "
+                    raise W2vtkError(f"{root}: subset {token!r} not found (present: "
                                      f"{', '.join(sorted(found))})")
                 if by_set[name] not in chosen:
                     chosen.append(by_set[name])
