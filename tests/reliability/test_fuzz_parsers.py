@@ -133,7 +133,7 @@ def mutated_datadir(draw) -> tuple[dict[str, bytes], int]:
     return files, mutations
 
 
-@fuzz(150)
+@fuzz(100)
 @given(case=mutated_datadir())
 @example(case=({"wav.scp": b"a-1 /x\n", "utt2spk": b"a-1 a\n", "spk2utt": b"a a-1\n", "text": b"a-1 x\n",
                 "segments": b"a-1 a-1 nan 1e999\n"}, 1))
@@ -587,7 +587,7 @@ override_value = st.one_of(st.sampled_from(NASTY_TOKENS), nasty_text.map(lambda 
 
 
 @pytest.mark.parametrize("name", ["pretrain", "train_am", "decode"])
-@fuzz(60)
+@fuzz(40)
 @given(items=st.lists(st.one_of(st.tuples(override_key, override_value).map("=".join), nasty_text),
                       max_size=4))
 @example(items=["x=" + "[" * 600])  # RecursionError before
@@ -647,7 +647,7 @@ def _check_layers(got):
     assert all(isinstance(t, tuple) and len(t) == 3 and all(type(v) is int and v > 0 for v in t) for t in got)
 
 
-@fuzz(300)
+@fuzz(200)
 @given(spec=st.one_of(layer_spec_text(), layer_spec_text(), nasty_text,
                       st.lists(st.one_of(layer, st.lists(st.integers(-2, 5)), st.text(max_size=3)), max_size=4)))
 @example(spec="[] * 99999999999999999999999")    # OverflowError before
