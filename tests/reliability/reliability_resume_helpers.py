@@ -105,13 +105,15 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
-    """Exit 1, stderr is exactly one ``error: ...`` line naming one of ``names``, no traceback."""
+    """Exit 1, no traceback, and exactly one ``error: ...`` line, the last of stderr (progress and
+    log lines before it are stderr's normal contents), naming one of ``names``."""
     assert proc.returncode == 1, describe(proc)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, describe(proc)
-    assert len(lines) == 1 and lines[0].startswith("error: "), describe(proc)
-    assert any(n in lines[0] for n in names), f"{lines[0]!r} names none of {names}"
-    return lines[0]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0] and errors[0].startswith("error: "), describe(proc)
+    assert any(n in errors[0] for n in names), f"{errors[0]!r} names none of {names}"
+    return errors[0]
 
 
 # ------------------------------------------------------------------------------------ fault lists
@@ -120,14 +122,14 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str
 #: pretrain: 8 updates, checkpoints at 2/4/6/8, config.yaml is the only output_write before training.
 #: train-am: 12 updates; ckpt_write covers last (every 2 updates), best, epoch and average files;
 #: output_write: tokens.txt, feats.yaml, config.yaml.  extract: 8 utterances in 4 shards; output_write
-#: = manifest, 4 shard records, feats.scp, utt2num_frames, feats.yaml.  decode: 6 dev utterances;
+#: = manifest, 4 x (shard archive, shard record), feats.scp, utt2num_frames, feats.yaml.  decode: 6 dev utterances;
 #: output_write = decode.yaml, emissions.scp/yaml, (trials.json x 4, trials.tsv, best.yaml,) hyp.txt.
 FAULT_RANGES = [
     ("pretrain", "ckpt_write", 4), ("pretrain", "train_step", 8), ("pretrain", "data_load", 8),
     ("pretrain", "output_write", 1),
     ("train-am", "ckpt_write", 11), ("train-am", "train_step", 12), ("train-am", "data_load", 12),
     ("train-am", "output_write", 3),
-    ("extract", "ark_write", 8), ("extract", "shard_done", 4), ("extract", "output_write", 8),
+    ("extract", "ark_write", 8), ("extract", "shard_done", 4), ("extract", "output_write", 12),
     ("decode-tune", "decode_trial", DECODE_TRIALS), ("decode-tune", "ark_write", 6),
     ("decode-tune", "output_write", 10),
     ("decode", "ark_write", 6), ("decode", "output_write", 4),
@@ -428,3 +430,81 @@ def compare_decode(ref: Path, got: Path) -> None:
     assert (ref / "hyp.txt").read_bytes() == (got / "hyp.txt").read_bytes()
     for name in names:
         assert decode_equal(ref, got, name), name
+
+
+# ------------------------------------------------------------------------------------ after a kill or a failure
+
+AM_COPIES = ("tokens.txt", "lang.yaml", "feats.yaml", "config.yaml", "global_cmvn.npz")
+
+
+def only_temporaries_hidden(root: Path, allowed_dirs: tuple[str, ...] = ()) -> None:
+    """Hidden files are temporaries, or live in an allowed hidden work dir."""
+    for p in hidden_files(root):
+        rel = p.relative_to(root)
+        if rel.parts[0] in allowed_dirs and len(rel.parts) > 1:
+            continue
+        assert p in temporaries(root), f"unexpected hidden file {rel}"
+
+
+def check_pretrain_outputs(exp: Path, ref: Path) -> None:
+    """Every file under a final name is whole (checkpoints load and hold the update they are named
+    after); only hidden temporaries may be partial.  The same for the other check_* functions."""
+    for f in visible_files(exp):
+        if f.name == "config.yaml":
+            assert f.read_text() == (ref / "config.yaml").read_text()
+        elif f.name == "metrics.jsonl":
+            for line in f.read_text().splitlines():
+                json.loads(line)  # every line whole: written and fsynced one record at a time
+        elif re.fullmatch(r"checkpoint_(\d+|last|best)\.pt", f.name):
+            ck = load_ckpt(f)
+            m = re.fullmatch(r"checkpoint_(\d+)\.pt", f.name)
+            if m:
+                assert ck["train_state"]["num_updates"] == int(m.group(1))
+        else:
+            raise AssertionError(f"unexpected file {f}")
+    only_temporaries_hidden(exp)
+
+
+def check_am_outputs(exp: Path, ref: Path) -> None:
+    for f in visible_files(exp):
+        if f.name in AM_COPIES:
+            assert f.read_bytes() == (ref / f.name).read_bytes(), f.name
+        elif f.name == "metrics.jsonl":
+            for line in f.read_text().splitlines():
+                json.loads(line)
+        elif f.suffix == ".pt":
+            ck = load_ckpt(f)
+            assert ck["kind"] == "w2vtk-am"
+        else:
+            raise AssertionError(f"unexpected file {f}")
+    only_temporaries_hidden(exp)
+
+
+def check_extract_outputs(out: Path, ref: Path) -> None:
+    ref_names = {str(p.relative_to(ref)) for p in visible_files(ref)}
+    for f in visible_files(out):
+        name = str(f.relative_to(out))
+        assert name in ref_names, f"unexpected file {name}"
+        assert extract_equal(ref, out, name), f"{name} looks complete but differs from the uninterrupted run's"
+    work = out / ".feats.work"
+    for f in (sorted(work.iterdir()) if work.is_dir() else []):
+        if f in temporaries(out):
+            continue
+        assert (ref / ".feats.work" / f.name).is_file(), f.name
+        assert norm_text(f, out) == norm_text(ref / ".feats.work" / f.name, ref), f.name
+    only_temporaries_hidden(out, allowed_dirs=(".feats.work",))
+
+
+def check_decode_outputs(out: Path, ref: Path) -> None:
+    ref_names = {p.name for p in visible_files(ref)}
+    for f in visible_files(out):
+        assert f.name in ref_names, f"unexpected file {f.name}"
+        if f.name == "trials.json":
+            ref_rows = trial_rows(ref / "trials.json")
+            for i, row in enumerate(trial_rows(f)):
+                assert row is None or row == ref_rows[i], f"trial {i} differs"
+        else:
+            assert decode_equal(ref, out, f.name), f"{f.name} looks complete but differs from the uninterrupted run's"
+    if (out / "emissions.yaml").is_file():  # the cache is marked complete last
+        assert (out / "emissions.ark").is_file() and (out / "emissions.scp").is_file()
+    only_temporaries_hidden(out)

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY, assert_killed,
-                                        assert_ok, cli, compare_am, compare_decode, compare_extract,
-                                        compare_pretrain, decode_cmd, decode_equal, extract_cmd, extract_equal,
-                                        hidden_files, inputs, leftover_processes, load_ckpt, norm_text,
-                                        pretrain_cmd, read_jsonl, references, seeded_faults, temporaries,
-                                        train_am_cmd, trial_rows, visible_files)
+from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY,
+                                        assert_killed, assert_ok, check_am_outputs, check_decode_outputs,
+                                        check_extract_outputs, check_pretrain_outputs, cli, compare_am,
+                                        compare_decode, compare_extract, compare_pretrain, decode_cmd,
+                                        extract_cmd, inputs, leftover_processes, load_ckpt, pretrain_cmd,
+                                        read_jsonl, references, seeded_faults, temporaries, train_am_cmd)
 
 CASES = seeded_faults(0) + EDGE_FAULTS
 
@@ -53,33 +53,7 @@ def _kill(cmd: list, fault: str) -> None:
     assert leftover_processes(marker) == [], f"{fault}: processes outlived the killed run"
 
 
-def _only_temporaries_hidden(root: Path, allowed_dirs: tuple[str, ...] = ()) -> None:
-    """Hidden files are temporaries, or live in an allowed hidden work dir."""
-    for p in hidden_files(root):
-        rel = p.relative_to(root)
-        if rel.parts[0] in allowed_dirs and len(rel.parts) > 1:
-            continue
-        assert p in temporaries(root), f"unexpected hidden file {rel}"
-
-
 # ------------------------------------------------------------------------------------ pretrain
-
-
-def _check_pretrain_after_kill(exp: Path, ref: Path) -> None:
-    for f in visible_files(exp):
-        if f.name == "config.yaml":
-            assert f.read_text() == (ref / "config.yaml").read_text()
-        elif f.name == "metrics.jsonl":
-            for line in f.read_text().splitlines():
-                json.loads(line)  # every line whole: written and fsynced one record at a time
-        elif re.fullmatch(r"checkpoint_(\d+|last|best)\.pt", f.name):
-            ck = load_ckpt(f)
-            m = re.fullmatch(r"checkpoint_(\d+)\.pt", f.name)
-            if m:
-                assert ck["train_state"]["num_updates"] == int(m.group(1))
-        else:
-            raise AssertionError(f"unexpected file {f} after the kill")
-    _only_temporaries_hidden(exp)
 
 
 @pytest.mark.parametrize("point,n", _cases("pretrain"))
@@ -87,7 +61,7 @@ def test_pretrain_killed_then_resumed(point, n, inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = pretrain_cmd(inp, exp)
     _kill(cmd, f"{point}:{n}")
-    _check_pretrain_after_kill(exp, refs["pretrain"])
+    check_pretrain_outputs(exp, refs["pretrain"])
     logged = [r["update"] for r in read_jsonl(exp / "metrics.jsonl") if r.get("split") == "train"]
     # updates applied before the kill (train_step fires after update n, before it is logged)
     done = max(logged, default=0) + (1 if point == "train_step" else 0)
@@ -105,30 +79,13 @@ def test_pretrain_killed_then_resumed(point, n, inp, refs, tmp_path):
 
 # ------------------------------------------------------------------------------------ train-am
 
-AM_COPIES = ("tokens.txt", "lang.yaml", "feats.yaml", "config.yaml", "global_cmvn.npz")
-
-
-def _check_am_after_kill(exp: Path, ref: Path) -> None:
-    for f in visible_files(exp):
-        if f.name in AM_COPIES:
-            assert f.read_bytes() == (ref / f.name).read_bytes(), f.name
-        elif f.name == "metrics.jsonl":
-            for line in f.read_text().splitlines():
-                json.loads(line)
-        elif f.suffix == ".pt":
-            ck = load_ckpt(f)
-            assert ck["kind"] == "w2vtk-am"
-        else:
-            raise AssertionError(f"unexpected file {f} after the kill")
-    _only_temporaries_hidden(exp)
-
 
 @pytest.mark.parametrize("point,n", _cases("train-am"))
 def test_train_am_killed_then_resumed(point, n, inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = train_am_cmd(inp, exp)
     _kill(cmd, f"{point}:{n}")
-    _check_am_after_kill(exp, refs["train-am"])
+    check_am_outputs(exp, refs["train-am"])
     if point == "train_step":
         done = n
     elif point == "data_load":
@@ -155,28 +112,13 @@ def test_train_am_killed_then_resumed(point, n, inp, refs, tmp_path):
 # ------------------------------------------------------------------------------------ extract
 
 
-def _check_extract_after_kill(out: Path, ref: Path) -> None:
-    ref_names = {str(p.relative_to(ref)) for p in visible_files(ref)}
-    for f in visible_files(out):
-        name = str(f.relative_to(out))
-        assert name in ref_names, f"unexpected file {name}"
-        assert extract_equal(ref, out, name), f"{name} looks complete but differs from the uninterrupted run's"
-    work = out / ".feats.work"
-    for f in (sorted(work.iterdir()) if work.is_dir() else []):
-        if f in temporaries(out):
-            continue
-        assert (ref / ".feats.work" / f.name).is_file(), f.name
-        assert norm_text(f, out) == norm_text(ref / ".feats.work" / f.name, ref), f.name
-    _only_temporaries_hidden(out, allowed_dirs=(".feats.work",))
-
-
 @pytest.mark.parametrize("point,n", _cases("extract"))
 def test_extract_killed_then_resumed(point, n, inp, refs, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
     ckpt = refs["pretrain"] / "checkpoint_last.pt"
     _kill(extract_cmd(inp, ckpt, out), f"{point}:{n}")
-    _check_extract_after_kill(out, refs["extract"])
+    check_extract_outputs(out, refs["extract"])
     recorded = {}
     for k in range(1, EXTRACT_SHARDS + 1):
         if (out / ".feats.work" / f"shard.{k}.json").is_file():
@@ -199,21 +141,6 @@ def test_extract_killed_then_resumed(point, n, inp, refs, tmp_path):
 # ------------------------------------------------------------------------------------ decode
 
 
-def _check_decode_after_kill(out: Path, ref: Path) -> None:
-    ref_names = {p.name for p in visible_files(ref)}
-    for f in visible_files(out):
-        assert f.name in ref_names, f"unexpected file {f.name}"
-        if f.name == "trials.json":
-            ref_rows = trial_rows(ref / "trials.json")
-            for i, row in enumerate(trial_rows(f)):
-                assert row is None or row == ref_rows[i], f"trial {i} differs"
-        else:
-            assert decode_equal(ref, out, f.name), f"{f.name} looks complete but differs from the uninterrupted run's"
-    if (out / "emissions.yaml").is_file():  # the cache is marked complete last
-        assert (out / "emissions.ark").is_file() and (out / "emissions.scp").is_file()
-    _only_temporaries_hidden(out)
-
-
 def _raw_rows(path: Path) -> list:
     return json.loads(path.read_text())["rows"] if path.is_file() else []
 
@@ -223,7 +150,7 @@ def test_decode_tune_killed_then_resumed(point, n, inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=True)
     _kill(cmd, f"{point}:{n}")
-    _check_decode_after_kill(out, refs["decode-tune"])
+    check_decode_outputs(out, refs["decode-tune"])
     before = [r for r in _raw_rows(out / "trials.json") if r]
     if point == "decode_trial":
         assert len(before) == n  # the kill came right after the n-th trial was recorded
@@ -243,7 +170,7 @@ def test_decode_killed_then_resumed(point, n, inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=False)
     _kill(cmd, f"{point}:{n}")
-    _check_decode_after_kill(out, refs["decode"])
+    check_decode_outputs(out, refs["decode"])
     assert_ok(cli(cmd))
     compare_decode(refs["decode"], out)
     assert (out / "hyp.txt").read_text().split()  # the reference hypotheses are not all empty

@@ -1,0 +1,155 @@
+"""A full disk (issue 8, item 5): checkpoint, archive, emissions-cache and output writes.
+
+ENOSPC is injected with ``W2VTK_FAULT=NAME:N:enospc`` (raised where the bytes are written).  Each
+stage must exit 1 with ONE line ``error: ...`` naming the file (no traceback), keep its earlier
+outputs intact and loadable, leave no file under a final name that is not whole (and, unlike a
+kill, no temporary either), and finish when rerun without the fault, with the uninterrupted run's
+result.  One more test fills a real tiny tmpfs (root with mount permission only; skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from reliability_resume_helpers import (EXTRACT_SHARDS, assert_ok, assert_one_line_error, check_am_outputs,
+                                        check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
+                                        compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
+                                        extract_cmd, extract_equal, inputs, load_ckpt, norm_text, pretrain_cmd,
+                                        references, temporaries, train_am_cmd)
+
+
+@pytest.fixture(scope="module")
+def inp(tmp_path_factory):
+    return inputs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory):
+    return references(tmp_path_factory)
+
+
+def test_pretrain_checkpoint_write(inp, refs, tmp_path):
+    exp = tmp_path / "exp"
+    cmd = pretrain_cmd(inp, exp)
+    # the 2nd checkpoint (update 4) hits the full disk; the one of update 2 must survive
+    line = assert_one_line_error(cli(cmd, fault="ckpt_write:2:enospc"), "checkpoint_last.pt")
+    assert "no space left" in line
+    check_pretrain_outputs(exp, refs["pretrain"])
+    assert temporaries(exp) == []
+    assert load_ckpt(exp / "checkpoint_last.pt")["train_state"]["num_updates"] == 2
+    assert sorted(p.name for p in exp.glob("checkpoint_*.pt")) == ["checkpoint_2.pt", "checkpoint_best.pt",
+                                                                   "checkpoint_last.pt"]
+    assert_ok(cli(cmd))
+    compare_pretrain(refs["pretrain"], exp)
+
+
+def test_train_am_checkpoint_write(inp, refs, tmp_path):
+    exp = tmp_path / "exp"
+    cmd = train_am_cmd(inp, exp)
+    # writes: last @2, last @4, then epoch 1's checkpoint_best.pt
+    line = assert_one_line_error(cli(cmd, fault="ckpt_write:3:enospc"), "checkpoint_best.pt")
+    assert "no space left" in line
+    check_am_outputs(exp, refs["train-am"])
+    assert temporaries(exp) == []
+    assert load_ckpt(exp / "checkpoint_last.pt")["updates"] == 4
+    assert not (exp / "checkpoint_best.pt").exists()
+    assert_ok(cli(cmd))
+    compare_am(refs["train-am"], exp)
+
+
+@pytest.mark.parametrize("fault,names,intact", [
+    # the 5th utterance: the first of shard 3 (2 utterances per shard)
+    pytest.param("ark_write:5:enospc", ("feats.3.ark",), 2, id="ark_write"),
+    # shard 2's archive renamed, then its record cannot be written
+    pytest.param("shard_done:2:enospc", ("feats.2.ark",), 1, id="shard_done"),
+    # writes: manifest, 4 x (shard archive, shard record), then feats.scp
+    pytest.param("output_write:10:enospc", ("feats.scp",), 4, id="output_write-scp"),
+])
+def test_extract(fault, names, intact, inp, refs, tmp_path):
+    out = tmp_path / "x"
+    out.mkdir()
+    ckpt = refs["pretrain"] / "checkpoint_last.pt"
+    line = assert_one_line_error(cli(extract_cmd(inp, ckpt, out), fault=fault), *names)
+    assert "no space left" in line.lower()
+    check_extract_outputs(out, refs["extract"])
+    assert temporaries(out) == []
+    for k in range(1, intact + 1):  # the shards finished before the failure are whole and recorded
+        assert extract_equal(refs["extract"], out, f"feats.{k}.ark")
+        rec = f".feats.work/shard.{k}.json"
+        assert norm_text(out / rec, out) == norm_text(refs["extract"] / rec, refs["extract"])
+    assert not (out / "feats.scp").exists()
+    assert_ok(cli(extract_cmd(inp, ckpt, out, resume=True)))
+    compare_extract(refs["extract"], out)
+
+
+def test_decode_emissions_cache(inp, refs, tmp_path):
+    out = tmp_path / "dec"
+    cmd = decode_cmd(inp, out, tune=False)
+    line = assert_one_line_error(cli(cmd, fault="ark_write:2:enospc"), "emissions.ark")
+    assert "no space left" in line.lower() and ".tmp" not in line  # names the cache, not a temporary
+    check_decode_outputs(out, refs["decode"])
+    assert temporaries(out) == []
+    assert not list(out.glob("emissions.*"))
+    assert_ok(cli(cmd))
+    compare_decode(refs["decode"], out)
+
+
+def test_decode_output_write(inp, refs, tmp_path):
+    out = tmp_path / "dec"
+    cmd = decode_cmd(inp, out, tune=False)
+    # writes: decode.yaml, emissions.scp, emissions.yaml, then hyp.txt
+    line = assert_one_line_error(cli(cmd, fault="output_write:4:enospc"), "hyp.txt")
+    assert "no space left" in line.lower()
+    check_decode_outputs(out, refs["decode"])
+    assert temporaries(out) == [] and not (out / "hyp.txt").exists()
+    assert (out / "emissions.yaml").is_file()  # the finished cache is kept ...
+    proc = cli(cmd)
+    assert_ok(proc)
+    assert "reusing" in proc.stdout + proc.stderr  # ... and reused
+    compare_decode(refs["decode"], out)
+
+
+# ------------------------------------------------------------------------------------ a real full disk
+
+
+def _mount_tmpfs(path: Path, size: str) -> str | None:
+    """Mount a tmpfs of ``size`` on ``path``; the reason it cannot be done, or None."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return "needs root and mount(8) to make a small tmpfs"
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"mount -t tmpfs is not permitted here ({proc.stderr.strip()[:100]})"
+    return None
+
+
+def test_extract_on_a_real_full_tmpfs(inp, refs):
+    """8 utterances, 4 shard archives of ~20 kB: a 48 kB tmpfs holds two of them."""
+    mnt = Path(tempfile.mkdtemp(prefix="w2vtk_full_"))
+    try:
+        reason = _mount_tmpfs(mnt, "48k")
+        if reason:
+            pytest.skip(reason)
+        try:
+            ckpt = refs["pretrain"] / "checkpoint_last.pt"
+            line = assert_one_line_error(cli(extract_cmd(inp, ckpt, mnt)), "feats.")
+            assert "no space left" in line.lower()
+            check_extract_outputs(mnt, refs["extract"])
+            assert temporaries(mnt) == []
+            assert not (mnt / "feats.scp").exists()
+            whole = [k for k in range(1, EXTRACT_SHARDS + 1) if (mnt / f".feats.work/shard.{k}.json").is_file()]
+            assert whole and whole == list(range(1, len(whole) + 1))  # the first shards made it
+            # the user frees space; the rerun finishes the remaining shards only
+            subprocess.run(["mount", "-o", "remount,size=2m", str(mnt)], check=True)
+            assert_ok(cli(extract_cmd(inp, ckpt, mnt, resume=True)))
+            compare_extract(refs["extract"], mnt)
+        finally:
+            subprocess.run(["umount", str(mnt)], capture_output=True)
+    finally:
+        shutil.rmtree(mnt, ignore_errors=True)
