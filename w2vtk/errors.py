@@ -10,4 +10,6 @@ class W2vtkError(Exception):
     """A problem the user can fix (bad input, missing file, wrong option); message is one line."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split("\n")))
+        # splitlines() also breaks at CR, U+2028 and the other line separators a hostile file name
+        # or field could carry into the message
+        super().__init__(" ".join(str(message).splitlines()))

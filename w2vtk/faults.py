@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ POINTS: dict[str, str] = {
                     "the temporary file, before the rename",
 }
 ACTIONS = ("kill", "enospc")
+_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
 
 
 @dataclass
@@ -60,11 +62,12 @@ def parse(spec: str) -> dict[str, _Rule]:
         rank = None
         if "@" in part:
             part, _, r = part.partition("@")
-            if not r.isdigit():
+            if not _NUMBER.fullmatch(r):
                 raise W2vtkError(f"{ENV}: rank {r!r} in {spec!r} is not a number")
             rank = int(r)
         fields = part.split(":")
-        if len(fields) not in (2, 3) or fields[0] not in POINTS or not fields[1].isdigit() or int(fields[1]) < 1:
+        if len(fields) not in (2, 3) or fields[0] not in POINTS or not _NUMBER.fullmatch(fields[1]) \
+                or int(fields[1]) < 1:
             raise W2vtkError(f"{ENV}={spec!r}: expected NAME:N[:ACTION][@RANK] with NAME one of "
                              f"{', '.join(POINTS)} and N >= 1")
         action = fields[2] if len(fields) == 3 else "kill"
