@@ -5,8 +5,9 @@
   W2vtkError) while torch is imported once per session; an exception that is not a W2vtkError
   escapes and fails the test with its traceback, which is the crash these tests exist to catch.
 - :func:`peak_rss`: a ``python -m w2vtk`` subprocess and the peak resident set size of its process
-  tree's largest process (``os.wait4``'s rusage of that one child: a fresh measurement, unlike
-  ``RUSAGE_CHILDREN`` of the test process, which keeps the maximum of every child ever reaped).
+  tree's largest process, as ``RUSAGE_CHILDREN`` of a fresh wrapper process (not of the test
+  process: that keeps the maximum of every child ever reaped, and a child forked from a big
+  process inherits its peak).
 - small wav2vec checkpoints (the 16-channel layer shapes of tests/pretrain/pretrain_helpers.py
   SMALL), audio writers, and checkpoints whose pickle would run a command if it were unpickled.
 """
@@ -39,6 +40,19 @@ SMALL_CONTEXT = [(16, 3, 1), (16, 3, 1)]
 
 
 # ------------------------------------------------------------------------------------ running
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op torch threads (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cli(*args) -> tuple[int, str, str]:
@@ -76,38 +90,33 @@ def assert_ok(result: tuple[int, str, str]) -> str:
     return out
 
 
+# A small Python process that runs the command and reports RUSAGE_CHILDREN: the command must not be
+# forked from the test process itself, since Linux carries the forking process's peak RSS over an
+# exec into the child's ru_maxrss (a pytest process that once held 1 GB made every child "peak" at
+# 1 GB).  Forked from this wrapper, the command starts from the wrapper's ~10 MB.
+_WRAPPER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def peak_rss(args: list, env: dict | None = None, timeout: float = 300) -> tuple[int, int, str]:
     """(exit status, peak RSS in bytes, stderr) of ``python -m w2vtk ARGS`` in a fresh process.
 
-    Linux's ``ru_maxrss`` from ``wait4`` is the largest peak of that process and of the children it
-    reaped (here the audio-decoding workers), in kB.
+    The peak is ``ru_maxrss`` of the command as reaped by a fresh wrapper process: the largest peak
+    of the command's process and of the children it reaped (its audio-decoding workers).
     """
-    import tempfile
-
     e = dict(os.environ)
+    # One intra-op thread: on a shared 2-core machine OpenMP's spinning threads made the same run
+    # 4x slower (18 s vs 84 s for 60 minutes); the memory measured does not depend on it.
+    e.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     e.update(env or {})
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "w2vtk", *map(str, args)], stdout=subprocess.DEVNULL,
-                                stderr=err, env=e, cwd=REPO)
-        _, status, usage = _wait4(proc.pid, timeout)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return proc.returncode, usage.ru_maxrss * 1024, err.read().decode("utf-8", errors="replace")
-
-
-def _wait4(pid: int, timeout: float):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        got, status, usage = os.wait4(pid, os.WNOHANG)
-        if got == pid:
-            return got, status, usage
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            got, status, usage = os.wait4(pid, 0)
-            raise AssertionError(f"w2vtk did not finish within {timeout} s")
-        time.sleep(0.05)
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "w2vtk", *map(str, args)],
+                          capture_output=True, text=True, env=e, cwd=REPO, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    code, kb = (int(v) for v in proc.stdout.split())
+    return code, kb * 1024, proc.stderr
 
 
 # ------------------------------------------------------------------------------------ models

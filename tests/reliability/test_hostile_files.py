@@ -22,8 +22,8 @@ import pytest
 
 from reliability_hostile_helpers import (REPO, SMALL, TINY, W2V_PROV, assert_error, assert_ok, cli, evil,
                                          make_texts, noise, read_ark, riff_wav, save_w2vtk_checkpoint,
-                                         small_model, write_data_dir, write_feature_dir, write_long_wav,
-                                         write_wav)
+                                         small_model, torch_threads, write_data_dir, write_feature_dir,
+                                         write_long_wav, write_wav)
 
 FIXTURES = REPO / "tests" / "fixtures" / "fairseq_wav2vec"
 
@@ -290,6 +290,36 @@ def test_ark_record_that_is_not_a_matrix(kind, tmp_path, am):
     assert not marker.exists()
 
 
+def test_safe_reader_still_reads_every_legitimate_record(tmp_path):
+    """The reader that refuses PKL records reads what Kaldi and w2vtk write: float32 (FM), float16
+    (kaldiio NPY), Kaldi CM compression, text matrices, range specifiers and ``cmd |`` entries."""
+    import kaldiio
+
+    from w2vtk.features.archive import ScpReader, write_matrix
+    from w2vtk.errors import W2vtkError
+
+    mat = np.arange(60, dtype=np.float32).reshape(12, 5) / 7.0
+    table = {}
+    with open(tmp_path / "f.ark", "wb") as fh:
+        for utt, dtype, compress in (("a", "float32", False), ("b", "float16", False), ("c", "float32", True)):
+            table[utt] = f"{tmp_path / 'f.ark'}:{write_matrix(fh, utt, mat, dtype, compress)}"
+    kaldiio.save_ark(str(tmp_path / "t.ark"), {"d": mat}, scp=str(tmp_path / "t.scp"), text=True)
+    table["d"] = (tmp_path / "t.scp").read_text().split()[1]
+    table["e"] = table["a"] + "[2:4,1:3]"
+    kaldiio.save_mat(str(tmp_path / "one.mat"), mat)
+    table["f"] = f"cat {tmp_path / 'one.mat'} |"
+    table["g"] = "exit 3 |"
+    reader = ScpReader(tmp_path / "x.scp", table)
+    np.testing.assert_array_equal(reader["a"], mat)
+    np.testing.assert_allclose(reader["b"], mat, rtol=1e-3)
+    np.testing.assert_allclose(reader["c"], mat, atol=0.05)
+    np.testing.assert_allclose(reader["d"], mat, rtol=1e-6)
+    np.testing.assert_array_equal(reader["e"], mat[2:5, 1:4])
+    np.testing.assert_array_equal(reader["f"], mat)
+    with pytest.raises(W2vtkError, match=r"x\.scp: 'g': command failed with exit status 3"):
+        reader["g"]
+
+
 def test_nan_features_in_an_ark_are_refused(tmp_path, am):
     """An archive holding NaN / Inf frames (written by another tool) is not trained or decoded on."""
     texts = make_texts(8, seed=1, prefix="tr")
@@ -430,7 +460,8 @@ def test_two_hour_file(tmp_path, w2v):
     write_long_wav(tmp_path / "wavs" / "long.wav", 2 * 3600)
     out = tmp_path / "out"
     out.mkdir()
-    assert_ok(cli("extract", "--in", tmp_path / "wavs", "--out", out / "feats.ark", "--checkpoint", w2v))
+    with torch_threads(1):  # OpenMP threads spinning on a shared 2-core machine cost 4x here
+        assert_ok(cli("extract", "--in", tmp_path / "wavs", "--out", out / "feats.ark", "--checkpoint", w2v))
     [(utt, mat)] = read_ark(out / "feats.scp").items()
     assert utt == "long"
     assert mat.shape == (small_model().num_frames(n), 16)
