@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -294,20 +295,54 @@ def decode_cmd(inp: dict, out: Path, tune: bool) -> list:
 
 
 def references(factory) -> dict:
-    """Uninterrupted runs of every stage (session-wide): exp / output dirs by stage name."""
+    """Uninterrupted runs of every stage (session-wide): exp / output dirs by stage name.  Two
+    chains run side by side (the runs are single-threaded)."""
     def build():
         inp = inputs(factory)
         root = factory.mktemp("reliability_refs")
         refs = {"pretrain": root / "pretrain", "train-am": root / "am", "extract": root / "extract",
                 "decode-tune": root / "decode_tune", "decode": root / "decode"}
-        assert_ok(cli(pretrain_cmd(inp, refs["pretrain"])))
-        refs["extract"].mkdir()
-        assert_ok(cli(extract_cmd(inp, refs["pretrain"] / "checkpoint_last.pt", refs["extract"])))
-        assert_ok(cli(train_am_cmd(inp, refs["train-am"])))
-        assert_ok(cli(decode_cmd(inp, refs["decode-tune"], tune=True)))
-        assert_ok(cli(decode_cmd(inp, refs["decode"], tune=False)))
+
+        def chain_a():
+            assert_ok(cli(pretrain_cmd(inp, refs["pretrain"])))
+            refs["extract"].mkdir()
+            assert_ok(cli(extract_cmd(inp, refs["pretrain"] / "checkpoint_last.pt", refs["extract"])))
+
+        def chain_b():
+            assert_ok(cli(train_am_cmd(inp, refs["train-am"])))
+            assert_ok(cli(decode_cmd(inp, refs["decode-tune"], tune=True)))
+            assert_ok(cli(decode_cmd(inp, refs["decode"], tune=False)))
+
+        with ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(chain_a), pool.submit(chain_b)]:
+                f.result()
         return refs
     return memo("references", build)
+
+
+class Campaign:
+    """Runs independent scenarios (each a chain of subprocesses) two at a time in threads, so both
+    cores work; each parametrized test then waits for its own scenario and re-raises its failure.
+
+    Only the scenarios of the tests pytest selected are run (``-k`` keeps working)."""
+
+    def __init__(self, jobs: dict, workers: int = 2):
+        self._pool = ThreadPoolExecutor(workers)
+        self._futures = {key: self._pool.submit(fn) for key, fn in jobs.items()}
+
+    def result(self, key: str):
+        return self._futures[key].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def selected_ids(request) -> set[str]:
+    """Parameter ids of the selected tests of ``request``'s module."""
+    module = request.module.__name__
+    return {item.callspec.id for item in request.session.items
+            if getattr(item, "module", None) is not None and item.module.__name__ == module
+            and hasattr(item, "callspec")}
 
 
 # ------------------------------------------------------------------------------------ comparisons

@@ -9,6 +9,7 @@ result.  One more test fills a real tiny tmpfs (root with mount permission only;
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from reliability_resume_helpers import (EXTRACT_SHARDS, assert_ok, assert_one_line_error, check_am_outputs,
+from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, assert_one_line_error, check_am_outputs,
                                         check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
                                         compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
                                         extract_cmd, extract_equal, inputs, load_ckpt, norm_text, pretrain_cmd,
-                                        references, temporaries, train_am_cmd)
+                                        references, selected_ids, temporaries, train_am_cmd)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def refs(tmp_path_factory):
     return references(tmp_path_factory)
 
 
-def test_pretrain_checkpoint_write(inp, refs, tmp_path):
+def _pretrain_checkpoint_write(inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = pretrain_cmd(inp, exp)
     # the 2nd checkpoint (update 4) hits the full disk; the one of update 2 must survive
@@ -49,7 +50,7 @@ def test_pretrain_checkpoint_write(inp, refs, tmp_path):
     compare_pretrain(refs["pretrain"], exp)
 
 
-def test_train_am_checkpoint_write(inp, refs, tmp_path):
+def _train_am_checkpoint_write(inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = train_am_cmd(inp, exp)
     # writes: last @2, last @4, then epoch 1's checkpoint_best.pt
@@ -63,15 +64,7 @@ def test_train_am_checkpoint_write(inp, refs, tmp_path):
     compare_am(refs["train-am"], exp)
 
 
-@pytest.mark.parametrize("fault,names,intact", [
-    # the 5th utterance: the first of shard 3 (2 utterances per shard)
-    pytest.param("ark_write:5:enospc", ("feats.3.ark",), 2, id="ark_write"),
-    # shard 2's archive renamed, then its record cannot be written
-    pytest.param("shard_done:2:enospc", ("feats.2.ark",), 1, id="shard_done"),
-    # writes: manifest, 4 x (shard archive, shard record), then feats.scp
-    pytest.param("output_write:10:enospc", ("feats.scp",), 4, id="output_write-scp"),
-])
-def test_extract(fault, names, intact, inp, refs, tmp_path):
+def _extract(fault, names, intact, inp, refs, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
     ckpt = refs["pretrain"] / "checkpoint_last.pt"
@@ -88,7 +81,7 @@ def test_extract(fault, names, intact, inp, refs, tmp_path):
     compare_extract(refs["extract"], out)
 
 
-def test_decode_emissions_cache(inp, refs, tmp_path):
+def _decode_emissions_cache(inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=False)
     line = assert_one_line_error(cli(cmd, fault="ark_write:2:enospc"), "emissions.ark")
@@ -100,7 +93,7 @@ def test_decode_emissions_cache(inp, refs, tmp_path):
     compare_decode(refs["decode"], out)
 
 
-def test_decode_output_write(inp, refs, tmp_path):
+def _decode_output_write(inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=False)
     # writes: decode.yaml, emissions.scp, emissions.yaml, then hyp.txt
@@ -113,6 +106,35 @@ def test_decode_output_write(inp, refs, tmp_path):
     assert_ok(proc)
     assert "reusing" in proc.stdout + proc.stderr  # ... and reused
     compare_decode(refs["decode"], out)
+
+
+SCENARIOS = {
+    "pretrain-ckpt_write": _pretrain_checkpoint_write,
+    "train_am-ckpt_write": _train_am_checkpoint_write,
+    # the 5th utterance: the first of shard 3 (2 utterances per shard)
+    "extract-ark_write": functools.partial(_extract, "ark_write:5:enospc", ("feats.3.ark",), 2),
+    # shard 2's archive renamed, then its record cannot be written
+    "extract-shard_done": functools.partial(_extract, "shard_done:2:enospc", ("feats.2.ark",), 1),
+    # writes: manifest, 4 x (shard archive, shard record), then feats.scp
+    "extract-output_write_scp": functools.partial(_extract, "output_write:10:enospc", ("feats.scp",), 4),
+    "decode-emissions_cache": _decode_emissions_cache,
+    "decode-output_write_hyp": _decode_output_write,
+}
+
+
+@pytest.fixture(scope="module")
+def campaign(request, tmp_path_factory, inp, refs):
+    """The selected scenarios, two at a time (see :class:`Campaign`)."""
+    wanted = selected_ids(request)
+    runs = Campaign({case: functools.partial(fn, inp, refs, tmp_path_factory.mktemp("full"))
+                     for case, fn in SCENARIOS.items() if case in wanted})
+    yield runs
+    runs.close()
+
+
+@pytest.mark.parametrize("case", list(SCENARIOS))
+def test_disk_full_fails_cleanly_and_reruns(case, campaign):
+    campaign.result(case)
 
 
 # ------------------------------------------------------------------------------------ a real full disk

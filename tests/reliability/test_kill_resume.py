@@ -14,6 +14,7 @@ a subprocess with ``W2VTK_FAULT=point:N`` and must die by SIGKILL; then:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -23,11 +24,12 @@ import pytest
 import yaml
 
 from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY,
-                                        assert_killed, assert_ok, check_am_outputs, check_decode_outputs,
+                                        Campaign, assert_killed, assert_ok, check_am_outputs, check_decode_outputs,
                                         check_extract_outputs, check_pretrain_outputs, cli, compare_am,
                                         compare_decode, compare_extract, compare_pretrain, decode_cmd,
                                         extract_cmd, inputs, leftover_processes, load_ckpt, pretrain_cmd,
-                                        read_jsonl, references, seeded_faults, temporaries, train_am_cmd)
+                                        read_jsonl, references, seeded_faults, selected_ids, temporaries,
+                                        train_am_cmd)
 
 CASES = seeded_faults(0) + EDGE_FAULTS
 
@@ -56,8 +58,7 @@ def _kill(cmd: list, fault: str) -> None:
 # ------------------------------------------------------------------------------------ pretrain
 
 
-@pytest.mark.parametrize("point,n", _cases("pretrain"))
-def test_pretrain_killed_then_resumed(point, n, inp, refs, tmp_path):
+def _pretrain(point, n, inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = pretrain_cmd(inp, exp)
     _kill(cmd, f"{point}:{n}")
@@ -80,8 +81,7 @@ def test_pretrain_killed_then_resumed(point, n, inp, refs, tmp_path):
 # ------------------------------------------------------------------------------------ train-am
 
 
-@pytest.mark.parametrize("point,n", _cases("train-am"))
-def test_train_am_killed_then_resumed(point, n, inp, refs, tmp_path):
+def _train_am(point, n, inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = train_am_cmd(inp, exp)
     _kill(cmd, f"{point}:{n}")
@@ -112,8 +112,7 @@ def test_train_am_killed_then_resumed(point, n, inp, refs, tmp_path):
 # ------------------------------------------------------------------------------------ extract
 
 
-@pytest.mark.parametrize("point,n", _cases("extract"))
-def test_extract_killed_then_resumed(point, n, inp, refs, tmp_path):
+def _extract(point, n, inp, refs, tmp_path):
     out = tmp_path / "x"
     out.mkdir()
     ckpt = refs["pretrain"] / "checkpoint_last.pt"
@@ -145,8 +144,7 @@ def _raw_rows(path: Path) -> list:
     return json.loads(path.read_text())["rows"] if path.is_file() else []
 
 
-@pytest.mark.parametrize("point,n", _cases("decode-tune"))
-def test_decode_tune_killed_then_resumed(point, n, inp, refs, tmp_path):
+def _decode_tune(point, n, inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=True)
     _kill(cmd, f"{point}:{n}")
@@ -165,8 +163,7 @@ def test_decode_tune_killed_then_resumed(point, n, inp, refs, tmp_path):
     assert temporaries(out) == []
 
 
-@pytest.mark.parametrize("point,n", _cases("decode"))
-def test_decode_killed_then_resumed(point, n, inp, refs, tmp_path):
+def _decode(point, n, inp, refs, tmp_path):
     out = tmp_path / "dec"
     cmd = decode_cmd(inp, out, tune=False)
     _kill(cmd, f"{point}:{n}")
@@ -175,6 +172,51 @@ def test_decode_killed_then_resumed(point, n, inp, refs, tmp_path):
     compare_decode(refs["decode"], out)
     assert (out / "hyp.txt").read_text().split()  # the reference hypotheses are not all empty
     assert temporaries(out) == []
+
+
+# ------------------------------------------------------------------------------------ the tests
+
+SCENARIOS = {"pretrain": _pretrain, "train-am": _train_am, "extract": _extract, "decode-tune": _decode_tune,
+             "decode": _decode}
+
+
+@pytest.fixture(scope="module")
+def campaign(request, tmp_path_factory, inp, refs):
+    """Every selected scenario, two at a time (see :class:`Campaign`)."""
+    wanted = selected_ids(request)
+    jobs = {}
+    for stage, point, n in CASES:
+        case = f"{stage}-{point}:{n}"
+        if case in wanted:
+            jobs[case] = functools.partial(SCENARIOS[stage], point, n, inp, refs, tmp_path_factory.mktemp("kill"))
+    runs = Campaign(jobs)
+    yield runs
+    runs.close()
+
+
+@pytest.mark.parametrize("point,n", _cases("pretrain"))
+def test_pretrain_killed_then_resumed(point, n, campaign, request):
+    campaign.result(request.node.callspec.id)
+
+
+@pytest.mark.parametrize("point,n", _cases("train-am"))
+def test_train_am_killed_then_resumed(point, n, campaign, request):
+    campaign.result(request.node.callspec.id)
+
+
+@pytest.mark.parametrize("point,n", _cases("extract"))
+def test_extract_killed_then_resumed(point, n, campaign, request):
+    campaign.result(request.node.callspec.id)
+
+
+@pytest.mark.parametrize("point,n", _cases("decode-tune"))
+def test_decode_tune_killed_then_resumed(point, n, campaign, request):
+    campaign.result(request.node.callspec.id)
+
+
+@pytest.mark.parametrize("point,n", _cases("decode"))
+def test_decode_killed_then_resumed(point, n, campaign, request):
+    campaign.result(request.node.callspec.id)
 
 
 def test_the_fault_list_covers_every_point_and_stage():
