@@ -65,3 +65,39 @@ def _reason(message: str) -> str:
         if not line.startswith(("Weights only load failed", "Check the documentation", "Please file an issue")):
             return line.rstrip(".")[:200]
     return "unpickling failed"
+
+
+def require_entries(ckpt: Any, path: str | Path, what: str,
+                    entries: dict[str, type | tuple[type, ...]]) -> dict:
+    """``ckpt`` (a loaded checkpoint) as a dict holding every entry of ``entries`` with its type.
+
+    A checkpoint of the right kind can still be hostile or from another version (an entry missing,
+    a string where a state dict belongs); indexing it unchecked would end in a KeyError / TypeError
+    traceback.  Raises W2vtkError naming ``path``: ``FILE: not a usable WHAT checkpoint (entry 'tokens'
+    is missing)``.
+    """
+    if not isinstance(ckpt, dict):
+        raise W2vtkError(f"{path}: not a usable {what} checkpoint (a {type(ckpt).__name__}, not a dict)")
+    for key, kind in entries.items():
+        if key not in ckpt:
+            raise W2vtkError(f"{path}: not a usable {what} checkpoint (entry {key!r} is missing)")
+        if not isinstance(ckpt[key], kind) or (kind is int and isinstance(ckpt[key], bool)):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise W2vtkError(f"{path}: not a usable {what} checkpoint (entry {key!r} is a "
+                             f"{type(ckpt[key]).__name__}, expected {names})")
+    return ckpt
+
+
+def load_state(target: Any, state: Any, path: str | Path, what: str = "model") -> None:
+    """``target.load_state_dict(state)`` (a module: strict; an optimizer, scheduler, scaler) with any
+    mismatch (missing / unexpected keys, wrong shapes, not a dict) as a W2vtkError naming ``path``."""
+    if not isinstance(state, dict):
+        raise W2vtkError(f"{path}: the {what} state is a {type(state).__name__}, not a state dict")
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        # torch's first line only says "Error(s) in loading state_dict for Linear:"
+        lines = [line.strip() for line in str(err).splitlines()
+                 if line.strip() and not line.strip().startswith("Error(s) in loading state_dict")]
+        detail = "; ".join(lines[:2])[:200] or type(err).__name__
+        raise W2vtkError(f"{path}: the {what} state does not fit ({detail})") from None
