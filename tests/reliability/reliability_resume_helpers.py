@@ -98,7 +98,8 @@ def describe(proc: subprocess.CompletedProcess) -> str:
 
 
 def assert_killed(proc: subprocess.CompletedProcess, fault: str) -> None:
-    assert proc.returncode == -9, f"{fault}: expected death by SIGKILL (the fault point not reached?)\n" + describe(proc)
+    assert proc.returncode == -9, (f"{fault}: expected death by SIGKILL (the fault point not reached?)\n"
+                                   + describe(proc))
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
@@ -212,7 +213,8 @@ def assert_same_tree(a, b, what: str) -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), what
     elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{what}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+        assert isinstance(b, dict) and a.keys() == b.keys(), (
+            f"{what}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}")
         for k in a:
             assert_same_tree(a[k], b[k], f"{what}.{k}")
     elif isinstance(a, (list, tuple)):
@@ -287,7 +289,8 @@ def extract_cmd(inp: dict, checkpoint: Path, out: Path, resume: bool = False) ->
 
 def decode_cmd(inp: dict, out: Path, tune: bool) -> list:
     """Tuning runs 2 decoder worker processes (they must not outlive a killed run); the plain decode one."""
-    cmd = ["decode", "--am", inp["decode_am"], "--data", inp["dev"], "--out", out, "--lang", inp["lm"], "--decoder", "lexicon",
+    cmd = ["decode", "--am", inp["decode_am"], "--data", inp["dev"], "--out", out, "--lang", inp["lm"],
+           "--decoder", "lexicon",
            "--beam-size", "8"]
     if tune:
         return cmd + ["--tune", "--trials", str(DECODE_TRIALS), "--nj", "2"]

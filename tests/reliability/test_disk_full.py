@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, assert_one_line_error, check_am_outputs,
-                                        check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
-                                        compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
-                                        extract_cmd, extract_equal, inputs, load_ckpt, norm_text, pretrain_cmd,
-                                        references, selected_ids, temporaries, train_am_cmd)
+from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, assert_one_line_error,
+                                        check_am_outputs, check_decode_outputs, check_extract_outputs,
+                                        check_pretrain_outputs, cli, compare_am, compare_decode, compare_extract,
+                                        compare_pretrain, decode_cmd, extract_cmd, extract_equal, inputs, load_ckpt,
+                                        norm_text, pretrain_cmd, references, selected_ids, temporaries,
+                                        train_am_cmd)
 
 
 @pytest.fixture(scope="module")

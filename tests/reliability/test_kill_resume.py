@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_SHARDS, PRETRAIN_SAVE_EVERY,
-                                        Campaign, assert_killed, assert_ok, check_am_outputs, check_decode_outputs,
-                                        check_extract_outputs, check_pretrain_outputs, cli, compare_am,
-                                        compare_decode, compare_extract, compare_pretrain, decode_cmd,
+                                        Campaign, assert_killed, assert_ok, check_am_outputs,
+                                        check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
+                                        compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
                                         extract_cmd, inputs, leftover_processes, load_ckpt, pretrain_cmd,
                                         read_jsonl, references, seeded_faults, selected_ids, temporaries,
                                         train_am_cmd)

@@ -76,7 +76,8 @@ def _scenario(stage: str, point: str, n: int, inp: dict, refs2: dict, tmp_path: 
     fault = f"{point}:{n}@1"
     marker = uuid.uuid4().hex
     proc = launch(args, fault=fault, marker=marker)
-    assert proc.returncode not in (0, None), f"{fault}: the launcher succeeded although worker 1 died\n" + describe(proc)
+    assert proc.returncode not in (0, None), (f"{fault}: the launcher succeeded although worker 1 died\n"
+                                              + describe(proc))
     assert re.search(r"(exitcode\s*:\s*-9|Signal 9|SIGKILL)", proc.stdout + proc.stderr), describe(proc)
     assert leftover_processes(marker) == [], "rank 0 or the agent outlived the failed job"
     if stage == "pretrain":
