@@ -86,6 +86,10 @@ resolve_nproc() {
 # the process count, and set $data.
 setup_recipe() {
   check_stages
+  case "${w2v_layer:-c}" in
+    c|z|context-[1-9]|context-[1-9][0-9]) ;;
+    *) die "--w2v-layer $w2v_layer: expected c, z or context-N (N = 1, 2, ...)" ;;
+  esac
   load_profile
   save_cmdline "$@"
   resolve_nproc
@@ -154,7 +158,7 @@ extract_stage() {
     run_step "extract_fbank_$set" launch extract --type logmel --in "$exp/data/$set" \
       --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
     run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
-      --in "$exp/data/$set" --out-dir "$exp/data/${set}_w2v" --num-shards "$nproc" --resume
+      --layer "${w2v_layer:-c}" --in "$exp/data/$set" --out-dir "$exp/data/${set}_w2v" --num-shards "$nproc" --resume
   done
 }
 

@@ -1,7 +1,7 @@
 """Every recipe end to end (stages 0-6, --profile tiny) on a small fake corpus in its real layout:
 results.json has both systems, the recipe's set names and its metrics; a --stage restart reuses
 what earlier stages made; WSJ runs in two halves (--stop-stage 3, then --stage 4) with a fairseq
-checkpoint given by --w2v-checkpoint.
+checkpoint given by --w2v-checkpoint; LibriSpeech extracts the encoder output z (--w2v-layer z).
 
 The four recipe runs are single-threaded processes (OMP_NUM_THREADS=1), so they run two at a time
 to use both cores of a CI machine; each test then checks one run's outputs."""
@@ -66,7 +66,8 @@ def runs(tmp_path_factory) -> dict:
         jobs = {
             "timit": pool.submit(run_script, _tiny("timit", root / "timit", "--corpus", timit)),
             "wsj": pool.submit(wsj_in_two_halves),
-            "librispeech": pool.submit(run_script, _tiny("librispeech", root / "ls", "--corpus", libri)),
+            "librispeech": pool.submit(run_script, _tiny("librispeech", root / "ls", "--corpus", libri,
+                                                         "--w2v-layer", "z")),
             "mini": pool.submit(run_script, _tiny("mini", root / "mini")),
         }
         out = {name: job.result() for name, job in jobs.items()}
@@ -130,6 +131,10 @@ def test_librispeech_end_to_end(runs):
     pretrain_set = exp / "data/train_clean_100_0.002h"
     assert (pretrain_set / "wav.scp").is_file()
     assert f"--data {pretrain_set}" in (exp / ".done/pretrain").read_text()
+    # --w2v-layer z reaches extract: the feature provenance names the layer
+    import yaml
+
+    assert yaml.safe_load((exp / "data/test_clean_w2v/feats.yaml").read_text())["layer"] == "z"
 
 
 def test_mini_end_to_end(runs):
