@@ -55,10 +55,25 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def _subnormals_work() -> bool:
+    tiny = float.fromhex("0x0.0000000000001p-1022")  # the smallest subnormal double
+    return tiny * 1.0 != 0.0
+
+
 def cli(*args) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``w2vtk ARGS`` run through :func:`w2vtk.cli.main`."""
+    """(exit status, stdout, stderr) of ``w2vtk ARGS`` run through :func:`w2vtk.cli.main`.
+
+    train-am and pretrain call ``torch.set_flush_denormal(True)`` and may set the intra-op thread
+    count (w2vtk.training.setup_cpu), both process-wide; they are put back afterwards so later tests
+    in this pytest process see a normal CPU (hypothesis' float strategies refuse to run with
+    subnormals flushed).
+    """
+    import torch
+
     from w2vtk.cli import main
 
+    subnormals = _subnormals_work()
+    threads = torch.get_num_threads()  # pretrain's threads=1 (SMALL) sets it process-wide too
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -66,6 +81,11 @@ def cli(*args) -> tuple[int, str, str]:
             main([str(a) for a in args])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            if subnormals and not _subnormals_work():
+                torch.set_flush_denormal(False)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -131,7 +151,11 @@ def small_model(seed: int = 0, context: list | None = None):
     torch.manual_seed(seed)
     cfg = Wav2VecConfig(conv_feature_layers=list(SMALL_ENCODER),
                         conv_aggregator_layers=list(context or SMALL_CONTEXT), norm="channel")
-    return Wav2VecModel(cfg).eval()
+    subnormals = _subnormals_work()
+    model = Wav2VecModel(cfg).eval()
+    if subnormals and not _subnormals_work():
+        torch.set_flush_denormal(False)  # the constructor flushes denormals process-wide; see cli()
+    return model
 
 
 def save_w2vtk_checkpoint(path: Path, seed: int = 0, context: list | None = None, **extra) -> Path:
