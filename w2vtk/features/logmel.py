@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from w2vtk.errors import W2vtkError
+
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # samples (25 ms at 16 kHz)
 FRAME_SHIFT = 160  # samples (10 ms)
@@ -77,7 +79,7 @@ def _fbank_options(cfg: LogMelConfig):
     return opts
 
 
-def logmel(wave: np.ndarray, cfg: LogMelConfig = LogMelConfig(), *, seed: int = 0) -> np.ndarray:
+def logmel(wave: np.ndarray, cfg: LogMelConfig = LogMelConfig(), *, seed: int = 0, name: str = "") -> np.ndarray:
     """Log-mel filterbank of one utterance.
 
     wave: (T,) float samples at 16 kHz in [-1, 1].  Returns (T', num_mel_bins) float32 frames at 100 Hz,
@@ -86,6 +88,8 @@ def logmel(wave: np.ndarray, cfg: LogMelConfig = LogMelConfig(), *, seed: int = 
     With ``cfg.dither > 0``, Gaussian noise of standard deviation ``dither`` (in 16-bit units, as Kaldi)
     drawn from ``numpy.random.default_rng(seed)`` is added to the waveform before framing, so the output
     is reproducible.  (Kaldi adds fresh noise per frame; here overlapping frames share the noise.)
+    Samples so large that the energies overflow (finite but absurd, e.g. a float header over other
+    data) are a W2vtkError naming ``name``, never NaN / Inf features.
     """
     import kaldi_native_fbank as knf
 
@@ -98,12 +102,17 @@ def logmel(wave: np.ndarray, cfg: LogMelConfig = LogMelConfig(), *, seed: int = 
         rng = np.random.default_rng(seed)
         x = x + rng.standard_normal(x.shape[0]).astype(np.float32) * np.float32(cfg.dither)
     fb = knf.OnlineFbank(_fbank_options(cfg))
-    fb.accept_waveform(float(cfg.sample_frequency), x)
-    fb.input_finished()
-    ready = fb.num_frames_ready
-    out = np.empty((ready, cfg.num_mel_bins), dtype=np.float32)
-    for i in range(ready):
-        out[i] = fb.get_frame(i)
+    try:
+        fb.accept_waveform(float(cfg.sample_frequency), x)
+        fb.input_finished()
+        ready = fb.num_frames_ready
+        out = np.empty((ready, cfg.num_mel_bins), dtype=np.float32)
+        for i in range(ready):
+            out[i] = fb.get_frame(i)
+    except RuntimeError as err:  # kaldi-native-fbank: "mel energy is nan" when energies overflow
+        who = f"utterance {name}" if name else "log-mel"
+        raise W2vtkError(f"{who}: log-mel energies are NaN or Inf ({err}); the samples reach "
+                         f"{float(np.max(np.abs(wave))):.3g}, audio is expected in [-1, 1]") from None
     return out
 
 
@@ -128,7 +137,8 @@ class LogMelExtractor:
     def extract(self, batch: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
         import zlib
 
-        return [logmel(w, self.cfg, seed=(self.seed * 1_000_003 + zlib.crc32(u.encode("utf-8"))) % (2**63))
+        return [logmel(w, self.cfg, seed=(self.seed * 1_000_003 + zlib.crc32(u.encode("utf-8"))) % (2**63),
+                       name=u)
                 for u, w in batch]
 
     def provenance(self) -> dict:
