@@ -132,6 +132,25 @@ def test_code_executing_pickle_is_refused_by_every_loader(kind, tmp_path, root, 
     assert not marker.exists()
 
 
+def test_code_executing_pickle_in_a_real_process(tmp_path, audio_dir):
+    """The same through the console entry point in its own process (what a shell user sees):
+    stderr is the one error line, the exit status 1, and the command never ran."""
+    import subprocess
+    import sys
+
+    import torch
+
+    marker = tmp_path / "pwned"
+    ckpt = _fairseq_checkpoint()
+    ckpt["extra_state"]["payload"] = evil(marker)
+    torch.save(ckpt, tmp_path / "evil.pt")
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "extract", "--in", str(audio_dir), "--out",
+                           str(tmp_path / "f.ark"), "--checkpoint", str(tmp_path / "evil.pt")],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert_error((proc.returncode, proc.stdout, proc.stderr), "evil.pt", "refused")
+    assert not marker.exists() and not (tmp_path / "f.ark").exists()
+
+
 def test_plain_and_legacy_pickles_are_refused(tmp_path, audio_dir):
     """The same payload as a bare pickle stream and in torch's legacy (pre-1.6, non-zip) format, the
     format of the released wav2vec_large.pt."""
