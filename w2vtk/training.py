@@ -206,9 +206,9 @@ def remove_stale_temporaries(directory: str | Path, names: Iterable[str]) -> lis
 class CheckpointManager:
     """``checkpoint_last.pt``, ``checkpoint_best.pt`` and numbered ``checkpoint_<update>.pt`` files.
 
-    - :meth:`save` writes the state once (atomically, :func:`w2vtk.checkpoint.save_checkpoint`) as
-      ``checkpoint_last.pt`` and links it to ``checkpoint_<update>.pt`` when ``numbered`` and to
-      ``checkpoint_best.pt`` when ``is_best``.
+    - :meth:`save` writes the state once (atomically, :func:`w2vtk.checkpoint.save_checkpoint`) and
+      links it under ``checkpoint_<update>.pt`` when ``numbered``, ``checkpoint_best.pt`` when
+      ``is_best`` and ``checkpoint_last.pt``, in that order (last is the commit point of a save).
     - Only the ``keep_last`` newest numbered files are kept (fairseq ``--keep-interval-updates``);
       ``keep_last < 0`` keeps all, ``0`` writes none.  last and best are never rotated away.
     """
@@ -238,11 +238,18 @@ class CheckpointManager:
         from w2vtk.checkpoint import save_checkpoint
 
         self.exp_dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(state, self.last_path)
-        if is_best:
-            _atomic_link_or_copy(self.last_path, self.best_path)
+        # checkpoint_last.pt is renamed into place LAST: a run killed before that point resumes from
+        # the previous checkpoint and writes the numbered / best files of this update again; had
+        # last come first, a kill before the links would lose them for good.
+        targets = []
         if numbered and self.keep_last != 0:
-            _atomic_link_or_copy(self.last_path, self.exp_dir / f"checkpoint_{update}.pt")
+            targets.append(self.exp_dir / f"checkpoint_{update}.pt")
+        if is_best:
+            targets.append(self.best_path)
+        targets.append(self.last_path)
+        save_checkpoint(state, targets[0])
+        for path in targets[1:]:
+            _atomic_link_or_copy(targets[0], path)
         if self.keep_last >= 0:
             existing = self.numbered()
             for _, path in existing[: max(0, len(existing) - self.keep_last)]:

@@ -39,8 +39,9 @@ def refs(tmp_path_factory):
 def _pretrain_checkpoint_write(inp, refs, tmp_path):
     exp = tmp_path / "exp"
     cmd = pretrain_cmd(inp, exp)
-    # the 2nd checkpoint (update 4) hits the full disk; the one of update 2 must survive
-    line = assert_one_line_error(cli(cmd, fault="ckpt_write:2:enospc"), "checkpoint_last.pt")
+    # the 2nd checkpoint (update 4, written as checkpoint_4.pt, then linked as best and last) hits
+    # the full disk; the one of update 2 must survive
+    line = assert_one_line_error(cli(cmd, fault="ckpt_write:2:enospc"), "checkpoint_4.pt")
     assert "no space left" in line
     check_pretrain_outputs(exp, refs["pretrain"])
     assert temporaries(exp) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_S
                                         check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
                                         compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
                                         extract_cmd, inputs, leftover_processes, load_ckpt, pretrain_cmd,
-                                        read_jsonl, references, seeded_faults, selected_ids, temporaries,
-                                        train_am_cmd)
+                                        read_jsonl, references, run, seeded_faults, selected_ids, temporaries,
+                                        train_am_cmd, assert_same_tensors)
 
 CASES = seeded_faults(0) + EDGE_FAULTS
 
@@ -217,6 +218,41 @@ def test_decode_tune_killed_then_resumed(point, n, campaign, request):
 @pytest.mark.parametrize("point,n", _cases("decode"))
 def test_decode_killed_then_resumed(point, n, campaign, request):
     campaign.result(request.node.callspec.id)
+
+
+KILL_AT_LINK = """
+import os, signal, sys
+import w2vtk.training as training
+real, calls = training._atomic_link_or_copy, [0]
+def link(src, dst):
+    calls[0] += 1
+    if calls[0] == int(os.environ["KILL_AT_LINK"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+training._atomic_link_or_copy = link
+from w2vtk.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_pretrain_killed_between_checkpoint_files_keeps_every_numbered_one(inp, refs, tmp_path):
+    """A kill between the files of one save (numbered, best and last hold the same state; one is
+    written, the others linked): no fault point sits there, so the link itself kills.  Every
+    checkpoint save is numbered and best here (2 links per save); the 3rd link is in the 2nd save.
+    Once checkpoint_last.pt was written first and linked to checkpoint_4.pt after: that kill lost
+    checkpoint_4.pt for good."""
+    exp = tmp_path / "exp"
+    args = pretrain_cmd(inp, exp) + ["keep_last=-1"]
+    proc = run([sys.executable, "-c", KILL_AT_LINK, *args], env={"KILL_AT_LINK": "3"})
+    assert_killed(proc, "the 3rd checkpoint link")
+    check_pretrain_outputs(exp, exp)  # (its config.yaml differs from the reference's in keep_last)
+    assert_ok(cli(args))
+    assert sorted(p.name for p in exp.glob("checkpoint_*.pt")) == [
+        "checkpoint_2.pt", "checkpoint_4.pt", "checkpoint_6.pt", "checkpoint_8.pt", "checkpoint_best.pt",
+        "checkpoint_last.pt"]
+    assert load_ckpt(exp / "checkpoint_4.pt")["train_state"]["num_updates"] == 4
+    ref = load_ckpt(refs["pretrain"] / "checkpoint_last.pt")
+    assert_same_tensors(ref["model"], load_ckpt(exp / "checkpoint_last.pt")["model"], "model")
 
 
 def test_the_fault_list_covers_every_point_and_stage():
