@@ -383,6 +383,18 @@ def test_safe_reader_still_reads_every_legitimate_record(tmp_path):
         reader["g"]
 
 
+def test_utt2num_frames_that_lies(tmp_path, am):
+    """utt2num_frames claiming another length than the matrix (batching and the CTC feasibility
+    check plan with it): one line naming the utterance, not a 'non-finite loss' later."""
+    feats = _feature_copy(am[1], tmp_path / "feats")
+    lines = (feats / "utt2num_frames").read_text().splitlines()
+    utt, n = lines[2].split()
+    lines[2] = f"{utt} {int(n) * 3}"
+    (feats / "utt2num_frames").write_text("\n".join(lines) + "\n")
+    for line in _train_and_decode(am, feats, tmp_path):
+        assert utt in line and "utt2num_frames" in line, line
+
+
 def test_nan_features_in_an_ark_are_refused(tmp_path, am):
     """An archive holding NaN / Inf frames (written by another tool) is not trained or decoded on."""
     texts = make_texts(8, seed=1, prefix="tr")

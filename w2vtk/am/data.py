@@ -45,6 +45,10 @@ class FeatureDir:
         if mat.ndim != 2 or mat.shape[1] != self.dim:
             raise W2vtkError(f"{self.path}/feats.scp: '{utt}' has shape {mat.shape}, expected (T, {self.dim})")
         mat = mat.astype(np.float32, copy=False)
+        if utt in self.frames and mat.shape[0] != self.frames[utt]:
+            # batching and the CTC feasibility check planned with the declared length
+            raise W2vtkError(f"{self.path}/feats.scp: '{utt}' has {mat.shape[0]} frames but utt2num_frames "
+                             f"says {self.frames[utt]}")
         if not np.isfinite(mat).all():
             # caught here, not as a "non-finite loss" many updates later (or NaN emissions in decoding)
             raise W2vtkError(f"{self.path}/feats.scp: the features of '{utt}' contain NaN or Inf")
