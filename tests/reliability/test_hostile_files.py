@@ -111,6 +111,17 @@ def _run_loader(kind: str, ckpt_path: Path, root: Path, audio_dir: Path, am) -> 
 LOADERS = ["extract", "extract-fairseq", "decode", "train-am", "pretrain"]
 
 
+def test_the_payload_is_live(tmp_path):
+    """Control: unpickled without w2vtk's guard, the payload does run its command (so the tests
+    below, where the marker never appears, show a refusal and not a dud payload)."""
+    import torch
+
+    marker = tmp_path / "ran"
+    torch.save({"model": {}, "payload": evil(marker)}, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()
+
+
 @pytest.mark.parametrize("kind", LOADERS)
 def test_code_executing_pickle_is_refused_by_every_loader(kind, tmp_path, root, audio_dir, am):
     """A checkpoint whose pickle would run ``touch MARKER`` (os.system via __reduce__), in the layout
