@@ -324,6 +324,7 @@ def test_truncated_ark(where, tmp_path, am):
 
 
 def test_scp_offset_past_end_of_ark(tmp_path, am):
+    """A feats.scp entry pointing 4 kB past the end of its ark: the offset and the utterance named."""
     feats = _feature_copy(am[1], tmp_path / "feats")
     size = (feats / "feats.ark").stat().st_size
     lines = (feats / "feats.scp").read_text().splitlines()
@@ -331,7 +332,7 @@ def test_scp_offset_past_end_of_ark(tmp_path, am):
     lines[3] = f"{utt} {feats / 'feats.ark'}:{size + 4096}"
     (feats / "feats.scp").write_text("\n".join(lines) + "\n")
     for line in _train_and_decode(am, feats, tmp_path):
-        assert utt in line, line
+        assert utt in line and f"offset {size + 4096} is past the end" in line, line
 
 
 def _replace_record(feats: Path, utt: str, record: bytes) -> None:
