@@ -138,9 +138,9 @@ FAULT_RANGES = [
 ]
 
 
-#: Kills the seeded draw may miss but that once found a bug: the very first write of an extraction
-#: (its manifest; --resume then refused the directory).
-EDGE_FAULTS = [("extract", "output_write", 1)]
+#: Kills the seeded draw may miss: the very first write of an extraction (its manifest; --resume then
+#: refused the directory), and a kill with audio-decoding worker processes (they must not outlive it).
+EDGE_FAULTS = [("extract", "output_write", 1), ("extract-workers", "ark_write", 3)]
 
 
 def seeded_faults(seed: int = 0) -> list[tuple[str, str, int]]:
@@ -281,9 +281,9 @@ def train_am_cmd(inp: dict, exp: Path) -> list:
             *AM_ARGS]
 
 
-def extract_cmd(inp: dict, checkpoint: Path, out: Path, resume: bool = False) -> list:
+def extract_cmd(inp: dict, checkpoint: Path, out: Path, resume: bool = False, workers: int = 0) -> list:
     return (["extract", "--in", inp["audio"], "--out", out / "feats.ark", "--type", "wav2vec", "--checkpoint",
-             checkpoint, "--num-shards", str(EXTRACT_SHARDS), "--num-workers", "0"]
+             checkpoint, "--num-shards", str(EXTRACT_SHARDS), "--num-workers", str(workers)]
             + (["--resume"] if resume else []))
 
 

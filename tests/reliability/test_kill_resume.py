@@ -113,11 +113,11 @@ def _train_am(point, n, inp, refs, tmp_path):
 # ------------------------------------------------------------------------------------ extract
 
 
-def _extract(point, n, inp, refs, tmp_path):
+def _extract(point, n, inp, refs, tmp_path, workers=0):
     out = tmp_path / "x"
     out.mkdir()
     ckpt = refs["pretrain"] / "checkpoint_last.pt"
-    _kill(extract_cmd(inp, ckpt, out), f"{point}:{n}")
+    _kill(extract_cmd(inp, ckpt, out, workers=workers), f"{point}:{n}")
     check_extract_outputs(out, refs["extract"])
     recorded = {}
     for k in range(1, EXTRACT_SHARDS + 1):
@@ -130,7 +130,7 @@ def _extract(point, n, inp, refs, tmp_path):
     if point == "shard_done":
         assert len(recorded) == n - 1 and finished_unrecorded == [n]
 
-    assert_ok(cli(extract_cmd(inp, ckpt, out, resume=True)))
+    assert_ok(cli(extract_cmd(inp, ckpt, out, resume=True, workers=workers)))
     compare_extract(refs["extract"], out)
     for k, stamp in recorded.items():  # finished shards are not redone
         st = (out / f"feats.{k}.ark").stat()
@@ -177,7 +177,8 @@ def _decode(point, n, inp, refs, tmp_path):
 
 # ------------------------------------------------------------------------------------ the tests
 
-SCENARIOS = {"pretrain": _pretrain, "train-am": _train_am, "extract": _extract, "decode-tune": _decode_tune,
+SCENARIOS = {"pretrain": _pretrain, "train-am": _train_am, "extract": _extract,
+             "extract-workers": functools.partial(_extract, workers=2), "decode-tune": _decode_tune,
              "decode": _decode}
 
 
@@ -205,7 +206,7 @@ def test_train_am_killed_then_resumed(point, n, campaign, request):
     campaign.result(request.node.callspec.id)
 
 
-@pytest.mark.parametrize("point,n", _cases("extract"))
+@pytest.mark.parametrize("point,n", _cases("extract", "extract-workers"))
 def test_extract_killed_then_resumed(point, n, campaign, request):
     campaign.result(request.node.callspec.id)
 
@@ -259,5 +260,5 @@ def test_the_fault_list_covers_every_point_and_stage():
     from w2vtk.faults import POINTS
 
     assert {p for _, p, _ in CASES} == set(POINTS)
-    assert {s for s, _, _ in CASES} == {"pretrain", "train-am", "extract", "decode-tune", "decode"}
+    assert {s for s, _, _ in CASES} == set(SCENARIOS)
     assert CASES == seeded_faults(0) + EDGE_FAULTS  # seeded: the same list every run
