@@ -262,3 +262,16 @@ def test_the_fault_list_covers_every_point_and_stage():
     assert {p for _, p, _ in CASES} == set(POINTS)
     assert {s for s, _, _ in CASES} == set(SCENARIOS)
     assert CASES == seeded_faults(0) + EDGE_FAULTS  # seeded: the same list every run
+
+
+def test_stale_temporaries_of_named_outputs_only_are_removed(tmp_path):
+    from w2vtk.training import remove_stale_temporaries
+
+    names = [".checkpoint_last.pt.ab12_x9q.tmp", ".checkpoint_4.pt.zz.tmp", ".emissions.ark.tmp",
+             ".config.yaml.k3j.tmp", ".notes.txt.k3j.tmp", ".checkpoint_last.pt", "checkpoint_last.pt.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = remove_stale_temporaries(tmp_path, ("checkpoint_*.pt", "config.yaml", "emissions.ark"))
+    assert sorted(p.name for p in removed) == sorted(names[:4])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[4:])
+    assert remove_stale_temporaries(tmp_path / "missing", ("*",)) == []
