@@ -26,3 +26,21 @@ def mini_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mini_corpus")
     return synthesize_mini(root / "data", minutes=1.5, seed=0, speakers=6, lm_sentences=5000,
                            quiet=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_float_state():
+    """Constructing a Wav2VecModel (and training.setup_cpu) turns on flush-to-zero for denormals in
+    the whole process, on purpose (speed); tests share one process, so put the flag and the
+    intra-op thread count back after each test - a later test (e.g. hypothesis' float strategies)
+    must not inherit them."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
