@@ -82,6 +82,8 @@ def read_sphere_header(path: str | Path) -> dict[str, str] | None:
                 size = int(lines[1].strip())
             except (IndexError, ValueError):
                 raise W2vtkError(f"{path}: broken NIST SPHERE header (no header size)") from None
+            if not 16 <= size <= 1 << 20:  # real headers are 1024 bytes; refuse before reading
+                raise W2vtkError(f"{path}: broken NIST SPHERE header (header size {size})")
             if size > len(head):
                 head += fh.read(size - len(head))
     except OSError as err:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import yaml
 
 from w2vtk.errors import W2vtkError
 
@@ -121,10 +120,9 @@ def read_provenance(path: Path) -> dict | None:
     f = Path(path) / "feats.yaml"
     if not f.is_file():
         return None
-    try:
-        data = yaml.safe_load(f.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise W2vtkError(f"{f}: not valid YAML ({' '.join(str(err).split())[:120]})") from None
+    from w2vtk.config import read_yaml_file
+
+    data = read_yaml_file(f, "feature provenance")
     if not isinstance(data, dict):
         raise W2vtkError(f"{f}: expected a mapping")
     return data

@@ -18,6 +18,7 @@ run with the shell, exactly as in Kaldi (a data dir is code: see the README's se
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import IO
 
@@ -89,13 +90,16 @@ _REFUSED_RECORDS = {
 }
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() accepts '²', which int() refuses
+
+
 def _range(text: str, where: str) -> slice:
     """One Kaldi range ``a:b`` (inclusive, as Kaldi's ``feats.ark:12[0:99]``), ``a`` or empty."""
     text = text.strip()
     if text in ("", ":"):
         return slice(None)
     parts = text.split(":")
-    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) > 2 or not all(_DIGITS.fullmatch(p.strip()) for p in parts):
         raise W2vtkError(f"{where}: bad range specifier [{text}]")
     lo = int(parts[0])
     hi = int(parts[-1])
@@ -114,7 +118,7 @@ def _split_rxfilename(rx: str, where: str) -> tuple[str, int | None, tuple[slice
         if len(slices) > 2:
             raise W2vtkError(f"{where}: bad range specifier [{spec}]")
     head, sep, tail = rx.rpartition(":")
-    if sep and head and tail.isdigit():
+    if sep and head and _DIGITS.fullmatch(tail):
         return head, int(tail), slices
     return rx, None, slices
 
@@ -177,7 +181,11 @@ def read_matrix(rxfilename: str, where: str) -> np.ndarray:
                 value = _read_record(fd, where)
         except OSError as err:
             raise W2vtkError(f"{where}: cannot read {path} ({err.strerror or err})") from None
+        except ValueError:  # open() refuses a path with a NUL byte
+            raise W2vtkError(f"{where}: {path!r} is not a usable file name") from None
     if slices is not None:
+        if len(slices) > value.ndim:
+            raise W2vtkError(f"{where}: {len(slices)} range specifiers for a {value.ndim}-dimensional record")
         value = value[slices]
     return value
 

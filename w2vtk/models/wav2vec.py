@@ -586,7 +586,7 @@ def parse_layer_name(layer: str, num_context_layers: int) -> str | int:
         return layer
     if layer.startswith("context-"):
         tail = layer[len("context-"):]
-        if tail.isdigit() and 1 <= int(tail) <= num_context_layers:
+        if tail.isascii() and tail.isdigit() and len(tail) <= 6 and 1 <= int(tail) <= num_context_layers:
             return int(tail)
     raise W2vtkError(f"--layer {layer!r}: expected z, c or context-N with N in 1..{num_context_layers}")
 
