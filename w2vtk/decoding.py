@@ -237,16 +237,32 @@ def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_d
 
 def read_emissions(cache_dir: str | Path) -> dict[str, np.ndarray]:
     """All matrices of ``cache_dir/emissions.scp`` as C-contiguous float32 arrays."""
-    import kaldiio
+    from w2vtk.features.archive import ScpReader
 
     scp = Path(cache_dir) / "emissions.scp"
     if not scp.is_file():
         raise W2vtkError(f"{scp}: no such file")
+    table: dict[str, str] = {}
     try:
-        return {u: np.ascontiguousarray(m, dtype=np.float32) for u, m in kaldiio.load_scp(str(scp)).items()}
-    except Exception as err:  # kaldiio raises many types for a damaged ark
-        raise W2vtkError(f"{scp}: unreadable ({' '.join(str(err).split())[:120]}); delete emissions.* "
-                         f"to recompute") from None
+        lines = scp.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise W2vtkError(f"{scp}: unreadable; delete {cache_dir}/emissions.* to recompute") from None
+    for num, line in enumerate(lines, 1):
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2 or fields[0] in table:
+            raise W2vtkError(f"{scp}:{num}: expected '<utterance> <ark>:<offset>' with a new utterance id; "
+                             f"delete {cache_dir}/emissions.* to recompute")
+        table[fields[0]] = fields[1]
+    # w2vtk's own reader (Kaldi matrices and NPY records only): kaldiio.load_scp would unpickle a
+    # PKL record planted in the ark
+    reader = ScpReader(scp, table)
+    out = {}
+    for utt in reader:
+        try:
+            out[utt] = np.ascontiguousarray(reader[utt], dtype=np.float32)
+        except W2vtkError as err:
+            raise W2vtkError(f"{err}; delete {cache_dir}/emissions.* to recompute") from None
+    return out
 
 
 # --- decoders -----------------------------------------------------------------------------------
@@ -360,10 +376,12 @@ def _read_lm_yaml(lm_dir: Path) -> dict:
     path = lm_dir / "lm.yaml"
     if not path.is_file():
         return {}
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise W2vtkError(f"{path}: not valid YAML") from None
+    from w2vtk.config import read_yaml_file
+
+    data = read_yaml_file(path, "LM description") or {}
+    if not isinstance(data, dict):
+        raise W2vtkError(f"{path}: expected a mapping (written by `w2vtk prep lm`)")
+    return data
 
 
 def _check_lm_tokens(lm_dir: Path, tokens) -> None:
@@ -696,26 +714,22 @@ def load_params(path: str | Path) -> dict:
     """best.yaml -> {"lm_weight", "word_score", "sil_score"} (its ``params`` mapping; a plain mapping of
     :class:`BeamConfig` keys is read as it is).  The tuned values only: the beam used while tuning is
     recorded under ``beam`` but not applied, so a wider beam can be applied to the test set."""
+    from w2vtk.config import from_dict, read_yaml_file, to_dict
+
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"--params {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise W2vtkError(f"--params {path}: not valid YAML") from None
+    data = read_yaml_file(path, "--params file") or {}
     params = data.get("params", data) if isinstance(data, dict) else None
     if not isinstance(params, dict):
         raise W2vtkError(f"--params {path}: expected a mapping")
     known = {f.name for f in dataclasses.fields(BeamConfig)}
-    unknown = sorted(set(params) - known)
+    unknown = sorted((k for k in params if k not in known), key=str)
     if unknown:
-        raise W2vtkError(f"--params {path}: unknown key(s) {', '.join(unknown)}")
-    out = {}
-    for k, v in params.items():
-        if k == "unk_score" and isinstance(v, str):
-            v = float(v)
-        out[k] = v
-    return out
+        raise W2vtkError(f"--params {path}: unknown key(s) {', '.join(map(str, unknown))}")
+    # the types of every value checked as the config loader does (a string "-inf" is a float)
+    checked = from_dict(BeamConfig, {**to_dict(BeamConfig()), **params}, where=f"--params {path}")
+    return {k: getattr(checked, k) for k in params}
 
 
 def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, out_dir: str | Path,

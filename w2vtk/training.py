@@ -278,12 +278,12 @@ class MetricsLog:
         if not self.enabled or not self.path.exists():
             return
         kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: drop it
-            if isinstance(rec, dict) and int(rec.get(self.key, 0)) <= update:
+        for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            rec = _record(line)
+            if rec is None:
+                continue  # a line cut by a kill, or not ours: drop it
+            step = rec.get(self.key, 0)
+            if isinstance(step, int) and not isinstance(step, bool) and step <= update:
                 kept.append(line)
         atomic_write_text(self.path, "".join(k + "\n" for k in kept))
 
@@ -297,12 +297,27 @@ class MetricsLog:
             os.fsync(fh.fileno())
 
 
+def _record(line: str) -> dict | None:
+    """One metrics.jsonl line as a mapping, or None for a cut, garbled or too deeply nested line."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def read_metrics(path: str | Path) -> list[dict]:
-    """All records of a metrics.jsonl file (for tests, plots and scripts)."""
+    """All records of a metrics.jsonl file (for tests, plots and scripts); a line cut by a kill or
+    otherwise unreadable is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise W2vtkError(f"{path}: no such file")
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if line.strip():
-            out.append(json.loads(line))
+            rec = _record(line)
+            if rec is not None:
+                out.append(rec)
     return out
 
 

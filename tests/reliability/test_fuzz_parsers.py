@@ -910,23 +910,13 @@ def test_results_score_json(work, data):
 
 
 # =============================================================================================
-# Parsers in modules this test's author does not own.  Where one still lets another exception
-# through, its test is marked xfail(raises=<that exception>, strict=False) naming the fix asked of
-# the module's owner: the test keeps running (a different failure still fails it), and it shows
-# as XPASS once the module is fixed, when the marker is to be removed.
+# Parsers in other modules (stage configs, decode files, feature archives, manifests, faults).
 # =============================================================================================
-
-def _open_bug(reason: str, *raises: type[BaseException]):
-    return pytest.mark.xfail(reason=reason, raises=raises, strict=False)
-
 
 BEST_YAML = {"params": {"lm_weight": 1.5, "word_score": -0.5, "sil_score": 0.0, "unk_score": "-inf"},
              "beam": {"beam_size": 50}, "dev_wer": 12.5}
 
 
-@_open_bug("decoding.load_params: non-UTF-8 -> UnicodeDecodeError, '[' * 600 -> RecursionError, "
-           "unk_score 'abc' / '2001-13-01' -> ValueError, non-string keys -> TypeError; values unchecked",
-           UnicodeDecodeError, RecursionError, ValueError, TypeError, AttributeError)
 @fuzz(40)
 @given(case=_yaml_mutations(BEST_YAML))
 @example(case=(b"\xff", 99))
@@ -947,9 +937,6 @@ def test_decode_params_best_yaml(work, case):
         assert bad is None, f"load_params accepted an invalid value: {bad}"
 
 
-@_open_bug("decoding._read_lm_yaml: non-UTF-8 -> UnicodeDecodeError, '[' * 600 -> RecursionError, "
-           "a non-mapping (5, [1]) is returned and meta.get() raises AttributeError",
-           UnicodeDecodeError, RecursionError, ValueError, AttributeError)
 @fuzz(30)
 @given(case=_yaml_mutations({"order": 4, "unit": "word", "builder": "lmplz", "counts": {1: 10, 2: 20}}))
 @example(case=(b"- 1\n", 99))
@@ -1016,9 +1003,6 @@ def test_feats_scp_offsets(feats_dir, data):
         assert got is not None and got.frames == {"u1": 3, "u2": 2}
 
 
-@_open_bug("features/archive.read_matrix: '\u00b2' offsets / ranges pass str.isdigit() and int() raises "
-           "ValueError; a NUL in the path -> ValueError from open(); a [rows,cols] range on a vector -> "
-           "IndexError", ValueError, IndexError)
 @pytest.mark.parametrize("rx", ["{ark}:\u00b2", "{ark}:3[\u00b2]", "a\x00b:3", "{vec}:2[0:1,0:1]"])
 def test_scp_rxfilename_regressions(feats_dir, rx):
     import kaldiio
@@ -1034,8 +1018,6 @@ def test_scp_rxfilename_regressions(feats_dir, rx):
         read_matrix(rx.format(ark=feats_dir / "feats.ark", vec=vec), f"{feats_dir}/feats.scp: 'u1'")
 
 
-@_open_bug("am/data.read_provenance (feats.yaml): '[' * 600 -> RecursionError, '2001-13-01' -> ValueError "
-           "(use w2vtk.config.read_yaml_file)", RecursionError, ValueError, AttributeError)
 @fuzz(20)
 @given(case=_yaml_mutations({"extractor": "wav2vec", "layer": "context", "dim": 4, "frame_rate": 100}))
 @example(case=(b"a: 2001-13-01\n", 99))
@@ -1057,8 +1039,6 @@ def manifest_lines(draw) -> list[list[str]]:
     return [["/corpus/audio"]] + [[r, str(draw(st.integers(1, 10**6)))] for r in rels]
 
 
-@_open_bug("pretrain/data.read_manifest: a relative path '' or '.' -> ValueError from Path.with_suffix",
-           ValueError)
 @fuzz(60)
 @given(case=file_bytes(manifest_lines(), sep="\t"))
 @example(case=(b"/r\n.\t1\n", 1))
@@ -1088,8 +1068,6 @@ def test_fault_spec(spec):
         assert all(r.nth >= 1 and r.action in faults.ACTIONS for r in got.values())
 
 
-@_open_bug("audio.read_sphere_header: header size 99999999999999999999 -> OverflowError in fh.read",
-           OverflowError, ValueError)
 @fuzz(60)
 @given(case=file_bytes(st.just([["NIST_1A"], ["1024"], ["sample_count", "-i", "48000"],
                                 ["sample_rate", "-i", "16000"], ["channel_count", "-i", "1"],
@@ -1154,8 +1132,6 @@ def test_librispeech_subsets_option(work, requested):
     assert got is None or (got and all(n in found for n in got))
 
 
-@_open_bug("models/wav2vec.parse_layer_name: 'context-\u00b2' passes str.isdigit() and int() raises ValueError "
-           "(use isascii() and isdigit())", ValueError)
 @fuzz(60)
 @given(layer=st.one_of(option_text, st.sampled_from(["z", "c", "context-1", "context-0", "context-99",
                                                      "context-", "context--1"]),
@@ -1168,9 +1144,6 @@ def test_extract_layer_option(layer):
     assert got is None or got in ("z", "c") or 1 <= got <= 12
 
 
-@_open_bug("training.MetricsLog.truncate_after (resume): a metrics.jsonl line with a non-integer 'update' "
-           "-> ValueError / TypeError, non-UTF-8 -> UnicodeDecodeError, deep nesting -> RecursionError",
-           ValueError, TypeError, RecursionError)
 @fuzz(40)
 @given(lines=st.lists(st.one_of(
     st.fixed_dictionaries({"update": st.integers(0, 10), "loss": st.floats(allow_nan=False)}).map(json.dumps),

@@ -224,9 +224,6 @@ BROKEN_AM = {
 }
 
 
-@pytest.mark.xfail(reason="am/emissions.py load_am and am/train.py train_am (resume) index the checkpoint "
-                   "unchecked and call load_state_dict bare: KeyError / TypeError / RuntimeError tracebacks; "
-                   "fix requested (w2vtk.checkpoint.require_entries / load_state)", strict=False)
 @pytest.mark.parametrize("kind", ["decode", "train-am"])
 @pytest.mark.parametrize("damage", sorted(BROKEN_AM))
 def test_am_checkpoint_with_wrong_structure(damage, kind, tmp_path, root, audio_dir, am):
@@ -259,8 +256,6 @@ def test_checkpoint_with_nan_weights_writes_no_features(tmp_path, audio_dir):
     assert not (out / "feats.scp").exists() and not (out / "feats.ark").exists()
 
 
-@pytest.mark.xfail(reason="features/extract.py _check_resume / _merge call json.loads on .feats.work records "
-                   "unchecked: JSONDecodeError traceback; fix requested", strict=False)
 @pytest.mark.parametrize("record", ["manifest.json", "shard.1.json"])
 def test_extract_resume_with_corrupt_work_record(record, tmp_path, audio_dir, w2v):
     """A damaged ``.feats.work`` record (disk trouble, a hand edit) on ``extract --resume``: one line

@@ -46,7 +46,7 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
     import torch
 
     from w2vtk.am.train import CKPT_KIND
-    from w2vtk.checkpoint import load_checkpoint
+    from w2vtk.checkpoint import load_checkpoint, load_state, require_entries
     from w2vtk.config import from_dict
     from w2vtk.models.am import AMConfig, build_am
     from w2vtk.tokens import TokenSet
@@ -68,6 +68,8 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CKPT_KIND:
         raise W2vtkError(f"{path}: not a w2vtk acoustic-model checkpoint")
+    require_entries(ckpt, path, "acoustic-model", {"tokens": list, "model_config": dict, "model": dict,
+                                                   "input_dim": int, "num_tokens": int, "normaliser": dict})
     tokens = TokenSet.load(exp_dir)
     if list(tokens.tokens) != list(ckpt["tokens"]):
         raise W2vtkError(f"{exp_dir}/tokens.txt differs from the token set stored in {path}")
@@ -78,10 +80,17 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
         dev = torch.device(device)
     except RuntimeError:
         raise W2vtkError(f"device must be auto, cpu or cuda[:N], not {device!r}") from None
+    if not (0 < ckpt["input_dim"] <= 1 << 16 and 0 < ckpt["num_tokens"] <= 1 << 20):
+        raise W2vtkError(f"{path}: not a usable acoustic-model checkpoint (input_dim {ckpt['input_dim']}, "
+                         f"num_tokens {ckpt['num_tokens']})")
     model = build_am(cfg, int(ckpt["input_dim"]), int(ckpt["num_tokens"]))
-    model.load_state_dict(ckpt["model"])
+    load_state(model, ckpt["model"], path)
     model.to(dev).eval()
-    return LoadedAM(model=model, tokens=tokens, normaliser=Normaliser.from_state(ckpt["normaliser"]),
+    try:
+        normaliser = Normaliser.from_state(ckpt["normaliser"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise W2vtkError(f"{path}: not a usable acoustic-model checkpoint (bad 'normaliser' entry)") from None
+    return LoadedAM(model=model, tokens=tokens, normaliser=normaliser,
                     feats=ckpt.get("feats"), checkpoint=path, which=chosen, source=str(ckpt.get("source", "")),
                     input_dim=int(ckpt["input_dim"]), config=ckpt.get("config", {}), device=dev)
 

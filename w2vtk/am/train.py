@@ -155,7 +155,7 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     import torch.nn.functional as F
 
     from w2vtk import dist
-    from w2vtk.checkpoint import load_checkpoint, save_checkpoint
+    from w2vtk.checkpoint import load_checkpoint, load_state, require_entries, save_checkpoint
     from w2vtk.tokens import TokenSet
     from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
                                 make_grad_scaler, remove_stale_temporaries, resolve_amp, restore_rng_state,
@@ -198,6 +198,11 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
         ckpt = load_checkpoint(last_path)
         if not isinstance(ckpt, dict) or ckpt.get("kind") != CKPT_KIND or "optimizer" not in ckpt:
             raise W2vtkError(f"{last_path}: not a w2vtk acoustic-model training checkpoint")
+        require_entries(ckpt, last_path, "acoustic-model training",
+                        {"model_config": dict, "model": dict, "optimizer": dict, "input_dim": int,
+                         "tokens": list, "normaliser": dict, "epoch": int, "position": int, "updates": int})
+        if not isinstance(ckpt["normaliser"].get("mode"), str):
+            raise W2vtkError(f"{last_path}: not a usable acoustic-model training checkpoint (bad 'normaliser')")
         old_model = from_dict(AMConfig, ckpt["model_config"], where=f"{last_path}:model")
         if to_dict(old_model) != to_dict(cfg.model):
             raise W2vtkError(f"{last_path}: the model section of the config differs from the one this "
@@ -243,7 +248,10 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
 
     # ---- normalisation
     if ckpt is not None:
-        norm = Normaliser.from_state(ckpt["normaliser"])
+        try:
+            norm = Normaliser.from_state(ckpt["normaliser"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise W2vtkError(f"{last_path}: not a usable acoustic-model training checkpoint (bad 'normaliser')") from None
     elif cfg.normalisation == "global":
         idx = dist.shard_indices(len(train_ids), info.world_size, info.rank)
         s, ss, n = global_stats(train_fd, [train_ids[i] for i in idx])
@@ -300,11 +308,11 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     best_error: float | None = None
     best_epoch: int | None = None
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_state(model, ckpt["model"], last_path)
+        load_state(optimizer, ckpt["optimizer"], last_path, "optimizer")
         if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        guard.load_state_dict(ckpt.get("guard", {}))
+            load_state(scaler, ckpt["scaler"], last_path, "grad scaler")
+        load_state(guard, ckpt.get("guard", {}), last_path, "non-finite guard")
         epoch, pos, updates = int(ckpt["epoch"]), int(ckpt["position"]), int(ckpt["updates"])
         best_error, best_epoch = ckpt.get("best_error"), ckpt.get("best_epoch")
         rng = ckpt.get("rng_per_rank") or []

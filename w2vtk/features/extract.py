@@ -316,12 +316,36 @@ def _manifest(sources: Sequence, extractor: FeatureExtractor, opts: ExtractOptio
             "npy_dir": str(npy_dir) if npy_dir else None}
 
 
+def _read_work_record(path: Path) -> dict:
+    """A ``.feats.work`` record (written atomically, so damage means disk trouble or a hand edit)."""
+    try:
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError / UnicodeDecodeError: ValueError
+        raise W2vtkError(f"{path}: damaged record of an earlier run ({type(err).__name__}); use --overwrite "
+                         f"to start again") from None
+    if not isinstance(rec, dict):
+        raise W2vtkError(f"{path}: damaged record of an earlier run (not a mapping); use --overwrite to start again")
+    return rec
+
+
+def _shard_entries(path: Path) -> dict:
+    rec = _read_work_record(path)
+    entries, skipped = rec.get("entries"), rec.get("skipped")
+    ok = (isinstance(entries, list) and isinstance(skipped, list) and all(isinstance(s, str) for s in skipped)
+          and isinstance(rec.get("ark"), (str, type(None)))
+          and all(isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and isinstance(e[1], int)
+                  and isinstance(e[2], int) for e in entries))
+    if not ok:
+        raise W2vtkError(f"{path}: damaged record of an earlier run (bad entries); use --overwrite to start again")
+    return rec
+
+
 def _check_resume(layout: _Layout, manifest: dict) -> None:
     path = layout.work / "manifest.json"
     if not path.is_file():
         raise W2vtkError(f"--resume: {layout.meta_dir} has no record of an earlier run of this output "
                          f"({path} missing); use --overwrite to start again")
-    old = json.loads(path.read_text())
+    old = _read_work_record(path)
     if old.get("num_shards") != manifest["num_shards"]:
         raise W2vtkError(f"--resume: the earlier run used --num-shards {old.get('num_shards')}, not "
                          f"{manifest['num_shards']}; the shard count must stay the same (the number of "
@@ -490,7 +514,7 @@ def _merge(layout: _Layout, sources: Sequence, extractor: FeatureExtractor, opts
     skipped: list[str] = []
     total_frames = 0
     for k in range(layout.num_shards):
-        rec = json.loads(layout.shard_record(k).read_text())
+        rec = _shard_entries(layout.shard_record(k))
         for utt, offset, frames in rec["entries"]:
             if rec["ark"] is not None:
                 scp_lines.append(f"{utt} {rec['ark']}:{offset}\n")

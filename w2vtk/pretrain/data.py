@@ -79,6 +79,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         except ValueError:
             raise W2vtkError(f"{path}:{num}: number of samples {parts[1]!r} is not an integer") from None
         rel = parts[0]
+        if Path(rel).name in ("", ".", ".."):
+            raise W2vtkError(f"{path}:{num}: {rel!r} does not name an audio file")
         utt = str(Path(rel).with_suffix("")).replace("/", "-")
         if utt in seen:
             raise W2vtkError(f"{path}:{num}: duplicate entry {rel}")

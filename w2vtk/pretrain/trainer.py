@@ -147,7 +147,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     import torch.distributed as tdist
 
     from w2vtk import dist
-    from w2vtk.checkpoint import load_checkpoint
+    from w2vtk.checkpoint import load_checkpoint, load_state, require_entries
     from w2vtk.config import save_config, to_dict
     from w2vtk.models.fairseq import w2vtk_checkpoint
     from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
@@ -180,6 +180,12 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
             ckpt = load_checkpoint(last_path)
             if not isinstance(ckpt, dict) or ckpt.get("kind") != "wav2vec" or "train_state" not in ckpt:
                 raise W2vtkError(f"{last_path}: not a w2vtk pre-training checkpoint")
+            require_entries(ckpt, last_path, "pre-training", {"model": dict, "optimizer": dict, "train_state": dict})
+            ts = ckpt["train_state"]
+            if not all(isinstance(ts.get(k), int) and not isinstance(ts.get(k), bool) and ts[k] >= 0
+                       for k in ("step", "num_updates")):
+                raise W2vtkError(f"{last_path}: not a usable pre-training checkpoint (train_state has no "
+                                 f"step / num_updates counts)")
             if ckpt.get("config") != to_dict(cfg.model):
                 raise W2vtkError(f"{last_path}: the model config differs from the checkpoint's; use the "
                                  "exp dir's config.yaml, or --no-resume with a new exp dir")
@@ -210,11 +216,11 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         resumed_from = None
         if ckpt is not None:
             ts = ckpt["train_state"]
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
+            load_state(model, ckpt["model"], last_path)
+            load_state(optimizer, ckpt["optimizer"], last_path, "optimizer")
             if scaler is not None and ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            guard.load_state_dict(ts.get("nonfinite", {}))
+                load_state(scaler, ckpt["scaler"], last_path, "grad scaler")
+            load_state(guard, ts.get("nonfinite", {}), last_path, "non-finite guard")
             step, num_updates = int(ts["step"]), int(ts["num_updates"])
             best = float(ts.get("best_loss", math.inf))
             rng = ckpt.get("rng") or []
