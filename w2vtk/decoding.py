@@ -496,15 +496,38 @@ def _worker_init(job: _Job, parent: int | None = None) -> None:
 
     if parent is not None:
         _exit_with_parent(parent)
+    try:
+        tokens = TokenSet.load(job.am_tokens_dir)
+        _STATE["tokens"] = tokens
+        _STATE["mats"] = read_emissions(job.emissions_dir)
+        _STATE["res"] = LMResources(job.lm_dir, tokens, job.kind, check_overlap=False) if job.kind != "greedy" else None
+        _STATE["kind"] = job.kind
+    except W2vtkError as err:
+        if parent is None:
+            raise
+        # an initializer's exception would only be printed (with a traceback) by the pool, which
+        # then breaks; keep it and raise it from the first task so the user sees its one line
+        _STATE["init_error"] = err
 
-    tokens = TokenSet.load(job.am_tokens_dir)
-    _STATE["tokens"] = tokens
-    _STATE["mats"] = read_emissions(job.emissions_dir)
-    _STATE["res"] = LMResources(job.lm_dir, tokens, job.kind, check_overlap=False) if job.kind != "greedy" else None
-    _STATE["kind"] = job.kind
+
+def _check_init() -> None:
+    if "init_error" in _STATE:
+        raise _STATE["init_error"]
+
+
+def _result(future):
+    """``future.result()`` with a worker that died (SIGKILL, the OOM killer) as a one-line error."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise W2vtkError("a decoder worker process died unexpectedly (killed, or out of memory: each "
+                         "holds the LM; lower --nj)") from None
 
 
 def _decode_utts(utts: list[str], beam: BeamConfig) -> tuple[dict[str, list[Hypothesis]], float]:
+    _check_init()
     dec = Decoder(_STATE["kind"], _STATE["tokens"], beam, _STATE["res"])
     out = {}
     t0 = time.perf_counter()
@@ -519,6 +542,7 @@ def _run_trial(index: int, beam: BeamConfig, utts: list[str]) -> tuple[int, dict
 
 
 def _ping() -> bool:
+    _check_init()
     time.sleep(0.05)  # long enough that the pool starts a new worker for the next task
     return True
 
@@ -545,8 +569,12 @@ class DecodePool:
             self._pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(job, os.getpid()))
             # start every worker (LM and trie loading) now, so that timings measure the search only
-            for f in [self._pool.submit(_ping) for _ in range(self.nj)]:
-                f.result()
+            try:
+                for f in [self._pool.submit(_ping) for _ in range(self.nj)]:
+                    _result(f)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         if self._pool is not None:
@@ -580,7 +608,7 @@ class DecodePool:
 
         index = {f: s for f, s in zip(futures, shards)}
         for f in as_completed(futures):
-            h, s = f.result()
+            h, s = _result(f)
             out.update(h)
             secs += s
             if on_done:
@@ -597,7 +625,7 @@ class DecodePool:
 
         futures = [self._pool.submit(_run_trial, i, b, utts) for i, b in enumerate(beams)]
         for f in as_completed(futures):
-            on_done(*f.result())
+            on_done(*_result(f))
 
 
 def _shards(utts: list[str], frames: dict[str, int], n: int) -> list[list[str]]:

@@ -206,3 +206,19 @@ def test_interrupted_tuning_resumes(lm_case, fake_am, tmp_path):
     cfg.seed = 1
     third = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=word_lm, tune=True, **QUIET)
     assert all(r["wer"] >= 0 for r in third.trials)
+
+
+def test_an_lm_only_the_worker_processes_load_fails_in_one_line(lm_case, fake_am, tmp_path):
+    """With --nj > 1 the LM is loaded in the worker processes only: a damaged lm.bin must still end
+    as the worker's one-line error (not a BrokenProcessPool traceback), with no hyp.txt."""
+    import shutil
+
+    _, _, word_lm, _, _ = lm_case
+    bad = tmp_path / "bad_lm"
+    shutil.copytree(word_lm, bad)
+    (bad / "lm.bin").write_bytes((word_lm / "lm.bin").read_bytes()[:1000])
+    data, out = _decode_set(tmp_path, fake_am)
+    cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(beam_size=20), nj=2)
+    with pytest.raises(W2vtkError, match=r"lm\.bin: flashlight cannot load it"):
+        decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=bad, **QUIET)
+    assert not (out / "hyp.txt").exists()
