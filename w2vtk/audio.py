@@ -34,7 +34,6 @@ import io
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from w2vtk.errors import W2vtkError
+from w2vtk.io import run_pipe
 
 TARGET_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".wv1")
@@ -178,7 +178,7 @@ def decode_shorten_sphere(path: str | Path, decoder: str | None = None, name: st
             return desphere.transcode_bytes(path.read_bytes())
         except (desphere.DesphereError, OSError) as err:
             raise W2vtkError(f"{_who(name, str(path))}: cannot decode shorten SPHERE: {err}") from None
-    return _run_pipe(shorten_pipe_command(path, decoder)[:-1], name or str(path))
+    return run_pipe(shorten_pipe_command(path, decoder)[:-1], name or str(path))
 
 
 def read_shorten_sphere(path: str | Path, decoder: str | None = None, name: str = "") -> tuple[np.ndarray, int]:
@@ -202,14 +202,6 @@ def read_shorten_sphere(path: str | Path, decoder: str | None = None, name: str 
 # ------------------------------------------------------------------------------------ reading
 
 
-def _run_pipe(cmd: str, who: str) -> bytes:
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, executable="/bin/bash")
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        detail = f": {tail[-1]}" if tail else ""
-        raise W2vtkError(f"{who}: command failed with exit status {proc.returncode}: {cmd}{detail}")
-    return proc.stdout
 
 
 # Data-chunk sizes that writers use for "unknown length" when they cannot seek back to fix the
@@ -348,7 +340,7 @@ def read_audio_native(spec: str, name: str = "", start: float = 0.0,
         cmd = spec[:-1].strip()
         if not cmd:
             raise W2vtkError(f"{who}: empty pipe command")
-        data, rate = _read_bytes(_run_pipe(cmd, name or cmd), who)
+        data, rate = _read_bytes(run_pipe(cmd, name or cmd), who)
         first, last = _span_frames(len(data), rate, start, end, who)
         return data[first:last], rate
     if spec.startswith("~"):

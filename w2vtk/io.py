@@ -83,3 +83,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+def run_pipe(cmd: str, who: str) -> bytes:
+    """stdout of a Kaldi-style pipe command (a ``wav.scp`` / ``feats.scp`` value ending in ``|``),
+    run by ``/bin/bash`` exactly as Kaldi does, with stdin closed (a command that reads stdin gets
+    EOF instead of hanging).  A non-zero exit status is a W2vtkError naming ``who`` and the last
+    line the command wrote to stderr."""
+    import subprocess
+
+    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, executable="/bin/bash")
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        detail = f": {tail[-1]}" if tail else ""
+        raise W2vtkError(f"{who}: command failed with exit status {proc.returncode}: {cmd}{detail}")
+    return proc.stdout

@@ -21,19 +21,9 @@ import pytest
 from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, assert_one_line_error,
                                         check_am_outputs, check_decode_outputs, check_extract_outputs,
                                         check_pretrain_outputs, cli, compare_am, compare_decode, compare_extract,
-                                        compare_pretrain, decode_cmd, extract_cmd, extract_equal, inputs, load_ckpt,
-                                        norm_text, pretrain_cmd, references, selected_ids, temporaries,
+                                        compare_pretrain, decode_cmd, extract_cmd, extract_equal, load_ckpt,
+                                        norm_text, pretrain_cmd, selected_ids, temporaries,
                                         train_am_cmd)
-
-
-@pytest.fixture(scope="module")
-def inp(tmp_path_factory):
-    return inputs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def refs(tmp_path_factory):
-    return references(tmp_path_factory)
 
 
 def _pretrain_checkpoint_write(inp, refs, tmp_path):

@@ -28,8 +28,8 @@ from reliability_resume_helpers import (AM_SAVE_INTERVAL, EDGE_FAULTS, EXTRACT_S
                                         Campaign, assert_killed, assert_ok, check_am_outputs,
                                         check_decode_outputs, check_extract_outputs, check_pretrain_outputs, cli,
                                         compare_am, compare_decode, compare_extract, compare_pretrain, decode_cmd,
-                                        extract_cmd, inputs, leftover_processes, load_ckpt, pretrain_cmd,
-                                        read_jsonl, references, run, seeded_faults, selected_ids, temporaries,
+                                        extract_cmd, leftover_processes, load_ckpt, pretrain_cmd,
+                                        read_jsonl, run, seeded_faults, selected_ids, temporaries,
                                         train_am_cmd, assert_same_tensors)
 
 CASES = seeded_faults(0) + EDGE_FAULTS
@@ -37,16 +37,6 @@ CASES = seeded_faults(0) + EDGE_FAULTS
 
 def _cases(*stages):
     return [pytest.param(p, n, id=f"{s}-{p}:{n}") for s, p, n in CASES if s in stages]
-
-
-@pytest.fixture(scope="module")
-def inp(tmp_path_factory):
-    return inputs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def refs(tmp_path_factory):
-    return references(tmp_path_factory)
 
 
 def _kill(cmd: list, fault: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from reliability_resume_helpers import (AM_ARGS, AM_SAVE_INTERVAL, PRETRAIN_ARGS, PRETRAIN_SAVE_EVERY, Campaign,
                                         assert_ok, check_am_outputs, check_pretrain_outputs, compare_am,
-                                        compare_pretrain, describe, inputs, leftover_processes, read_jsonl, run,
+                                        compare_pretrain, describe, leftover_processes, read_jsonl, run,
                                         selected_ids, temporaries)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +44,6 @@ def _pretrain_args(inp: dict, exp: Path) -> list:
 def _am_args(inp: dict, exp: Path) -> list:
     return ["train-am", "--lang", inp["lang"], "--train", inp["am_train"], "--valid", inp["dev"], "--exp", exp,
             *AM_ARGS]
-
-
-@pytest.fixture(scope="module")
-def inp(tmp_path_factory):
-    return inputs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

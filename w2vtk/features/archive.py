@@ -25,6 +25,7 @@ from typing import IO
 import numpy as np
 
 from w2vtk.errors import W2vtkError
+from w2vtk.io import run_pipe
 
 DTYPES = ("float32", "float16")
 KALDI_SPEECH_FEATURE_COMPRESSION = 2
@@ -123,18 +124,6 @@ def _split_rxfilename(rx: str, where: str) -> tuple[str, int | None, tuple[slice
     return rx, None, slices
 
 
-def _run_command(cmd: str, where: str) -> bytes:
-    import subprocess
-
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, executable="/bin/bash")
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        detail = f": {tail[-1]}" if tail else ""
-        raise W2vtkError(f"{where}: command failed with exit status {proc.returncode}: {cmd}{detail}")
-    return proc.stdout
-
-
 def _read_record(fd, where: str) -> np.ndarray:
     from kaldiio.matio import read_kaldi
 
@@ -168,7 +157,7 @@ def read_matrix(rxfilename: str, where: str) -> np.ndarray:
         cmd = rx[:-1].strip()
         if not cmd:
             raise W2vtkError(f"{where}: empty pipe command")
-        value = _read_record(io.BytesIO(_run_command(cmd, where)), where)
+        value = _read_record(io.BytesIO(run_pipe(cmd, where)), where)
         slices = None
     else:
         path, offset, slices = _split_rxfilename(rx, where)
