@@ -37,20 +37,26 @@ def decode_dir(exp: Path, system: str, set_name: str) -> Path:
     return exp / SYSTEMS[system] / f"decode_{set_name}"
 
 
-def collect_results(exp: str | Path, sets: list[str], metrics: list[str]) -> dict[str, dict[str, dict]]:
+def collect_results(exp: str | Path, sets: list[str], metrics: list[str],
+                    systems: list[str] | None = None) -> dict[str, dict[str, dict]]:
     """Read ``score.json`` of every (system, set) decode directory.
 
-    Returns ``{system: {set: {metric: percent}}}`` for the systems of :data:`SYSTEMS`; raises
-    W2vtkError naming the first missing or incomplete score file.
+    Returns ``{system: {set: {metric: percent}}}`` for ``systems`` (default: all of
+    :data:`SYSTEMS`, in its order); raises W2vtkError naming the first missing or incomplete score
+    file.
     """
     exp = Path(exp)
     if not sets:
         raise W2vtkError("results: no sets given")
+    chosen = list(SYSTEMS) if systems is None else [s for s in SYSTEMS if s in systems]
+    unknown = [s for s in (systems or []) if s not in SYSTEMS]
+    if unknown or not chosen:
+        raise W2vtkError(f"results: systems must be among {', '.join(SYSTEMS)}, not {' '.join(systems or [])!r}")
     for metric in metrics:
         if metric not in METRICS:
             raise W2vtkError(f"results: unknown metric {metric!r} (expected one of {', '.join(METRICS)})")
     results: dict[str, dict[str, dict]] = {}
-    for system in SYSTEMS:
+    for system in chosen:
         per_set: dict[str, dict] = {}
         for set_name in sets:
             path = decode_dir(exp, system, set_name) / "score.json"
@@ -117,7 +123,7 @@ def write_results(exp: str | Path, results: dict, sets: list[str], metrics: list
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# {title}\n", "\nError rates in percent (" + ", ".join(m.upper() for m in metrics) +
              "); log-mel = AM on 80 log-mel features (`am_fbank`), wav2vec = AM on wav2vec "
-             "context features (`am_w2v`).\n\n", markdown_table(results, sets, metrics),
+             "features (`am_w2v`; the layer is in its feats.yaml, `c` by default).\n\n", markdown_table(results, sets, metrics),
              "\n## Provenance\n\n", f"- made {stamp} by w2vtk {__version__}\n",
              f"- machine: {_machine()}\n"]
     if command:
@@ -147,11 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exp", required=True, type=Path, help="Recipe experiment directory.")
     parser.add_argument("--sets", required=True, nargs="+", help="Evaluation data-dir set names.")
     parser.add_argument("--metrics", nargs="+", default=["wer", "ler"], help="wer, ler and/or per.")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), help="logmel and/or wav2vec.")
     parser.add_argument("--title", default="Results", help="Table title.")
     parser.add_argument("--command", default=None, help="Command line to record in RESULTS.md.")
     args = parser.parse_args(argv)
     try:
-        results = collect_results(args.exp, args.sets, args.metrics)
+        results = collect_results(args.exp, args.sets, args.metrics, args.systems)
         json_path, md_path = write_results(args.exp, results, args.sets, args.metrics, title=args.title,
                                            command=args.command)
     except W2vtkError as err:

@@ -86,6 +86,11 @@ resolve_nproc() {
 # the process count, and set $data.
 setup_recipe() {
   check_stages
+  local sys
+  [ -n "${systems:-}" ] || die "--systems: name logmel, wav2vec or both"
+  for sys in $systems; do
+    case "$sys" in logmel|wav2vec) ;; *) die "--systems: '$sys' is not logmel or wav2vec" ;; esac
+  done
   case "${w2v_layer:-c}" in
     c|z|context-[1-9]|context-[1-9][0-9]) ;;
     *) die "--w2v-layer $w2v_layer: expected c, z or context-N (N = 1, 2, ...)" ;;
@@ -94,6 +99,14 @@ setup_recipe() {
   save_cmdline "$@"
   resolve_nproc
   data="$exp/data"
+}
+
+# feat_kinds: the feature kinds of --systems, in table order (logmel -> fbank, wav2vec -> w2v).
+feat_kinds() {
+  local out=()
+  [[ " ${systems:-logmel wav2vec} " == *" logmel "* ]] && out+=(fbank)
+  [[ " ${systems:-logmel wav2vec} " == *" wav2vec "* ]] && out+=(w2v)
+  echo "${out[*]}"
 }
 
 # w2v_checkpoint: the wav2vec model stage 3 extracts with (--w2v-checkpoint or stage 2's best).
@@ -108,6 +121,10 @@ w2v_checkpoint() {
 # pretrain_stage DATA VALID: stage 2, unless --w2v-checkpoint names an existing model.
 pretrain_stage() {
   local data=$1 valid=$2
+  if [[ " $(feat_kinds) " != *" w2v "* ]]; then
+    log "stage 2: skipped, --systems '$systems' has no wav2vec system"
+    return 0
+  fi
   if [ -n "$w2v_checkpoint" ]; then
     [ -f "$w2v_checkpoint" ] || die "--w2v-checkpoint $w2v_checkpoint: no such file"
     log "stage 2: skipped, --w2v-checkpoint $w2v_checkpoint is used"
@@ -148,15 +165,19 @@ combine_pretrain_data() {
 
 # extract_stage SET...: stage 3, log-mel (float32) and wav2vec (float16) feature data dirs.
 extract_stage() {
-  local ckpt set
-  ckpt=$(w2v_checkpoint)
-  require 2 "$ckpt"
+  local ckpt="" set kinds
+  kinds=" $(feat_kinds) "
+  if [[ "$kinds" == *" w2v "* ]]; then
+    ckpt=$(w2v_checkpoint)
+    require 2 "$ckpt"
+  fi
   for set in "$@"; do
     require 0 "$exp/data/$set/wav.scp"
   done
   for set in "$@"; do
-    run_step "extract_fbank_$set" launch extract --type logmel --in "$exp/data/$set" \
-      --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
+    [[ "$kinds" == *" fbank "* ]] && run_step "extract_fbank_$set" launch extract --type logmel \
+      --in "$exp/data/$set" --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
+    [[ "$kinds" == *" w2v "* ]] || continue
     run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
       --layer "${w2v_layer:-c}" --in "$exp/data/$set" --out-dir "$exp/data/${set}_w2v" --num-shards "$nproc" --resume
   done
@@ -166,12 +187,12 @@ extract_stage() {
 train_am_stage() {
   local lang=$1 train=$2 dev=$3 feat
   require 1 "$lang/tokens.txt"
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     require 3 "$exp/data/${train}_$feat/feats.scp" "$exp/data/${dev}_$feat/feats.scp"
   done
   local -a extra
   read -r -a extra <<< "$am_overrides"
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
       --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" "${extra[@]}"
   done
@@ -184,7 +205,7 @@ train_am_stage() {
 decode_stage() {
   local lang=$1 dev=$2; shift 2
   local feat set out tests
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     require 4 "$exp/am_$feat/checkpoint_last.pt"
     for set in "$dev" "$@"; do
       require 3 "$exp/data/${set}_$feat/feats.scp"
@@ -194,7 +215,7 @@ decode_stage() {
   local -a tune common
   read -r -a tune <<< "${decode_opts:-}"
   read -r -a common <<< "${decode_common_opts:-}"
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     if [ -f "$lang/lm.bin" ] || [ -f "$lang/lm.arpa" ]; then
       out="$exp/am_$feat/decode_$dev"
       run_step "decode_${feat}_$dev" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --decoder lexicon \
@@ -219,12 +240,12 @@ decode_stage() {
 score_stage() {
   local flags=$1 title=$2; shift 2
   local feat set dir
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     for set in "$@"; do
       require 5 "$exp/am_$feat/decode_$set/hyp.txt"
     done
   done
-  for feat in fbank w2v; do
+  for feat in $(feat_kinds); do
     for set in "$@"; do
       dir="$exp/am_$feat/decode_$set"
       # shellcheck disable=SC2086
@@ -235,7 +256,8 @@ score_stage() {
   local metrics
   metrics=$(echo "$flags" | sed 's/--//g')
   # shellcheck disable=SC2086
-  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --title "$title" \
+  # shellcheck disable=SC2086
+  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --systems $systems --title "$title" \
     --command "$(cat "$exp/run.cmd")"
 }
 

@@ -38,6 +38,7 @@ subset_seed=0
 pretrain_data=""     # other audio dirs / data dirs to pre-train on (overrides the two above)
 w2v_checkpoint=""
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
+systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 official_lm=true     # use the official 4-gram.arpa.gz when prep linked it
 dev_set=dev_clean    # tuning set
 test_sets=""         # default: those of dev_other test_clean test_other that are present
@@ -62,6 +63,7 @@ Options (defaults in brackets):
   --pretrain-data 'D...'  other pre-training audio (space-separated data dirs or one audio dir)
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
+  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --official-lm true|false   decode with the official 4-gram when present [$official_lm]
   --dev-set SET --test-sets 'SET...'   tuning / evaluation sets [$dev_set / present ones]
   --profile paper|tiny    configs (conf/profile_*.sh) [$profile]

@@ -34,6 +34,7 @@ subset_seed=0
 pretrain_data=""     # default: $exp/data/train
 w2v_checkpoint=""
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
+systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 profile=mini         # mini (the default, < 15 min on 2 CPU cores) | tiny (tests)
 pretrain_conf=""
 pretrain_overrides=""
@@ -51,6 +52,7 @@ Options (defaults in brackets):
   --pretrain-data 'D...'  pre-training audio (space-separated) [train]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
+  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --profile mini|tiny     configs (conf/profile_*.sh) [$profile]
   --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
   --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config

@@ -27,6 +27,7 @@ launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-e
 pretrain_data=""     # audio dirs / data dirs to pre-train on (default: $exp/data/train)
 w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
+systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 profile=paper        # paper | tiny (tests / CI: minutes on a CPU)
 pretrain_conf=""     # default from the profile
 pretrain_overrides=""
@@ -44,6 +45,7 @@ Options (defaults in brackets):
   --pretrain-data 'D...'  pre-training audio (space-separated) [TIMIT train]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
+  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --profile paper|tiny    configs: paper (conf/profile_paper.sh) or tiny (CPU minutes) [$profile]
   --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
   --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config

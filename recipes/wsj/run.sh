@@ -33,6 +33,7 @@ launch_opts=""
 pretrain_data=""     # default: $exp/data/train_si284
 w2v_checkpoint=""
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
+systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 am_hours=""          # e.g. 8: train the AMs on a seeded 8-hour subset of si284 (paper's ablation)
 subset_seed=0
 lm_add_transcripts=false  # false: the 4-gram is estimated on the WSJ LM text alone (wav2letter);
@@ -55,6 +56,7 @@ Options (defaults in brackets):
   --pretrain-data 'D...'  pre-training audio (space-separated) [si284]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
+  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --am-hours H            AMs on a seeded H-hour subset of si284 (--subset-seed) [all]
   --lm-add-transcripts true|false   add si284 transcripts to the LM text [$lm_add_transcripts]
   --profile paper|tiny    configs (conf/profile_*.sh) [$profile]

@@ -94,6 +94,7 @@ def test_recipe_help_lists_stages(run, recipe):
     (["--corpus", "/x", "extra"], "unexpected argument 'extra'"),
     (["--corpus-dir", "/x"], "unknown option --corpus-dir"),
     (["--w2v-layer", "context"], "--w2v-layer context: expected c, z or context-N"),
+    (["--systems", "logmel mfcc"], "--systems: 'mfcc' is not logmel or wav2vec"),
 ])
 def test_recipe_option_errors(run, tmp_path, args, message):
     res = run([ROOT / "recipes/timit/run.sh", "--exp", tmp_path / "exp", "--nproc", "1", *args])

@@ -67,3 +67,15 @@ def test_cli_error_is_one_line_and_writes_nothing(exp):
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: results: ")
     assert "is not a w2vtk score.json" in res.stderr
     assert not (exp / "results.json").exists() and not (exp / "RESULTS.md").exists()
+
+
+def test_one_system_alone(tmp_path):
+    """--systems logmel (the recipe's baseline-only run): only am_fbank is read and reported."""
+    _score(tmp_path, "am_fbank", "dev", wer=12.0, ler=6.0)
+    assert main(["--exp", str(tmp_path), "--sets", "dev", "--systems", "logmel"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text()) == {"logmel": {"dev": {"wer": 12.0, "ler": 6.0}}}
+    assert "| dev | 12.00 | 6.00 |" in (tmp_path / "RESULTS.md").read_text()
+    with pytest.raises(W2vtkError, match="am_w2v/decode_dev/score.json is missing"):
+        collect_results(tmp_path, ["dev"], ["wer"])
+    with pytest.raises(W2vtkError, match="systems must be among logmel, wav2vec"):
+        collect_results(tmp_path, ["dev"], ["wer"], ["mfcc"])
