@@ -104,6 +104,21 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
                 progress_enabled: bool | None = None) -> ExtractResult:
     """Run ``w2vtk extract``; returns the result (``complete`` False on a rank that did not merge)."""
+    import torch.distributed as tdist
+
+    from w2vtk.dist import cleanup
+
+    own_group = not (tdist.is_available() and tdist.is_initialized())
+    try:
+        return _run_extract(req, log, progress_enabled)
+    finally:
+        # destroy the process group init() made under torchrun: left to the interpreter's exit, a
+        # gloo rank can abort after the work is done
+        if own_group:
+            cleanup()
+
+
+def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabled: bool | None) -> ExtractResult:
     from w2vtk.dist import barrier, env_info, init
 
     if (req.out is None) == (req.out_dir is None) and not (req.out is None and req.npy_dir is not None):
