@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import yaml
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_write_text
+from w2vtk.io import atomic_write_text, decode_utf8
 
 T = TypeVar("T")
 
@@ -199,12 +199,7 @@ def read_yaml_file(path: str | Path, what: str = "file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"{path}: {what} not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise W2vtkError(f"{path}:{line}: not valid YAML (not UTF-8)") from None
+    text = decode_utf8(path.read_bytes(), path, "not valid YAML (not UTF-8)")
     return _yaml_load(text, str(path))
 
 

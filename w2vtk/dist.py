@@ -6,8 +6,10 @@ NCCL is used when CUDA is available, gloo otherwise (CPU, and the tests' 2-proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ def cleanup() -> None:
 
     if tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def owned_group() -> Iterator[None]:
+    """Destroy, on leaving the block, a process group that :func:`init` created inside it (one the
+    caller already had is left alone).  Left to the interpreter's exit, a gloo rank can abort with
+    "terminate called without an active exception" (SIGABRT) after its work is done."""
+    import torch.distributed as tdist
+
+    own = not (tdist.is_available() and tdist.is_initialized())
+    try:
+        yield
+    finally:
+        if own:
+            cleanup()
 
 
 def shard_indices(n_items: int, num_shards: int, shard: int) -> list[int]:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from w2vtk import faults
 from w2vtk.errors import W2vtkError
 
 
@@ -35,7 +36,6 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     EDQUOT) becomes a one-line :class:`W2vtkError` naming ``path``.  ``fault`` names the
     :mod:`w2vtk.faults` point reached once the bytes are written, before the rename.
     """
-    from w2vtk import faults
 
     path = Path(path)
     if make_parents:
@@ -60,6 +60,15 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             raise W2vtkError(f"{path}: no space left on device (disk or quota full); nothing was "
                              f"written under this name and earlier outputs are intact") from None
         raise
+
+
+def decode_utf8(raw: bytes, path: str | Path, problem: str = "not valid UTF-8") -> str:
+    """``raw`` (the bytes of file ``path``) as text; bad bytes are a W2vtkError ``PATH:LINE: problem``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise W2vtkError(f"{path}:{line}: {problem}") from None
 
 
 def atomic_write_text(path: str | Path, text: str, make_parents: bool = False) -> None:

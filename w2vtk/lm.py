@@ -56,7 +56,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import yaml
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_open, atomic_write_text, sha256_file
+from w2vtk.io import atomic_open, atomic_write_text, decode_utf8, sha256_file
 
 KENLM_MAX_ORDER = 6  # KenLM's default, and that of PyPI's kenlm / flashlight-text wheels
 MAX_LM_ORDER = 32  # largest order w2vtk accepts at all (a toolchain built with --max-order 32)
@@ -190,12 +190,7 @@ def read_sentences(path: str | Path) -> Iterator[list[str]]:
 
 def _utf8_lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file; bad bytes are a W2vtkError naming the file and line."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        line_no = raw.count(b"\n", 0, err.start) + 1
-        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+    return decode_utf8(path.read_bytes(), path).splitlines()
 
 
 def read_word_list(path: str | Path) -> list[str]:

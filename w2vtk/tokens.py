@@ -34,7 +34,7 @@ from typing import Iterable
 import yaml
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_write_bytes, atomic_write_text, sha256_file
+from w2vtk.io import atomic_write_bytes, atomic_write_text, decode_utf8, sha256_file
 
 BLANK = "<blk>"
 BOUNDARY = "|"
@@ -85,12 +85,7 @@ def read_transcripts(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"{path}: no such file")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_no = raw[: err.start].count(b"\n") + 1
-        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+    content = decode_utf8(path.read_bytes(), path)
     out: dict[str, str] = {}
     for line_no, line in enumerate(content.split("\n"), start=1):
         if "\r" in line:
@@ -289,12 +284,7 @@ def read_tokens_txt(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"{path}: no such file (make it with `w2vtk prep lang`)")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_no = raw.count(b"\n", 0, err.start) + 1
-        raise W2vtkError(f"{path}:{line_no}: not valid UTF-8") from None
+    content = decode_utf8(path.read_bytes(), path)
     lines = content.split("\n")
     if lines[-1] == "":
         lines.pop()  # the text after the final newline

@@ -151,19 +151,11 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     Runs in one process or under torchrun (DDP; NCCL on GPU, gloo on CPU): rank r takes every
     W-th length-bucketed batch of a seeded per-epoch shuffle; only rank 0 writes.
     """
-    import torch.distributed as tdist
-
     from w2vtk import dist
 
-    own_group = not (tdist.is_available() and tdist.is_initialized())
-    try:
+    with dist.owned_group():
         return _train_am(cfg, lang_dir=lang_dir, train_dir=train_dir, valid_dir=valid_dir, exp_dir=exp_dir,
                          allow_feature_mismatch=allow_feature_mismatch)
-    finally:
-        # a process group left to the interpreter's exit can abort a gloo rank ("terminate called
-        # without an active exception", SIGABRT) after the work is done: destroy the one we made
-        if own_group:
-            dist.cleanup()
 
 
 def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path, valid_dir: str | Path,
@@ -574,7 +566,6 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
     import torch
     import torch.nn.functional as F
 
-    from w2vtk import dist
     from w2vtk.am.metrics import DevScorer, greedy_ids
     from w2vtk.training import autocast
 

@@ -24,6 +24,7 @@ from typing import IO
 
 import numpy as np
 
+from w2vtk import faults
 from w2vtk.errors import W2vtkError
 from w2vtk.io import run_pipe
 
@@ -66,8 +67,6 @@ def write_matrix(fh: IO[bytes], utt_id: str, mat: np.ndarray, dtype: str, compre
                          compression_method=KALDI_SPEECH_FEATURE_COMPRESSION)
     else:
         kaldiio.save_ark(fh, {utt_id: np.ascontiguousarray(mat, dtype=np.float32)})
-    from w2vtk import faults
-
     faults.hit("ark_write", getattr(fh, "name", None))
     return start + len(utt_id.encode("utf-8")) + 1
 

@@ -104,18 +104,10 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
                 progress_enabled: bool | None = None) -> ExtractResult:
     """Run ``w2vtk extract``; returns the result (``complete`` False on a rank that did not merge)."""
-    import torch.distributed as tdist
+    from w2vtk.dist import owned_group
 
-    from w2vtk.dist import cleanup
-
-    own_group = not (tdist.is_available() and tdist.is_initialized())
-    try:
+    with owned_group():
         return _run_extract(req, log, progress_enabled)
-    finally:
-        # destroy the process group init() made under torchrun: left to the interpreter's exit, a
-        # gloo rank can abort after the work is done
-        if own_group:
-            cleanup()
 
 
 def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabled: bool | None) -> ExtractResult:

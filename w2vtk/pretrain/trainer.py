@@ -157,9 +157,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
 
     cfg.validate()
     exp_dir = Path(exp_dir)
-    own_group = not (tdist.is_available() and tdist.is_initialized())
-    info, device = dist.init(cfg.device)
-    try:
+    with dist.owned_group():
+        info, device = dist.init(cfg.device)
         is_main = info.is_main
         W = info.world_size
         amp = resolve_amp(cfg.amp, device)
@@ -425,6 +424,3 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                               valid=last_valid, best_valid_loss=best if math.isfinite(best) else None,
                               skipped_nonfinite=guard.skipped, train_data=train.as_record(),
                               valid_data=vdata.as_record() if vdata else None, resumed_from=resumed_from)
-    finally:
-        if own_group:
-            dist.cleanup()
