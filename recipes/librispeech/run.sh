@@ -22,31 +22,21 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$root/bin/log.sh"
+. "$root/recipes/common/options.sh"
 
 corpus=""            # LibriSpeech/ or the directory holding it
 lm_dir=""            # OpenSLR 11 files (4-gram.arpa.gz, librispeech-lm-norm.txt.gz, ...)
 exp="$here/exp"
-stage=0
-stop_stage=6
-nproc=""
-launch_opts=""
 train_subsets=""     # labeled subsets for the AMs (default: train_clean_100)
 pretrain_subsets=""  # subsets to pre-train on (default: the seeded --pretrain-hours subset of
                      # train_clean_100); e.g. "train_960"
 pretrain_hours=""    # size of that subset (paper profile: 80 h, the paper's)
 subset_seed=0
 pretrain_data=""     # other audio dirs / data dirs to pre-train on (overrides the two above)
-w2v_checkpoint=""
-w2v_layer=c          # wav2vec features: c (the paper), z or context-N
-systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 official_lm=true     # use the official 4-gram.arpa.gz when prep linked it
 dev_set=dev_clean    # tuning set
 test_sets=""         # default: those of dev_other test_clean test_other that are present
 profile=paper
-pretrain_conf=""
-pretrain_overrides=""
-am_conf=""
-am_overrides=""
 decode_opts=""
 help_message="Usage: $0 --corpus DIR [options]
 $(sed -n '10,21p' "$0" | sed 's/^# \{0,1\}//')
@@ -54,23 +44,15 @@ Options (defaults in brackets):
   --corpus DIR            LibriSpeech/ or its parent
   --lm-dir DIR            OpenSLR 11 LM resources [LibriSpeech/ and its parent]
   --exp DIR               experiment root [$exp]
-  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
-  --nproc N               processes per stage [visible GPUs or 1]
-  --launch-opts STR       extra bin/launch.sh options for several nodes
   --train-subsets 'S...'  labeled subsets for the AMs [train_clean_100]
   --pretrain-subsets 'S...'  pre-training subsets [the --pretrain-hours subset of train_clean_100]
   --pretrain-hours H --subset-seed N   the pre-training subset [80 h (paper profile), seed $subset_seed]
   --pretrain-data 'D...'  other pre-training audio (space-separated data dirs or one audio dir)
-  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
-  --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
-  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --official-lm true|false   decode with the official 4-gram when present [$official_lm]
   --dev-set SET --test-sets 'SET...'   tuning / evaluation sets [$dev_set / present ones]
   --profile paper|tiny    configs (conf/profile_*.sh) [$profile]
-  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
-  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
   --decode-opts STR       extra w2vtk decode --tune options
-  --config FILE           shell file of option defaults, sourced first"
+$(common_options_help)"
 orig_args=("$@")
 . "$root/bin/parse_options.sh" || exit 1
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"

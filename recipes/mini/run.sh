@@ -19,12 +19,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$root/bin/log.sh"
+. "$root/recipes/common/options.sh"
 
 exp="$here/exp"
-stage=0
-stop_stage=6
-nproc=""
-launch_opts=""
 minutes=""           # synthesized speech (mini profile: 30)
 speakers=""          # pseudo-speakers (default of prep mini: 0.8 per minute)
 lm_sentences=""      # extra grammar sentences for the LM text (mini profile: 20000)
@@ -32,32 +29,18 @@ seed=0               # corpus seed (same seed, same corpus)
 am_minutes=""        # labeled speech for the AMs (mini profile: 5)
 subset_seed=0
 pretrain_data=""     # default: $exp/data/train
-w2v_checkpoint=""
-w2v_layer=c          # wav2vec features: c (the paper), z or context-N
-systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 profile=mini         # mini (the default, < 15 min on 2 CPU cores) | tiny (tests)
-pretrain_conf=""
-pretrain_overrides=""
-am_conf=""
-am_overrides=""
 decode_opts=""
 help_message="Usage: $0 [options]
 $(sed -n '8,17p' "$0" | sed 's/^# \{0,1\}//')
 Options (defaults in brackets):
   --exp DIR               experiment root [$exp]
-  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
-  --nproc N               processes per stage [visible GPUs or 1]
   --minutes M --speakers N --lm-sentences N --seed N   the synthesized corpus [profile; seed $seed]
   --am-minutes M --subset-seed N   labeled speech for the AMs [profile]
   --pretrain-data 'D...'  pre-training audio (space-separated) [train]
-  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
-  --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
-  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --profile mini|tiny     configs (conf/profile_*.sh) [$profile]
-  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
-  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
   --decode-opts STR       extra w2vtk decode --tune options
-  --config FILE           shell file of option defaults, sourced first"
+$(common_options_help)"
 orig_args=("$@")
 . "$root/bin/parse_options.sh" || exit 1
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"

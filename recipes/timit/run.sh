@@ -17,39 +17,21 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$root/bin/log.sh"
+. "$root/recipes/common/options.sh"
 
 corpus=""            # TIMIT directory (TRAIN/ and TEST/, any case)
 exp="$here/exp"      # everything goes below it
-stage=0
-stop_stage=6
-nproc=""             # processes per stage (default: visible GPUs, 1 without CUDA)
-launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
 pretrain_data=""     # audio dirs / data dirs to pre-train on (default: $exp/data/train)
-w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
-w2v_layer=c          # wav2vec features: c (the paper), z or context-N
-systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 profile=paper        # paper | tiny (tests / CI: minutes on a CPU)
-pretrain_conf=""     # default from the profile
-pretrain_overrides=""
-am_conf=""
-am_overrides=""
 decode_common_opts="--set metrics=[per]"  # decode scores phones (PER), not words
 help_message="Usage: $0 --corpus /path/to/TIMIT [options]
 $(sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//')
 Options (defaults in brackets):
   --corpus DIR            TIMIT copy [$corpus]
   --exp DIR               experiment root [$exp]
-  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
-  --nproc N               processes per stage [visible GPUs or 1]
-  --launch-opts STR       extra bin/launch.sh options for several nodes
   --pretrain-data 'D...'  pre-training audio (space-separated) [TIMIT train]
-  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
-  --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
-  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --profile paper|tiny    configs: paper (conf/profile_paper.sh) or tiny (CPU minutes) [$profile]
-  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
-  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
-  --config FILE           shell file of option defaults, sourced first"
+$(common_options_help)"
 orig_args=("$@")
 . "$root/bin/parse_options.sh" || exit 1
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"

@@ -21,28 +21,18 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$root/bin/log.sh"
+. "$root/recipes/common/options.sh"
 
 wsj0=""              # directory holding the WSJ0 discs (11-1.1 ... 11-13.1)
 wsj1=""              # directory holding the WSJ1 discs (13-1.1 ... 13-34.1)
 exp="$here/exp"
 audio_out=""         # FLAC copies of the .wv1 files (default: $exp/flac), decoded once at stage 0
-stage=0
-stop_stage=6
-nproc=""
-launch_opts=""
 pretrain_data=""     # default: $exp/data/train_si284
-w2v_checkpoint=""
-w2v_layer=c          # wav2vec features: c (the paper), z or context-N
-systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
 am_hours=""          # e.g. 8: train the AMs on a seeded 8-hour subset of si284 (paper's ablation)
 subset_seed=0
 lm_add_transcripts=false  # false: the 4-gram is estimated on the WSJ LM text alone (wav2letter);
                           # true: the si284 transcripts are added to it
 profile=paper
-pretrain_conf=""
-pretrain_overrides=""
-am_conf=""
-am_overrides=""
 decode_opts=""       # extra `w2vtk decode --tune` options, e.g. "--trials 128"
 help_message="Usage: $0 --wsj0 DIR --wsj1 DIR [options]
 $(sed -n '8,20p' "$0" | sed 's/^# \{0,1\}//')
@@ -50,20 +40,12 @@ Options (defaults in brackets):
   --wsj0 DIR --wsj1 DIR   the LDC discs
   --exp DIR               experiment root [$exp]
   --audio-out DIR         FLAC copies of the audio [\$exp/flac]
-  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
-  --nproc N               processes per stage [visible GPUs or 1]
-  --launch-opts STR       extra bin/launch.sh options for several nodes
   --pretrain-data 'D...'  pre-training audio (space-separated) [si284]
-  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
-  --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
-  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --am-hours H            AMs on a seeded H-hour subset of si284 (--subset-seed) [all]
   --lm-add-transcripts true|false   add si284 transcripts to the LM text [$lm_add_transcripts]
   --profile paper|tiny    configs (conf/profile_*.sh) [$profile]
-  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
-  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
   --decode-opts STR       extra w2vtk decode --tune options
-  --config FILE           shell file of option defaults, sourced first"
+$(common_options_help)"
 orig_args=("$@")
 . "$root/bin/parse_options.sh" || exit 1
 [ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"

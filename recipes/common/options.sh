@@ -1,0 +1,29 @@
+# Options every recipe takes, with their defaults and help lines. A run.sh sources this before its
+# own options and bin/parse_options.sh (which sets any of them from --name value), and ends its
+# help_message with "$(common_options_help)".
+stage=0
+stop_stage=6
+nproc=""             # processes per stage (default: visible GPUs, 1 without CUDA)
+launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
+w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
+w2v_layer=c          # wav2vec features: c (the paper), z or context-N
+systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
+pretrain_conf=""     # default from the profile
+pretrain_overrides=""
+am_conf=""
+am_overrides=""
+
+# The help lines of the options above (with the defaults in force when it is called).
+common_options_help() {
+  cat <<HELP
+  --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
+  --nproc N               processes per stage [visible GPUs or 1]
+  --launch-opts STR       extra bin/launch.sh options for several nodes
+  --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
+  --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
+  --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
+  --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
+  --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
+  --config FILE           shell file of option defaults, sourced first
+HELP
+}
