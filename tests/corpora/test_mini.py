@@ -11,7 +11,7 @@ import soundfile as sf
 
 from w2vtk.cli import main
 from w2vtk.corpora import mini_grammar
-from w2vtk.corpora.mini import plan_mini, synthesize_corpus, synthesize_mini
+from w2vtk.corpora.mini import estimate_seconds, plan_mini, synthesize_corpus, synthesize_mini
 from w2vtk.data import load_data_dir, validate_data_dir
 from w2vtk.errors import W2vtkError
 
@@ -115,6 +115,48 @@ def test_plan_scales_speakers_and_splits():
     for subset in ("dev", "test"):
         assert {s.gender for s in plan.speakers if s.subset == subset} == {"m", "f"}
     assert len(plan_mini(1, 0, lm_sentences=0).speakers) == 6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+def test_held_out_sets_have_their_own_voices_and_minutes(seed):
+    # The recipe's corpus: 8 speakers and 10 minutes in each of dev and test, voices never in train.
+    plan = plan_mini(80, seed, speakers=64, held_speakers=8, held_minutes=10, lm_sentences=0)
+    by_set = {name: [s for s in plan.speakers if s.subset == name] for name in ("train", "dev", "test")}
+    assert [len(by_set[n]) for n in ("train", "dev", "test")] == [48, 8, 8]
+    held_voices = {s.voice for s in by_set["dev"] + by_set["test"]}
+    assert len(held_voices) == 16                                   # no voice twice in dev + test
+    assert held_voices.isdisjoint({s.voice for s in by_set["train"]})
+    for name in ("dev", "test"):
+        assert {s.gender for s in by_set[name]} == {"m", "f"}
+        planned = sum(estimate_seconds(text, spk.rate) for spk in by_set[name]
+                      for _, text in plan.utterances[spk.speaker_id])
+        assert 600 <= planned < 600 + 8 * 12                        # 10 minutes, one sentence over each
+    train = sum(estimate_seconds(text, spk.rate) for spk in by_set["train"]
+                for _, text in plan.utterances[spk.speaker_id])
+    assert 3600 <= train < 3600 + 48 * 12
+
+
+def test_more_train_speakers_than_voices_reuse_train_voices_only():
+    plan = plan_mini(300, 3, speakers=140, held_speakers=8, held_minutes=10, lm_sentences=0)
+    held = {s.voice for s in plan.speakers if s.subset != "train"}
+    train = [s.voice for s in plan.speakers if s.subset == "train"]
+    assert len(train) == 124 and len(set(train)) < len(train)       # 104 voices: some reused
+    assert held.isdisjoint(train)
+    # the default split (an eighth each, equal shares) keeps its voices apart too
+    plan = plan_mini(150, 0, lm_sentences=0)
+    assert {s.voice for s in plan.speakers if s.subset != "train"}.isdisjoint(
+        {s.voice for s in plan.speakers if s.subset == "train"})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(minutes=20, held_speakers=8, speakers=16), "cannot hold 8 dev"),
+    (dict(minutes=20, held_minutes=10), "leaves no train audio"),
+    (dict(minutes=20, held_minutes=0.0), "--held-minutes must be a positive"),
+    (dict(minutes=400, speakers=200, held_speakers=60), "more distinct espeak-ng voices"),
+])
+def test_impossible_held_out_sets_are_one_line_errors(kwargs, message):
+    with pytest.raises(W2vtkError, match=message):
+        plan_mini(seed=0, lm_sentences=0, **kwargs)
 
 
 def test_rerun_skips_and_other_settings_refused(mini_corpus, capsys):

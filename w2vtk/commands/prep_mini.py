@@ -20,6 +20,11 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                                  "byte-identical FLAC on the same machine)."),
         speakers: Optional[int] = typer.Option(None, "--speakers", help="Pseudo-speakers (default "
                                                "max(6, 0.8 per minute)); about 1/8 each for dev, test."),
+        held_speakers: Optional[int] = typer.Option(None, "--held-speakers", help="Speakers in each of "
+                                                    "dev and test (default about 1/8 of all); their "
+                                                    "voices are never train voices."),
+        held_minutes: Optional[float] = typer.Option(None, "--held-minutes", help="Minutes in each of dev "
+                                                     "and test (default: every speaker an equal share)."),
         lm_sentences: int = typer.Option(20000, "--lm-sentences", help="Extra grammar sentences for the "
                                          "LM text (never a corpus sentence)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Synthesis processes (default: the "
@@ -29,4 +34,4 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         from w2vtk.corpora.mini import synthesize_mini
 
         synthesize_mini(out_dir, minutes=minutes, seed=seed, corpus_dir=corpus_dir, speakers=speakers,
-                        lm_sentences=lm_sentences, workers=workers)
+                        held_speakers=held_speakers, held_minutes=held_minutes, lm_sentences=lm_sentences, workers=workers)

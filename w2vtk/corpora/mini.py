@@ -16,7 +16,8 @@ LibriSpeech preparer, so every later stage runs without downloading anything::
 Speakers are espeak-ng voices (eight English accents x the ``+m1``..``+m8`` / ``+f1``..``+f5``
 variants) with their own speaking rate, pitch, intonation range, level and background-noise floor;
 about 0.8 speakers per minute of audio (24 for 30 minutes, at least 6).  Dev and test each get
-about an eighth of the speakers; the three sets never share a speaker.  Sentences come from
+about an eighth of the speakers, or ``held_speakers`` speakers and ``held_minutes`` minutes each; the
+three sets never share a speaker, and no espeak-ng voice of dev or test is ever a train voice.  Sentences come from
 :mod:`w2vtk.corpora.mini_grammar` and are distinct across the whole corpus; the extra LM sentences
 never repeat a corpus sentence.
 
@@ -44,7 +45,7 @@ from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text
 
 # Bump when a change alters the synthesized audio or text for a given seed.
-MINI_FORMAT = 1
+MINI_FORMAT = 2
 SAMPLE_RATE = 16000
 ESPEAK_RATE = 22050
 SPEAKERS_PER_MINUTE = 0.8
@@ -101,8 +102,17 @@ def estimate_seconds(text: str, rate: int) -> float:
 
 
 def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = None,
-              lm_sentences: int = DEFAULT_LM_SENTENCES) -> MiniPlan:
-    """Choose speakers, their sets and their sentences; a pure function of the arguments."""
+              lm_sentences: int = DEFAULT_LM_SENTENCES, held_speakers: int | None = None,
+              held_minutes: float | None = None) -> MiniPlan:
+    """Choose speakers, their sets and their sentences; a pure function of the arguments.
+
+    ``minutes`` is the whole corpus and ``speakers`` all its speakers (default max(6, 0.8 per
+    minute)).  Dev and test get ``held_speakers`` speakers each (default about an eighth of all) and,
+    with ``held_minutes``, that many minutes each (the rest goes to train); without it every speaker
+    gets the same share.  Voices are split before speakers are made: a voice heard in dev or test is
+    never a train voice, so a train set larger than its voice pool reuses train voices (with other
+    prosody) and never a held-out one.
+    """
     from w2vtk.corpora.mini_grammar import sentences
 
     if not (minutes > 0) or math.isinf(minutes):
@@ -114,35 +124,61 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
         raise W2vtkError(f"mini corpus: need at least 3 speakers (train, dev, test), got {n_spk}")
     if lm_sentences < 0:
         raise W2vtkError(f"mini corpus: lm_sentences must be >= 0, got {lm_sentences}")
-    rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/speakers")
-    n_held = max(1, round(n_spk / 8))
+    n_held = held_speakers if held_speakers is not None else max(1, round(n_spk / 8))
+    if n_held < 1 or n_spk - 2 * n_held < 1:
+        raise W2vtkError(f"mini corpus: {n_spk} speakers cannot hold {n_held} dev + {n_held} test "
+                         "speakers and at least one train speaker (raise --speakers)")
     pools = {"m": [f"{a}+{v}" for a in ACCENTS for v in MALE_VARIANTS],
              "f": [f"{a}+{v}" for a in ACCENTS for v in FEMALE_VARIANTS]}
+    held_per_gender = n_held - n_held // 2        # the first gender's share of one held-out set
+    if 2 * held_per_gender + 1 > min(len(p) for p in pools.values()):
+        raise W2vtkError(f"mini corpus: {n_held} held-out speakers per set need more distinct "
+                         f"espeak-ng voices than there are ({len(pools['f'])} female)")
+    if held_minutes is not None:
+        if not (held_minutes > 0) or math.isinf(held_minutes):
+            raise W2vtkError(f"mini corpus: --held-minutes must be a positive number, got {held_minutes}")
+        if minutes - 2 * held_minutes <= 0:
+            raise W2vtkError(f"mini corpus: --minutes {minutes:g} leaves no train audio after "
+                             f"2 x {held_minutes:g} held-out minutes")
+    rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/speakers")
     for pool in pools.values():
         rng.shuffle(pool)
     readers = rng.sample(range(100, 10000), n_spk)
     chapters = rng.sample(range(1000, 300000), n_spk)
     first_gender = rng.choice("mf")
+    other_gender = "f" if first_gender == "m" else "m"
+    # Dev and test take their voices off the top of each shuffled pool; train cycles through the rest.
+    next_voice = {"m": 0, "f": 0}
+    train_pools: dict[str, list[str]] = {}
+    sets = ["dev"] * n_held + ["test"] * n_held + ["train"] * (n_spk - 2 * n_held)
     spk_list: list[MiniSpeaker] = []
-    for i in range(n_spk):
-        # Alternating genders keep dev and test mixed even with two speakers each.
-        gender = first_gender if i % 2 == 0 else ("f" if first_gender == "m" else "m")
-        pool = pools[gender]
-        voice = pool[(i // 2) % len(pool)]
-        subset = "dev" if i < n_held else "test" if i < 2 * n_held else "train"
+    for i, subset in enumerate(sets):
+        index_in_set = i if subset == "dev" else i - n_held if subset == "test" else i - 2 * n_held
+        # Alternating genders keep every set mixed even with two speakers.
+        gender = first_gender if index_in_set % 2 == 0 else other_gender
+        if subset != "train":
+            voice = pools[gender][next_voice[gender]]
+            next_voice[gender] += 1
+        else:
+            pool = train_pools.setdefault(gender, pools[gender][next_voice[gender]:])
+            voice = pool[(index_in_set // 2) % len(pool)]
         spk_list.append(MiniSpeaker(
             reader=readers[i], chapter=chapters[i], subset=subset, voice=voice, gender=gender,
             rate=rng.randint(150, 205), pitch=rng.randint(30, 70), pitch_range=rng.randint(35, 85),
             peak=round(rng.uniform(0.35, 0.85), 3), noise_dbfs=round(rng.uniform(-66.0, -50.0), 1)))
 
+    if held_minutes is None:
+        share = {s: minutes * 60.0 / n_spk for s in SUBSETS}
+    else:
+        share = {"dev": held_minutes * 60.0 / n_held, "test": held_minutes * 60.0 / n_held,
+                 "train": (minutes - 2 * held_minutes) * 60.0 / (n_spk - 2 * n_held)}
     text_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/sentences")
-    per_speaker = minutes * 60.0 / n_spk
     seen: set[str] = set()
     utterances: dict[str, list[tuple[str, str]]] = {}
     for spk in spk_list:
         utts: list[tuple[str, str]] = []
         total = 0.0
-        while total < per_speaker or not utts:
+        while total < share[spk.subset] or not utts:
             (text,) = sentences(text_rng, 1, exclude=seen)
             seen.add(text)
             utts.append((f"{spk.speaker_id}-{len(utts):04d}", text))
@@ -416,13 +452,16 @@ def _run_workers(jobs: list[dict], n_workers: int, cost, on_result) -> None:
         raise W2vtkError(error)
 
 
-def _manifest(minutes: float, seed: int, speakers: int, lm_sentences: int) -> dict:
+def _manifest(minutes: float, seed: int, speakers: int, lm_sentences: int, held_speakers: int,
+              held_minutes: float | None) -> dict:
     return {"format": MINI_FORMAT, "minutes": minutes, "seed": seed, "speakers": speakers,
+            "held_speakers": held_speakers, "held_minutes": held_minutes,
             "lm_sentences": lm_sentences, "sample_rate": SAMPLE_RATE}
 
 
 def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int = 0, *,
                       speakers: int | None = None, lm_sentences: int = DEFAULT_LM_SENTENCES,
+                      held_speakers: int | None = None, held_minutes: float | None = None,
                       workers: int | None = None) -> Path:
     """Write the mini corpus in the LibriSpeech layout under ``corpus_dir``; returns ``corpus_dir``.
 
@@ -432,8 +471,10 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
     from w2vtk.progress import progress
 
     corpus_dir = Path(corpus_dir)
-    plan = plan_mini(minutes, seed, speakers=speakers, lm_sentences=lm_sentences)
-    wanted = _manifest(minutes, seed, len(plan.speakers), lm_sentences)
+    plan = plan_mini(minutes, seed, speakers=speakers, lm_sentences=lm_sentences,
+                     held_speakers=held_speakers, held_minutes=held_minutes)
+    n_held = sum(1 for spk in plan.speakers if spk.subset == "dev")
+    wanted = _manifest(minutes, seed, len(plan.speakers), lm_sentences, n_held, held_minutes)
     manifest_path = corpus_dir / "mini.json"
     done_path = corpus_dir / ".done"
     if manifest_path.exists():
@@ -442,7 +483,7 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
         except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
             found = None
         if not isinstance(found, dict) or {k: found.get(k) for k in wanted} != wanted:
-            keys = ("minutes", "seed", "speakers", "lm_sentences")
+            keys = ("minutes", "seed", "speakers", "held_speakers", "held_minutes", "lm_sentences")
             have = ", ".join(f"{k} {found.get(k)}" for k in keys) if isinstance(found, dict) \
                 else "unreadable"
             raise W2vtkError(f"{corpus_dir} holds a mini corpus made with other settings ({have}; "
@@ -496,7 +537,8 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
 
 def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
                     corpus_dir: str | Path | None = None, *, speakers: int | None = None,
-                    lm_sentences: int = DEFAULT_LM_SENTENCES, workers: int | None = None,
+                    lm_sentences: int = DEFAULT_LM_SENTENCES, held_speakers: int | None = None,
+                    held_minutes: float | None = None, workers: int | None = None,
                     quiet: bool = False) -> Path:
     """Synthesize (or reuse) the mini corpus and prepare ``train``, ``dev``, ``test`` in ``out_dir``.
 
@@ -507,6 +549,9 @@ def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
         seed: fixes speakers, sentences and audio (byte-identical FLAC for the same seed).
         corpus_dir: where the LibriSpeech-layout corpus goes; default ``out_dir/corpus``.
         speakers: number of pseudo-speakers; default max(6, round(0.8 * minutes)).
+        held_speakers: speakers in each of dev and test (default about an eighth of all); their
+            espeak-ng voices are never train voices.
+        held_minutes: minutes in each of dev and test (default: every speaker the same share).
         lm_sentences: extra grammar sentences for the LM text (none equals a corpus sentence).
         workers: synthesis processes; default the usable CPU cores.
     Returns:
@@ -517,7 +562,7 @@ def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
     out_dir = Path(out_dir)
     corpus_dir = Path(corpus_dir) if corpus_dir is not None else out_dir / "corpus"
     synthesize_corpus(corpus_dir, minutes, seed, speakers=speakers, lm_sentences=lm_sentences,
-                      workers=workers)
+                      held_speakers=held_speakers, held_minutes=held_minutes, workers=workers)
     prepare_librispeech(corpus_dir, out_dir, subsets=list(SUBSETS), speaker="reader-chapter",
                         quiet=quiet)
     return out_dir
