@@ -243,3 +243,26 @@ def test_gradient_accumulation_makes_fewer_updates(am_data, tmp_path):
     recs = read_metrics(tmp_path / "acc" / "metrics.jsonl")
     assert [r["updates"] for r in recs] == [3, 6]
     assert all(np.isfinite(r["train_loss"]) for r in recs)
+
+
+def test_valid_every_skips_dev_passes_without_changing_training(am_data, tmp_path):
+    lang, train, valid = am_data
+    extra = ["max_epochs=5", "model.dropout=0.2", "schedule.decay=cosine"]
+    every = train_am(_cfg(*extra), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "a")
+    sparse = train_am(_cfg(*extra, "valid_every=2"), lang_dir=lang, train_dir=train, valid_dir=valid,
+                      exp_dir=tmp_path / "b")
+    ma, mb = read_metrics(tmp_path / "a" / "metrics.jsonl"), read_metrics(tmp_path / "b" / "metrics.jsonl")
+    # epochs 2, 4 and the last one are validated; the others log no dev figures
+    assert [r["ler"] is not None for r in mb] == [False, True, False, True, True]
+    assert all(r["dev_loss"] is None and r["wer"] is None for r in mb if r["ler"] is None)
+    for a, b in zip(ma, mb):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+        if b["ler"] is not None:
+            assert a["ler"] == b["ler"]
+    wa, wb = _weights(tmp_path / "a" / "checkpoint_last.pt"), _weights(tmp_path / "b" / "checkpoint_last.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the best checkpoint is chosen among validated epochs only
+    assert sparse.best_epoch in (2, 4, 5) and mb[-1]["best_epoch"] == sparse.best_epoch
+    assert every.best_error <= sparse.best_error
+    with pytest.raises(W2vtkError, match="valid_every: must be >= 1"):
+        _cfg("valid_every=0").validate()

@@ -72,6 +72,7 @@ class TrainAMConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     max_epochs: int = 100
     max_updates: int = 0  # 0: no limit; stops (and saves) after this many updates
+    valid_every: int = 1  # validate on the dev set every N epochs and after the last (--validate-interval)
     normalisation: Literal["utterance", "global", "none"] = "utterance"
     amp: Literal["none", "bf16", "fp16"] = "bf16"  # mixed precision, CUDA only (ignored on CPU)
     seed: int = 1
@@ -86,5 +87,7 @@ class TrainAMConfig:
     def validate(self) -> None:
         if self.max_epochs < 1:
             raise W2vtkError(f"max_epochs: must be >= 1, got {self.max_epochs}")
+        if self.valid_every < 1:
+            raise W2vtkError(f"valid_every: must be >= 1, got {self.valid_every}")
         if self.max_updates < 0 or self.save_interval_updates < 0 or self.average_last < 0:
             raise W2vtkError("max_updates, save_interval_updates and average_last must be >= 0")

@@ -314,6 +314,9 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
     guard = NonFiniteGuard(10)
 
     epoch, pos, updates = 1, 0, 0
+    from w2vtk.am.metrics import DevScorer
+
+    dev_unit = DevScorer(tokens).unit_name   # the error key of an unvalidated epoch's record
     best_error: float | None = None
     best_epoch: int | None = None
     if ckpt is not None:
@@ -477,10 +480,17 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
         # ---- end of epoch: validation, metrics, checkpoints
         totals = _reduce(loss_sum, device) if info.distributed else loss_sum
         seen = _reduce(seen, device) if info.distributed else seen
-        dev = evaluate(model, valid_fd, valid_labels, valid_batches, norm, tokens, device, amp, info)
+        # Validation costs about as much as an epoch on a small labeled set: valid_every > 1 skips
+        # it (the last epoch is always validated); decoding reads checkpoint_avg.pt either way.
+        validate = epoch % cfg.valid_every == 0 or epoch >= cfg.max_epochs
+        if validate:
+            dev = evaluate(model, valid_fd, valid_labels, valid_batches, norm, tokens, device, amp, info)
+            dev_unit = dev["unit"]
+        else:
+            dev = {"loss": None, "unit": dev_unit, "error": None, "wer": None, "time_s": 0.0}
         dev_error = dev["error"]
         metric_value = dev_error if cfg.best_metric == "error" else dev["loss"]
-        is_best = best_error is None or (metric_value is not None and metric_value < best_error)
+        is_best = validate and (best_error is None or (metric_value is not None and metric_value < best_error))
         if is_best:
             best_error, best_epoch = metric_value, epoch
         record = {
