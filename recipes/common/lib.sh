@@ -14,21 +14,136 @@ command -v w2vtk >/dev/null 2>&1 || die "w2vtk is not on PATH: activate its envi
 # The marker holds the command line, so a rerun with other options says what it skips.
 run_step() {
   local name=$1; shift
-  local marker="$exp/.done/$name" line
+  local line
   line=$(printf '%q ' "$@")
-  if [ -f "$marker" ]; then
-    if [ "$(cat "$marker")" = "$line" ]; then
-      log "skip $name: done ($marker)"
-    else
-      log "skip $name: done with another command line (delete $marker to redo it): $(cat "$marker")"
-    fi
+  step_done "$name" "$line" && return 0
+  log "$name: $line"
+  # explicit: set -e does not stop a function called where its status is tested
+  "$@" || return
+  mark_done "$name" "$line"
+}
+
+# step_done NAME LINE: true (and says so) when $exp/.done/NAME marks the step finished.
+step_done() {
+  local marker="$exp/.done/$1" line=$2
+  [ -f "$marker" ] || return 1
+  if [ "$(cat "$marker")" = "$line" ]; then
+    log "skip $1: done ($marker)"
+  else
+    log "skip $1: done with another command line (delete $marker to redo it): $(cat "$marker")"
+  fi
+}
+
+# mark_done NAME LINE: records that step NAME ran LINE to the end.
+mark_done() {
+  local marker="$exp/.done/$1"
+  mkdir -p "$exp/.done"
+  printf '%s\n' "$2" > "$marker.tmp"
+  mv "$marker.tmp" "$marker"
+}
+
+# Steps queued by queue_step and run together by run_queue (their names and %q-quoted commands).
+_queue_names=()
+_queue_lines=()
+_queue_pids=()
+
+# queue_step NAME CMD...: a run_step kept for the next run_queue. CMD is `launch STAGE ...` or a
+# command; NAME names its done-marker and, when it runs in the background, $exp/log/NAME.log.
+queue_step() {
+  local name=$1; shift
+  _queue_names+=("$name")
+  _queue_lines+=("$(printf '%q ' "$@")")
+}
+
+# queue_slots: how many queued steps run at once, in $n_slots. A CPU machine running one
+# process per stage (--nproc 1, one node, no CUDA) runs one step per core, each on one thread
+# (OMP_NUM_THREADS=1: two-thread ops on a busy 2-core machine run several times slower);
+# 0 otherwise: the steps run one after the other in the foreground, each with all GPUs / processes.
+queue_slots() {
+  n_slots=0
+  [ "$nproc" -eq 1 ] && [ -z "$launch_opts" ] || return 0
+  count_cuda
+  [ "$cuda_devices" -eq 0 ] || return 0
+  # GNU nproc prints $OMP_NUM_THREADS when it is set (recipes often run with 1): not the cores
+  n_slots=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null \
+    || echo 1)
+  [ "$n_slots" -ge 1 ] || n_slots=1
+}
+
+# run_queue: runs the queued steps (see queue_slots), skipping finished ones; each background step
+# writes $exp/log/NAME.log and its marker when it succeeds. Stops with one line naming the log of
+# every step that failed, once all have ended.
+run_queue() {
+  local -a names=("${_queue_names[@]}") lines=("${_queue_lines[@]}") pending=() failed=() cmd=()
+  local -a started=()
+  _queue_names=()
+  _queue_lines=()
+  local i rc next=0 running=0 logfile
+  queue_slots
+  if [ "$n_slots" -eq 0 ]; then
+    for i in "${!names[@]}"; do
+      eval "cmd=(${lines[$i]})"
+      run_step "${names[$i]}" "${cmd[@]}"
+    done
     return 0
   fi
-  log "$name: $line"
-  "$@"
-  mkdir -p "$exp/.done"
-  printf '%s\n' "$line" > "$marker.tmp"
-  mv "$marker.tmp" "$marker"
+  for i in "${!names[@]}"; do
+    step_done "${names[$i]}" "${lines[$i]}" || pending+=("$i")
+  done
+  [ ${#pending[@]} -gt 0 ] || return 0
+  mkdir -p "$exp/log"
+  log "${#pending[@]} steps, up to $n_slots at once (one per CPU core, one thread each)"
+  trap '_queue_abort' INT TERM
+  while [ "$next" -lt ${#pending[@]} ] || [ "$running" -gt 0 ]; do
+    while [ "$running" -lt "$n_slots" ] && [ "$next" -lt ${#pending[@]} ]; do
+      i=${pending[$next]}
+      next=$((next + 1))
+      eval "cmd=(${lines[$i]})"
+      # bin/launch.sh execs w2vtk, so the pid is the training's own (what _queue_abort stops)
+      [ "${cmd[0]}" != launch ] || cmd=("$root/bin/launch.sh" --nproc 1 "${cmd[@]:1}")
+      logfile="$exp/log/${names[$i]}.log"
+      log "${names[$i]}: started, output in $logfile: ${lines[$i]}"
+      OMP_NUM_THREADS=1 "${cmd[@]}" > "$logfile" 2>&1 &
+      _queue_pids[$i]=$!
+      started[$i]=$SECONDS
+      running=$((running + 1))
+    done
+    sleep 1
+    for i in "${!_queue_pids[@]}"; do
+      ! kill -0 "${_queue_pids[$i]}" 2>/dev/null || continue
+      rc=0
+      wait "${_queue_pids[$i]}" || rc=$?
+      unset '_queue_pids[i]'
+      running=$((running - 1))
+      logfile="$exp/log/${names[$i]}.log"
+      if [ "$rc" -eq 0 ]; then
+        mark_done "${names[$i]}" "${lines[$i]}"
+        log "${names[$i]}: done in $((SECONDS - started[i])) s"
+      else
+        log "${names[$i]}: failed (exit $rc); the end of $logfile:"
+        tail -n 5 "$logfile" | sed 's/^/    /' >&2
+        failed+=("${names[$i]} (exit $rc, see $logfile)")
+      fi
+    done
+  done
+  trap - INT TERM
+  [ ${#failed[@]} -eq 0 ] || die "failed: $(printf '%s, ' "${failed[@]}" | sed 's/, $//')"
+}
+
+# _queue_abort: on Ctrl-C / TERM, stops the background steps (they ignore SIGINT) and the recipe.
+_queue_abort() {
+  local pid
+  for pid in "${_queue_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  die "interrupted: stopped ${#_queue_pids[@]} running steps (a rerun resumes them)"
+}
+
+# count_cuda: the visible CUDA devices in $cuda_devices (0 without CUDA or torch), counted once.
+count_cuda() {
+  [ -z "${cuda_devices:-}" ] || return 0
+  cuda_devices=$(python -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null) || cuda_devices=0
 }
 
 # require STAGE PATH...: stop before any work when an input of this stage is missing.
@@ -65,18 +180,45 @@ save_cmdline() {
   echo "$line" > "$exp/run.cmd"
 }
 
-# check_stages: --stage / --stop-stage within 0..6 and in order.
+# check_stages: --stage / --stop-stage within 0..$last_stage and in order. A recipe with more than
+# the usual stages 0..6 sets last_stage after parsing its options (declared before, it would be one).
 check_stages() {
-  [ "$stage" -ge 0 ] && [ "$stage" -le 6 ] || die "--stage $stage: stages are 0..6"
-  [ "$stop_stage" -ge 0 ] && [ "$stop_stage" -le 6 ] || die "--stop-stage $stop_stage: stages are 0..6"
+  local last=${last_stage:-6}
+  [ "$stage" -ge 0 ] && [ "$stage" -le "$last" ] || die "--stage $stage: stages are 0..$last"
+  [ "$stop_stage" -ge 0 ] && [ "$stop_stage" -le "$last" ] || die "--stop-stage $stop_stage: stages are 0..$last"
   [ "$stage" -le "$stop_stage" ] || die "--stage $stage is after --stop-stage $stop_stage"
+}
+
+# check_am_seeds: --am-seeds as canonical integers (leading zeros dropped) in $am_seeds, and in the
+# array am_seed_list; with no seeds am_seed_list holds one empty word (one AM, the config's seed).
+check_am_seeds() {
+  local -a given
+  local s seen=" "
+  read -r -a given <<< "${am_seeds:-}"
+  am_seed_list=()
+  for s in "${given[@]}"; do
+    # 18 digits at most: bash arithmetic is 64-bit
+    [[ "$s" =~ ^[0-9]{1,18}$ ]] || die "--am-seeds: '$s' is not a non-negative integer (e.g. --am-seeds '1 2 3')"
+    s=$((10#$s))
+    [[ "$seen" != *" $s "* ]] || die "--am-seeds: seed $s is given twice"
+    seen+="$s "
+    am_seed_list+=("$s")
+  done
+  am_seeds="${am_seed_list[*]}"
+  [ ${#am_seed_list[@]} -gt 0 ] || am_seed_list=("")
+}
+
+# am_tag FEAT SEED: the suffix naming one AM: fbank, or fbank_s2 for seed 2 (dir $exp/am_<tag>).
+am_tag() {
+  echo "$1${2:+_s$2}"
 }
 
 # resolve_nproc: the visible GPUs (1 without CUDA) when --nproc was not given.
 resolve_nproc() {
   if [ -z "$nproc" ]; then
-    nproc=$(python -c 'import torch; print(max(1, torch.cuda.device_count()))') \
+    cuda_devices=$(python -c 'import torch; print(torch.cuda.device_count())') \
       || die "cannot import torch to count GPUs; give --nproc N"
+    nproc=$((cuda_devices > 1 ? cuda_devices : 1))
   fi
   [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc $nproc: expected a positive integer"
 }
@@ -96,6 +238,7 @@ setup_recipe() {
     *) die "--w2v-layer $w2v_layer: expected c, z or context-N (N = 1, 2, ...)" ;;
   esac
   load_profile
+  check_am_seeds
   save_cmdline "$@"
   resolve_nproc
   data="$exp/data"
@@ -178,14 +321,23 @@ extract_stage() {
     [[ "$kinds" == *" fbank "* ]] && run_step "extract_fbank_$set" launch extract --type logmel \
       --in "$exp/data/$set" --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
     [[ "$kinds" == *" w2v "* ]] || continue
-    run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
-      --layer "${w2v_layer:-c}" --in "$exp/data/$set" --out-dir "$exp/data/${set}_w2v" --num-shards "$nproc" --resume
+    extract_w2v "extract_w2v_$set" "$ckpt" "$set" "${set}_w2v"
   done
 }
 
-# train_am_stage LANG TRAIN DEV: stage 4, one CTC acoustic model per feature type.
+# extract_w2v STEP CKPT SET OUT: float16 wav2vec features (layer --w2v-layer) of $exp/data/SET
+# extracted with CKPT into $exp/data/OUT.
+extract_w2v() {
+  local step=$1 ckpt=$2 set=$3 out=$4
+  run_step "$step" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
+    --layer "${w2v_layer:-c}" --in "$exp/data/$set" --out-dir "$exp/data/$out" --num-shards "$nproc" --resume
+}
+
+# train_am_stage LANG TRAIN DEV: stage 4, one CTC acoustic model per feature type in $exp/am_<feat>;
+# with --am-seeds one per feature type and seed in $exp/am_<feat>_s<seed> (train-am ... seed=N),
+# several at once on a CPU (run_queue).
 train_am_stage() {
-  local lang=$1 train=$2 dev=$3 feat
+  local lang=$1 train=$2 dev=$3 feat seed tag
   require 1 "$lang/tokens.txt"
   for feat in $(feat_kinds); do
     require 3 "$exp/data/${train}_$feat/feats.scp" "$exp/data/${dev}_$feat/feats.scp"
@@ -193,43 +345,67 @@ train_am_stage() {
   local -a extra
   read -r -a extra <<< "$am_overrides"
   for feat in $(feat_kinds); do
-    run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
-      --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" "${extra[@]}"
+    if [ -z "$am_seeds" ]; then
+      run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
+        --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" "${extra[@]}"
+      continue
+    fi
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      # seed=N last: it wins over a seed in --am-overrides
+      queue_step "am_$tag" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
+        --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$tag" "${extra[@]}" "seed=$seed"
+    done
   done
+  run_queue
 }
 
 # decode_stage LANG DEV TEST...: stage 5. With a word LM in LANG (lm.bin): the weights are tuned
 # on DEV only (`decode --tune`; the TEST sets are named so decode refuses to tune on them), then
 # applied to every TEST set. Without one: greedy decoding of every set. $decode_opts goes to --tune,
-# $decode_common_opts to every decode (e.g. "--set metrics=[per]").
+# $decode_common_opts to every decode (e.g. "--set metrics=[per]"). With --am-seeds the weights are
+# tuned once per system, on the first seed's AM, and applied to every seed's DEV and TEST sets.
 decode_stage() {
   local lang=$1 dev=$2; shift 2
-  local feat set out tests
+  local feat set out tests seed tag am first=${am_seed_list[0]}
   for feat in $(feat_kinds); do
-    require 4 "$exp/am_$feat/checkpoint_last.pt"
+    for seed in "${am_seed_list[@]}"; do
+      require 4 "$exp/am_$(am_tag "$feat" "$seed")/checkpoint_last.pt"
+    done
     for set in "$dev" "$@"; do
       require 3 "$exp/data/${set}_$feat/feats.scp"
     done
   done
   tests=$(IFS=,; echo "$*")
-  local -a tune common
+  local -a tune common sets
   read -r -a tune <<< "${decode_opts:-}"
   read -r -a common <<< "${decode_common_opts:-}"
   for feat in $(feat_kinds); do
     if [ -f "$lang/lm.bin" ] || [ -f "$lang/lm.arpa" ]; then
-      out="$exp/am_$feat/decode_$dev"
-      run_step "decode_${feat}_$dev" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --decoder lexicon \
+      tag=$(am_tag "$feat" "$first")
+      out="$exp/am_$tag/decode_$dev"
+      run_step "decode_${tag}_$dev" w2vtk decode --am "$exp/am_$tag" --lang "$lang" --decoder lexicon \
         --data "$exp/data/${dev}_$feat" --out "$out" --tune --test-sets "${tests:-none}" "${tune[@]}" \
         "${common[@]}"
-      for set in "$@"; do
-        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --lang "$lang" --decoder lexicon \
-          --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set" \
-          "${common[@]}"
+      for seed in "${am_seed_list[@]}"; do
+        tag=$(am_tag "$feat" "$seed")
+        am="$exp/am_$tag"
+        sets=("$@")
+        # the first seed's DEV decode is the tuning run itself
+        [ "$seed" = "$first" ] || sets=("$dev" "$@")
+        for set in "${sets[@]}"; do
+          run_step "decode_${tag}_$set" w2vtk decode --am "$am" --lang "$lang" --decoder lexicon \
+            --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$am/decode_$set" \
+            "${common[@]}"
+        done
       done
     else
-      for set in "$dev" "$@"; do
-        run_step "decode_${feat}_$set" w2vtk decode --am "$exp/am_$feat" --decoder greedy \
-          --data "$exp/data/${set}_$feat" --out "$exp/am_$feat/decode_$set" "${common[@]}"
+      for seed in "${am_seed_list[@]}"; do
+        tag=$(am_tag "$feat" "$seed")
+        for set in "$dev" "$@"; do
+          run_step "decode_${tag}_$set" w2vtk decode --am "$exp/am_$tag" --decoder greedy \
+            --data "$exp/data/${set}_$feat" --out "$exp/am_$tag/decode_$set" "${common[@]}"
+        done
       done
     fi
   done
@@ -239,26 +415,32 @@ decode_stage() {
 # text (reports in the decode dir), then the results table, results.json and RESULTS.md.
 score_stage() {
   local flags=$1 title=$2; shift 2
-  local feat set dir
+  local feat set dir seed tag
   for feat in $(feat_kinds); do
-    for set in "$@"; do
-      require 5 "$exp/am_$feat/decode_$set/hyp.txt"
+    for seed in "${am_seed_list[@]}"; do
+      for set in "$@"; do
+        require 5 "$exp/am_$(am_tag "$feat" "$seed")/decode_$set/hyp.txt"
+      done
     done
   done
   for feat in $(feat_kinds); do
-    for set in "$@"; do
-      dir="$exp/am_$feat/decode_$set"
-      # shellcheck disable=SC2086
-      w2vtk score $flags --out-dir "$dir" "$exp/data/$set" "$dir/hyp.txt" > "$dir/score.log"
-      log "$feat $set: $(grep '^%' "$dir/wer.txt" | head -n 1)"
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      for set in "$@"; do
+        dir="$exp/am_$tag/decode_$set"
+        # shellcheck disable=SC2086
+        w2vtk score $flags --out-dir "$dir" "$exp/data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        log "$tag $set: $(grep '^%' "$dir/wer.txt" | head -n 1)"
+      done
     done
   done
   local metrics
+  local -a seed_opts=()
   metrics=$(echo "$flags" | sed 's/--//g')
+  [ -z "$am_seeds" ] || seed_opts=(--seeds "${am_seed_list[@]}")
   # shellcheck disable=SC2086
-  # shellcheck disable=SC2086
-  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --systems $systems --title "$title" \
-    --command "$(cat "$exp/run.cmd")"
+  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --systems $systems "${seed_opts[@]}" \
+    --title "$title" --command "$(cat "$exp/run.cmd")"
 }
 
 # lang_text OUT TEXT...: the transcripts a letter set is built from. The AM's training text plus

@@ -12,6 +12,8 @@ pretrain_conf=""     # default from the profile
 pretrain_overrides=""
 am_conf=""
 am_overrides=""
+am_seeds=""          # e.g. "1 2 3": one AM per system and seed in $exp/am_<feat>_s<seed> (empty: one AM
+                     # per system in $exp/am_<feat>, with the AM config's own seed)
 
 # The help lines of the options above (with the defaults in force when it is called).
 common_options_help() {
@@ -24,6 +26,9 @@ common_options_help() {
   --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
   --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
+  --am-seeds 'S1 S2 ...'  one AM per system and seed (am_<feat>_s<seed>; results: mean, min-max
+                          over seeds; on a CPU the seeds train in parallel, one core each)
+                          [${am_seeds:-none: one AM per system, seed of the AM config}]
   --config FILE           shell file of option defaults, sourced first
 HELP
 }

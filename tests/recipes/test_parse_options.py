@@ -82,9 +82,12 @@ def test_help_prints_help_message(run, demo):
 def test_recipe_help_lists_stages(run, recipe):
     res = run([ROOT / "recipes" / recipe / "run.sh", "--help"])
     assert res.returncode == 0, res.stderr
-    for n in range(7):
+    last = 7 if recipe == "mini" else 6  # mini's stage 7: the study curves
+    for n in range(last + 1):
         assert f"  {n}  " in res.stdout
-    assert "--profile" in res.stdout and "--stop-stage" in res.stdout
+    assert f"  {last + 1}  " not in res.stdout
+    assert f"[0..{last}]" in res.stdout
+    assert "--profile" in res.stdout and "--stop-stage" in res.stdout and "--am-seeds" in res.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -95,12 +98,53 @@ def test_recipe_help_lists_stages(run, recipe):
     (["--corpus-dir", "/x"], "unknown option --corpus-dir"),
     (["--w2v-layer", "context"], "--w2v-layer context: expected c, z or context-N"),
     (["--systems", "logmel mfcc"], "--systems: 'mfcc' is not logmel or wav2vec"),
+    (["--am-seeds", "1 -2"], "--am-seeds: '-2' is not a non-negative integer"),
+    (["--am-seeds", "3 x"], "--am-seeds: 'x' is not a non-negative integer"),
+    (["--am-seeds", "2 1 02"], "--am-seeds: seed 2 is given twice"),
 ])
 def test_recipe_option_errors(run, tmp_path, args, message):
     res = run([ROOT / "recipes/timit/run.sh", "--exp", tmp_path / "exp", "--nproc", "1", *args])
     assert res.returncode == 1
     assert message in res.stderr
     assert not (tmp_path / "exp" / "data").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stage", "8"], "--stage 8: stages are 0..7"),
+    (["--stop-stage", "8"], "--stop-stage 8: stages are 0..7"),
+    (["--am-seeds", "1 1"], "--am-seeds: seed 1 is given twice"),
+    (["--am-seeds", "*"], "--am-seeds: '*' is not a non-negative integer"),
+    (["--curve-am-minutes", "2 0"], "--curve-am-minutes: '0' is not a positive number of minutes"),
+    (["--curve-am-minutes", "2 x"], "--curve-am-minutes: 'x' is not a positive number of minutes"),
+    (["--curve-pretrain-minutes", "15 15.0"], "--curve-pretrain-minutes: 15 minutes is given twice"),
+    (["--held-speakers", "two"], "--held-speakers two: expected a positive integer"),
+    (["--held-minutes", "-1"], "--held-minutes -1: expected a positive number of minutes"),
+])
+def test_mini_option_errors(run, tmp_path, args, message):
+    """The mini recipe's own checks (stage 7, --am-seeds, the curve points) stop before any work."""
+    res = run([ROOT / "recipes/mini/run.sh", "--exp", tmp_path / "exp", "--nproc", "1", "--profile", "tiny", *args])
+    assert res.returncode == 1
+    err = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "exp" / "data").exists() and not (tmp_path / "exp" / ".done").exists()
+
+
+def test_mini_stage_7_without_curve_points_is_a_no_op(run, tmp_path):
+    res = run([ROOT / "recipes/mini/run.sh", "--exp", tmp_path / "exp", "--nproc", "1", "--profile", "tiny",
+               "--stage", "7"])
+    assert res.returncode == 0, res.stderr
+    assert "stage 7: skipped, no curve points" in res.stderr
+    assert not (tmp_path / "exp" / ".done").exists()
+
+
+def test_mini_stage_7_without_inputs_names_its_producer(run, tmp_path):
+    exp = tmp_path / "exp"
+    res = run([ROOT / "recipes/mini/run.sh", "--exp", exp, "--nproc", "1", "--profile", "tiny", "--stage", "7",
+               "--curve-am-minutes", "0.5"])
+    assert res.returncode == 1
+    err = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(err) == 1 and f"{exp}/data/train/wav.scp is missing: it is made by stage 0" in err[0]
+    assert not (exp / ".done").exists()
 
 
 def test_missing_corpus_names_the_option(run, tmp_path):

@@ -1,7 +1,11 @@
 """Recipe options that shape stage 0: several --pretrain-data dirs (combined into one set) and
-WSJ's --am-hours low-resource subset."""
+WSJ's --am-hours low-resource subset; and how --am-seeds' trainings run (recipes/common/lib.sh's
+queue: in parallel on a CPU, one thread each, a log per step)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,68 @@ def test_wsj_am_hours_subset(tmp_path):
                       "--stage", "4", "--am-hours", "0.001"])
     assert res.returncode == 1
     assert f"{exp}/data/train_si284_0.001h_fbank/feats.scp is missing: it is made by stage 3" in res.stderr
+
+
+# A recipe's use of lib.sh's queue with three fake steps; step b exits with $B_STATUS. Each step
+# records its start / end time and the OMP_NUM_THREADS it saw.
+QUEUE_SCRIPT = """\
+set -euo pipefail
+root={root}
+. "$root/bin/log.sh"
+exp={exp}; nproc={nproc}; launch_opts=""; cuda_devices=0
+. "$root/recipes/common/lib.sh"
+step='echo "$1 start $(date +%s.%N) $OMP_NUM_THREADS" >> "$2/times"; sleep 1.5; echo "$1 end $(date +%s.%N)" >> "$2/times"; echo out-$1; exit $3'
+queue_step a bash -c "$step" _ a "$exp" 0
+queue_step b bash -c "$step" _ b "$exp" "$B_STATUS"
+queue_step c bash -c "$step" _ c "$exp" 0
+run_queue
+echo queue-finished
+"""
+
+
+def _queue(tmp_path: Path, nproc: int, b_status: int, **env: str):
+    exp = tmp_path / "exp"
+    exp.mkdir(exist_ok=True)
+    script = tmp_path / "queue.sh"
+    script.write_text(QUEUE_SCRIPT.format(root=ROOT, exp=exp, nproc=nproc))
+    res = run_script([script], B_STATUS=str(b_status), **env)
+    times = {}
+    for line in (exp / "times").read_text().splitlines() if (exp / "times").exists() else []:
+        name, what, stamp, *omp = line.split()
+        times.setdefault(name, {})[what] = float(stamp)
+        if omp:
+            times[name]["omp"] = omp[0]
+    (exp / "times").unlink(missing_ok=True)
+    return exp, res, times
+
+
+def _most_at_once(times: dict) -> int:
+    return max(sum(1 for t in times.values() if t["start"] <= s["start"] < t["end"]) for s in times.values())
+
+
+def test_queued_steps_run_in_parallel_one_thread_each_and_a_failure_names_its_log(tmp_path):
+    exp, res, times = _queue(tmp_path, nproc=1, b_status=3, OMP_NUM_THREADS="4")
+    assert res.returncode == 1 and "queue-finished" not in res.stdout
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"failed: b (exit 3, see {exp}/log/b.log)" in errors[0]
+    assert sorted(times) == ["a", "b", "c"]  # the other steps still ran to the end
+    assert {t["omp"] for t in times.values()} == {"1"}
+    assert _most_at_once(times) == min(3, len(os.sched_getaffinity(0)))
+    assert sorted(p.name for p in (exp / ".done").iterdir()) == ["a", "c"]
+    assert (exp / "log/a.log").read_text().strip() == "out-a"
+    # a rerun skips the finished steps and runs the failed one
+    exp, res, times = _queue(tmp_path, nproc=1, b_status=0)
+    assert res.returncode == 0, res.stderr
+    assert "skip a: done" in res.stderr and "skip c: done" in res.stderr
+    assert sorted(times) == ["b"] and (exp / ".done/b").is_file()
+
+
+def test_queued_steps_run_one_after_the_other_with_several_processes(tmp_path):
+    """--nproc 2 (several GPUs / processes per step): the steps share nothing, so no parallelism,
+    output on the terminal as before, and the caller's thread count."""
+    exp, res, times = _queue(tmp_path, nproc=2, b_status=0, OMP_NUM_THREADS="3")
+    assert res.returncode == 0, res.stderr
+    assert _most_at_once(times) == 1
+    assert {t["omp"] for t in times.values()} == {"3"}
+    assert "out-a" in res.stdout and not (exp / "log").exists()
+    assert sorted(p.name for p in (exp / ".done").iterdir()) == ["a", "b", "c"]

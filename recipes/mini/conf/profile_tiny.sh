@@ -1,9 +1,11 @@
-# Tests and CI: a 1.5-minute corpus of 6 speakers, a few pre-training updates, two AM epochs.
+# Tests and CI: a 1.5-minute corpus of 6 speakers, a few pre-training updates, two AM epochs,
+# two AM seeds.
 # Its numbers mean nothing: it checks that every stage connects.
 : "${minutes:=1.5}"
 : "${speakers:=6}"
 : "${lm_sentences:=2000}"
 : "${am_minutes:=1}"
+: "${am_seeds:=1 2}"
 : "${pretrain_conf:=$root/conf/tiny.yaml}"
 : "${pretrain_overrides:=max_update=4 warmup_updates=2 valid_every=2 save_every=2 log_every=1 max_tokens=64000 max_sample_size=16000}"
 : "${am_conf:=$root/conf/am/tiny.yaml}"
