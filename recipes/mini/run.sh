@@ -13,7 +13,7 @@
 #   1  lang, LM:  letters (train + dev text) -> $exp/data/lang; 4-gram + lexicon -> $exp/data/lang_4g
 #   2  pretrain:  w2vtk pretrain on train (conf/mini.yaml) -> $exp/w2v
 #   3  extract:   log-mel and wav2vec features -> $exp/data/<set>_fbank, <set>_w2v
-#   4  train-am:  CTC letter AMs (conf/am/tiny.yaml), one per system and --am-seeds seed, in
+#   4  train-am:  CTC letter AMs (conf/am/mini.yaml), one per system and --am-seeds seed, in
 #                 parallel on a CPU -> $exp/am_fbank_s<seed>, $exp/am_w2v_s<seed> (logs in $exp/log)
 #   5  decode:    lexicon + 4-gram, tuned on dev with the first seed's AM, applied to every AM
 #   6  score:     WER, LER (mean, min-max over seeds) -> $exp/results.json, $exp/RESULTS.md
@@ -28,8 +28,8 @@ root=$(cd "$here/../.." && pwd)
 stop_stage=7         # stage 7 does nothing without curve points
 
 exp="$here/exp"
-minutes=""           # synthesized speech (mini profile: 30)
-speakers=""          # pseudo-speakers (default of prep mini: 0.8 per minute)
+minutes=""           # synthesized speech, the whole corpus (mini profile: 80)
+speakers=""          # pseudo-speakers (mini profile: 64; default of prep mini: 0.8 per minute)
 held_speakers=""     # speakers in each of dev and test (mini profile: 8)
 held_minutes=""      # minutes in each of dev and test (mini profile: 10)
 lm_sentences=""      # extra grammar sentences for the LM text (mini profile: 20000)
