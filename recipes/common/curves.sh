@@ -25,6 +25,13 @@ check_curve_options() {
   minutes_list --curve-pretrain-minutes curve_pretrain_minutes
 }
 
+# queue_curve_am TAG TRAIN DEV SEED: a curve point's AM in $exp/curves/am_TAG, trained on the
+# feature dirs $data/TRAIN and $data/DEV (uses curves_stage's $lang and $extra).
+queue_curve_am() {
+  queue_step "curves_am_$1" launch train-am --conf "$am_conf" --lang "$lang" --train "$data/$2" \
+    --valid "$data/$3" --exp "$exp/curves/am_$1" "${extra[@]}" "seed=$4"
+}
+
 # curves_stage "METRIC_FLAGS" LANG LM TRAIN AM_TRAIN DEV TEST: stage 7 (see the top of this file).
 #   labeled curve: per M in $curve_am_minutes, $data/AM_TRAIN_<M>m (prep subset of TRAIN, seed
 #     $subset_seed) and its features, AMs in $exp/curves/am_<feat>_<M>m_s<seed>;
@@ -112,9 +119,7 @@ curves_stage() {
     for m in "${new_am[@]}"; do
       for seed in "${am_seed_list[@]}"; do
         tag="${feat}_${m}m_s$seed"
-        queue_step "curves_am_$tag" launch train-am --conf "$am_conf" --lang "$lang" \
-          --train "$data/${am_train}_${m}m_$feat" --valid "$data/${dev}_$feat" --exp "$exp/curves/am_$tag" \
-          "${extra[@]}" "seed=$seed"
+        queue_curve_am "$tag" "${am_train}_${m}m_$feat" "${dev}_$feat" "$seed"
         decodes+=("$tag $feat $feat")  # AM, feature-dir suffix, the system whose best.yaml applies
       done
     done
@@ -122,9 +127,7 @@ curves_stage() {
   for p in "${pre_points[@]}"; do
     for seed in "${am_seed_list[@]}"; do
       tag="w2v_p${p}m_s$seed"
-      queue_step "curves_am_$tag" launch train-am --conf "$am_conf" --lang "$lang" \
-        --train "$data/${am_train}_w2v_p${p}m" --valid "$data/${dev}_w2v_p${p}m" --exp "$exp/curves/am_$tag" \
-        "${extra[@]}" "seed=$seed"
+      queue_curve_am "$tag" "${am_train}_w2v_p${p}m" "${dev}_w2v_p${p}m" "$seed"
       decodes+=("$tag w2v_p${p}m w2v")
     done
   done
