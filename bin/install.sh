@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install w2vtk into a virtual environment (default .venv beside this repo), torch first.
 #
-#   bash bin/install.sh [--venv DIR] [--torch SPEC] [--torch-index URL] [--lm-max-order N] [--test]
+#   bash bin/install.sh [--venv DIR] [--torch SPEC] [--torch-index URL] [--lm-max-order N] [--no-system] [--test]
+#
+# First the system packages of the README table (ffmpeg; the compiler, cmake and headers that
+# KenLM's build needs), unattended: apt-get as root, `sudo -n apt-get` where that works (the
+# command is printed), otherwise it stops with the one command to run (bin/install_system.sh).
 #
 # --torch SPEC        pip requirement for torch (default: torch==2.13.0)
 # --torch-index URL   extra index for torch, e.g. https://download.pytorch.org/whl/cpu for the small
@@ -10,6 +14,9 @@
 # --lm-max-order N    build KenLM (lmplz, the kenlm module, flashlight-text) for n-grams up to N
 #                     (default 6, as PyPI's wheels): 20 for wav2letter's 10-20-gram token LMs of the
 #                     lexicon-free decoder (rebuilds kenlm and flashlight-text from source, cached)
+# --no-system         install no system packages: KenLM's lmplz is not built (prep lm uses the
+#                     pure-Python estimator), WSJ's shorten audio uses the slow desphere decoder,
+#                     and the tests that need them are skipped (said once)
 # --test              run the test suite afterwards (python -m pytest --durations=15)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +24,7 @@ venv="$root/.venv"
 torch_spec="torch==2.13.0"
 torch_index=""
 run_tests=false
+no_system=false
 lm_max_order=6
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,7 +33,8 @@ while [ $# -gt 0 ]; do
     --torch-index) torch_index=$2; shift 2 ;;
     --lm-max-order) lm_max_order=$2; shift 2 ;;
     --test) run_tests=true; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --no-system) no_system=true; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +43,10 @@ py=${PYTHON:-python3}
   echo "install.sh: w2vtk needs Python 3.10-3.12 (flashlight-text has no newer wheels); set PYTHON=python3.11" >&2
   exit 1
 }
+if $no_system; then bash "$root/bin/install_system.sh" --no-system; else bash "$root/bin/install_system.sh"; fi
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+# The tests read this marker: a tool missing because of --no-system skips its tests, otherwise fails them.
+if $no_system; then touch "$venv/.w2vtk-no-system"; else rm -f "$venv/.w2vtk-no-system"; fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   if [ -n "$torch_index" ]; then
@@ -44,12 +56,11 @@ if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   fi
 fi
 "${pip[@]}" -e "$root[test,kenlm]"
-if [ -f "$root/bin/install_kenlm.sh" ]; then
-  if [ "$lm_max_order" = 6 ]; then
-    bash "$root/bin/install_kenlm.sh"
-  else
-    PYTHON="$venv/bin/python" bash "$root/bin/install_kenlm.sh" --max-order "$lm_max_order" --python
-  fi
+kenlm=(bash "$root/bin/install_kenlm.sh")
+[ "$lm_max_order" = 6 ] || kenlm=(env PYTHON="$venv/bin/python" bash "$root/bin/install_kenlm.sh" --max-order "$lm_max_order" --python)
+if ! "${kenlm[@]}"; then
+  if ! $no_system; then exit 1; fi
+  echo "install.sh: --no-system: KenLM's tools were not built; w2vtk prep lm uses its pure-Python estimator" >&2
 fi
 echo "w2vtk installed in $venv (activate with: . $venv/bin/activate)"
 if $run_tests; then

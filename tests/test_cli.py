@@ -24,3 +24,12 @@ def test_console_script_turns_user_errors_into_one_line():
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "/nonexistent/dir" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_flags_have_no_type_label_in_help():
+    for cmd in (["train-am"], ["pretrain"], ["extract"], ["decode"], ["export-fairseq"]):
+        result = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, cmd
+        assert "<bool>" not in result.output, cmd
+    result = runner.invoke(app, ["extract", "--help"], env={"COLUMNS": "120"})
+    assert "<integer>" in result.output or "<int>" in result.output  # valued options keep theirs

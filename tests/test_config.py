@@ -52,7 +52,7 @@ def test_yaml_exponent_written_without_dot_is_a_number(tmp_path):
     (["steps=three"], "steps: expected an integer"),
     (["amp=fp8"], "expected one of"),
     (["optim.lr=[1]"], "optim.lr: expected a number"),
-    (["optim.momentum=0.9"], "unknown key 'momentum'"),
+    (["optim.momentum=0.9"], "unknown key 'optim.momentum'"),
     (["steps"], "must look like key=value"),
     (["layers=[[1, 2]]"], "expected 3 items"),
 ])
@@ -61,6 +61,19 @@ def test_bad_values_are_one_line_errors(override, fragment):
         load_config(Conf, None, override)
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_unknown_override_is_blamed_on_the_override_with_the_nearest_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 3\n")
+    with pytest.raises(W2vtkError) as err:
+        load_config(Conf, path, ["optim.l=0.1"])
+    assert str(err.value) == "override 'optim.l=0.1': unknown key 'optim.l'; did you mean 'optim.lr'?"
+    with pytest.raises(W2vtkError, match=r"override 'lr=0.1': unknown key 'lr'; did you mean 'optim.lr'\?"):
+        load_config(Conf, path, ["lr=0.1"])
+    path.write_text("stepss: 3\n")  # a bad key in the file is blamed on the file
+    with pytest.raises(W2vtkError, match=r"c.yaml: unknown key 'stepss'; did you mean 'steps'\?"):
+        load_config(Conf, path)
 
 
 def test_error_names_the_file(tmp_path):

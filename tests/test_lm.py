@@ -13,6 +13,8 @@ from w2vtk.errors import W2vtkError
 from w2vtk.lm import build_lm, estimate_kn_arpa, find_kenlm_binary, perplexity
 from w2vtk.tokens import build_lang
 
+from system_tools import require_tool
+
 TEXT = """THE CAT SAT ON THE MAT
 THE DOG SAT ON THE LOG
 A CAT AND A DOG SAT
@@ -37,13 +39,18 @@ def _lm_text(tmp: Path, text: str = TEXT) -> Path:
 
 
 def test_kenlm_binaries_are_built():
-    # CI runs bin/install_kenlm.sh before the tests; a missing build must fail loudly, never skip.
+    # bin/install.sh builds them; a missing build fails loudly (skips only after --no-system).
     for name in ("lmplz", "build_binary"):
-        assert find_kenlm_binary(name) is not None, (
-            f"KenLM's {name} not found in $KENLM_BIN, tools/kenlm/bin or PATH: run bash bin/install_kenlm.sh")
+        require_tool(find_kenlm_binary(name) is not None,
+                     f"KenLM's {name} (looked for in $KENLM_BIN, tools/kenlm/bin and PATH)")
+
+
+def _need_lmplz() -> None:
+    require_tool(find_kenlm_binary("lmplz") is not None, "KenLM's lmplz")
 
 
 def test_letters_lm_with_lmplz(tmp_path):
+    _need_lmplz()
     import kenlm
 
     lang = _lang(tmp_path)  # lower-case letters; the LM text is upper case
@@ -95,6 +102,7 @@ def test_vocab_file_restricts_the_vocabulary(tmp_path):
 
 
 def test_python_fallback_matches_lmplz_counts_and_is_normalised(tmp_path, monkeypatch):
+    _need_lmplz()
     import kenlm
 
     lang = _lang(tmp_path)
@@ -217,3 +225,17 @@ def test_prune_drops_singleton_ngrams(tmp_path):
     assert pruned.ngram_counts[1] == full.ngram_counts[1]
     assert pruned.ngram_counts[2] < full.ngram_counts[2] and pruned.ngram_counts[3] < full.ngram_counts[3]
     assert "prune:\n- 0\n- 1\n- 1" in (tmp_path / "pruned" / "lm.yaml").read_text()
+
+
+def test_ppl_text_without_the_kenlm_module_is_one_clear_error_before_building(tmp_path, monkeypatch):
+    import sys
+
+    lang = _lang(tmp_path)
+    dev = tmp_path / "dev.txt"
+    dev.write_text("the cat\n")
+    monkeypatch.setitem(sys.modules, "kenlm", None)  # as if not installed: import raises ImportError
+    with pytest.raises(W2vtkError, match="--ppl-text needs the kenlm Python module.*pip install kenlm"):
+        build_lm(_lm_text(tmp_path), lang, tmp_path / "lm", order=3, memory=MEM, ppl_text=dev)
+    assert not (tmp_path / "lm").exists()
+    with pytest.raises(W2vtkError, match="--ppl-text .*missing.txt: file not found"):
+        build_lm(_lm_text(tmp_path), lang, tmp_path / "lm", order=3, memory=MEM, ppl_text=tmp_path / "missing.txt")

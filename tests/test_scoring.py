@@ -252,6 +252,21 @@ def test_cli_score_success_and_out_dir(tmp_path, capsys):
     assert code == 0 and "%LER" in out and (tmp_path / "wer.txt").is_file()
 
 
+def test_two_hypotheses_in_one_dir_keep_one_report_each(tmp_path, capsys):
+    ref = _write(tmp_path / "ref", ["u1 the cat sat", "u2 on the mat"])
+    dec = tmp_path / "dec"
+    dec.mkdir()
+    _write(dec / "hyp.txt", ["u1 the cat sat", "u2 on the mat"])
+    _write(dec / "hyp_greedy.txt", ["u1 the cat sat", "u2 on a mat"])
+    assert _cli(capsys, ["score", "--wer", str(ref), str(dec / "hyp.txt")])[0] == 0
+    code, out, _ = _cli(capsys, ["score", "--wer", str(ref), str(dec / "hyp_greedy.txt")])
+    assert code == 0 and "wer_hyp_greedy.txt" in out
+    assert (dec / "wer.txt").read_text().startswith("%WER 0.00")  # not overwritten by the second
+    assert (dec / "wer_hyp_greedy.txt").read_text().startswith("%WER 16.67")
+    assert json.loads((dec / "score_hyp_greedy.json").read_text())["metrics"]["wer"]["errors"] == 1
+    assert (dec / "alignments_hyp_greedy.txt").is_file()
+
+
 @pytest.mark.parametrize("hyp_lines,expect", [
     (["u1 the cat", "u9 x"], "u9"),                             # id not in the reference
     (["u1 THE CAT SAT", "u2 ON THE MAT"], "--case-fold"),       # wrong case

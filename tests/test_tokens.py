@@ -48,7 +48,8 @@ def test_letters_upper_case_is_librispeech_set(tmp_path):
     assert ts.info.case == "upper" and ts.info.letters_set == "standard-upper"
     assert ts.decode(ts.encode("IT'S A DOG")) == "IT'S A DOG"
     # a character of another case is outside the set: named, not silently mapped
-    with pytest.raises(W2vtkError, match=r"utterance 'u9': character 'x' is not in the letters token set"):
+    with pytest.raises(W2vtkError, match=r"utterance 'u9': character 'x' is not in the letters token set"
+                                         r".*`w2vtk prep lang \.\.\. --unk-token <unk>`"):
         ts.encode("FOX x", utt="u9")
 
 
@@ -172,3 +173,13 @@ def test_cli_prep_lang(tmp_path, capsys):
                                    "--out", str(tmp_path / "l3")])
     assert code == 1 and f"{bad}:2: not valid UTF-8" in err
     assert not (tmp_path / "l3" / "tokens.txt").exists()
+
+
+def test_digits_in_a_letters_set_are_reported(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("u1 the year 1990\nu2 no digits here\n")
+    tset = build_lang(text, tmp_path / "lang", "letters")
+    assert "1" in tset.tokens and len(tset.warnings) == 1
+    assert "1 transcript(s) contain digits (e.g. u1: '1990')" in tset.warnings[0]
+    text.write_text("u1 the year nineteen ninety\n")
+    assert build_lang(text, tmp_path / "lang2", "letters").warnings == []

@@ -47,7 +47,7 @@ def _root(
 
 # Pipeline order for --help listings; modules not named here follow alphabetically.
 _ORDER = ["prep_timit", "prep_wsj", "prep_librispeech", "prep_mini", "prep_data", "prep_lang", "prep_lm",
-          "pretrain", "extract", "train_am", "decode", "score"]
+          "pretrain", "extract", "train_am", "decode", "score", "report", "export_fairseq"]
 
 
 def _register_commands() -> None:
@@ -64,6 +64,26 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _hide_flag_types() -> None:
+    """Typer >= 0.24 labels every on/off flag ``<bool>`` in --help, as if it took a value; a flag
+    takes none, so its type column stays empty (as in click and Kaldi's option listings)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover (older Typer: nothing to hide)
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False):
+            return None
+        return shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,8 @@ lists), and checks every key and type strictly: an unknown key or a wrong type i
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import sys
 import types
 import typing
 from pathlib import Path
@@ -111,7 +113,10 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     # YAML keys need not be strings (``1: x``, ``null: x``); sorted by their text, they are named.
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        raise W2vtkError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})")
+        hint = suggest(str(unknown[0]), key_paths(cls)[0])
+        prefix = "" if where == "config" else f"{where}: "  # top level: the caller names the file
+        raise W2vtkError(f"{prefix}unknown key {unknown[0]!r}" + (f"; did you mean {hint!r}?" if hint else
+                                                                  f" (known: {', '.join(sorted(fields))})"))
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
     try:
         obj = cls(**kwargs)
@@ -138,6 +143,119 @@ def to_dict(obj: Any) -> Any:
 
 def to_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False, default_flow_style=None)
+
+# ----------------------------------------------------------------------------------------------
+# key paths, suggestions and renamed keys
+
+def key_paths(cls: type) -> tuple[set[str], set[str]]:
+    """(every dotted leaf key of dataclass ``cls``, the dotted keys of its sections), recursing into
+    nested dataclasses; a mapping-typed field (``paper: dict``) is a leaf whose sub-keys are free."""
+    leaves: set[str] = set()
+    sections: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            sections.add(f.name)
+            sub_leaves, sub_sections = key_paths(tp)
+            leaves |= {f"{f.name}.{k}" for k in sub_leaves}
+            sections |= {f"{f.name}.{k}" for k in sub_sections}
+        else:
+            leaves.add(f.name)
+    return leaves, sections
+
+
+def suggest(key: str, candidates: typing.Iterable[str]) -> str | None:
+    """The known dotted key nearest to ``key`` (same last component first, then spelling), or None."""
+    candidates = sorted(candidates)
+    last = key.rsplit(".", 1)[-1]
+    same_last = [c for c in candidates if c.rsplit(".", 1)[-1] == last]
+    if same_last:
+        return same_last[0]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    by_last = {c.rsplit(".", 1)[-1]: c for c in candidates}
+    close = difflib.get_close_matches(last, list(by_last), n=1, cutoff=0.7)
+    return by_last[close[0]] if close else None
+
+
+def _get_dotted(data: dict, key: str) -> tuple[bool, Any]:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _pop_dotted(data: dict, key: str) -> Any:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node[part]
+    value = node.pop(parts[-1])
+    if len(parts) > 1 and not node:  # an emptied section is dropped, not left as {}
+        _pop_dotted(data, ".".join(parts[:-1]))
+    return value
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    return data
+
+
+def apply_renames(data: dict, renamed: dict[str, str], where: str, notes: list[str] | None = None) -> dict:
+    """Move keys a config class has renamed (``{"lr": "optim.lr"}``) to their new place; a copy.
+
+    ``notes`` (when given) collects one deprecation line per old key used; the same setting given
+    under both names is an error naming both."""
+    data = _deep_copy(data)
+    for old, new in renamed.items():
+        found, value = _get_dotted(data, old)
+        if not found:
+            continue
+        if _get_dotted(data, new)[0]:
+            raise W2vtkError(f"{where}: {old!r} and {new!r} are the same setting (the old and the new "
+                             f"name); give only {new!r}")
+        _pop_dotted(data, old)
+        _set_dotted(data, new, value)
+        if notes is not None:
+            notes.append(f"{where}: {old!r} is now {new!r} (the old name still works for now)")
+    return data
+
+
+def check_override_keys(cls: type, overrides: dict, items: list[str]) -> None:
+    """Refuse an override naming no field of ``cls``, blaming the command-line item (not the conf
+    file) and suggesting the nearest key."""
+    leaves, sections = key_paths(cls)
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if key in leaves:
+                continue
+            if key in sections and isinstance(v, dict):
+                walk(v, key + ".")
+                continue
+            if key in sections:
+                continue  # a whole section given as a value: from_dict checks it
+            if any(key.startswith(s + ".") for s in leaves):
+                continue  # inside a free mapping (paper.*) or a leaf's own value
+            item = next((i for i in items if i.split("=", 1)[0].strip().lstrip("-").replace("-", "_") == key),
+                        key)
+            hint = suggest(key, leaves)
+            raise W2vtkError(f"override {item!r}: unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+
+    walk(overrides, "")
+
+
+def print_notes(notes: list[str]) -> None:
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -215,14 +333,24 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
-    """Defaults of ``cls`` <- ``base`` <- YAML file ``path`` <- ``overrides``; strictly checked."""
-    data: dict = dict(base or {})
+                base: dict | None = None, notes: list[str] | None = None) -> T:
+    """Defaults of ``cls`` <- ``base`` <- YAML file ``path`` <- ``overrides``; strictly checked.
+
+    Keys the class has renamed (its ``RENAMED`` mapping, old dotted key -> new) are accepted under
+    their old name with a deprecation line (to ``notes`` when given, else stderr). An unknown key on
+    the command line is blamed on the override, with the nearest known key."""
+    renamed = getattr(cls, "RENAMED", {})
+    own_notes: list[str] = [] if notes is None else notes
+    data: dict = apply_renames(dict(base or {}), renamed, "saved config")
     where = "config"
     if path is not None:
-        data = _merge(data, read_yaml(path))
+        data = _merge(data, apply_renames(read_yaml(path), renamed, str(path), own_notes))
         where = str(path)
-    data = _merge(data, parse_overrides(overrides))
+    extra = apply_renames(parse_overrides(overrides), renamed, "override", own_notes)
+    check_override_keys(cls, extra, list(overrides or []))
+    data = _merge(data, extra)
+    if notes is None:
+        print_notes(own_notes)
     try:
         return from_dict(cls, data, where="config")
     except W2vtkError as err:

@@ -58,6 +58,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 import numpy as np
 import yaml
 
+from w2vtk.data.kaldi_dir import TEST_SET_NAMES
 from w2vtk.errors import W2vtkError
 from w2vtk import faults
 from w2vtk.io import atomic_write_text, sha256_file
@@ -65,8 +66,7 @@ from w2vtk.io import atomic_write_text, sha256_file
 FRAME_SECONDS = 0.01
 # Test sets of the corpora w2vtk prepares (TIMIT, WSJ in Kaldi and wav2letter names, LibriSpeech, mini);
 # --test-sets replaces the list.  WSJ's dev set is test_dev93: it is not in the list.
-DEFAULT_TEST_SETS = ["test", "coretest", "core_test", "test_eval92", "test_eval93", "eval92", "eval93",
-                     "nov92", "nov93", "test_clean", "test_other", "test-clean", "test-other"]
+DEFAULT_TEST_SETS = list(TEST_SET_NAMES)
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -694,8 +694,15 @@ def set_name(data_dir: str | Path) -> str:
 
 
 def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
-    """Refuse tuning on a test set: the data dir's set name (:func:`set_name`) or directory name is
-    one of ``test_sets`` (names, or paths whose last component is compared)."""
+    """Refuse tuning on a test set: the data dir's recorded role (``DIR/role``, written by the
+    corpus preps and kept by extract, subset and combine) is ``test``, or its set name
+    (:func:`set_name`) or directory name is one of ``test_sets`` (names, or paths whose last
+    component is compared)."""
+    from w2vtk.data.kaldi_dir import read_role
+
+    if read_role(data_dir) == "test":
+        raise W2vtkError(f"--tune on {data_dir}: this data dir is a test set (its 'role' file, written when "
+                         f"the corpus was prepared); tune on a dev set and apply the result with --params")
     names = {Path(data_dir).resolve().name, set_name(data_dir)}
     for t in test_sets:
         t = Path(t).name

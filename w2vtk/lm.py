@@ -591,6 +591,14 @@ def build_lm(text: str | Path, lang: str | Path, out: str | Path, *, order: int 
         raise W2vtkError("give --text (an LM text) or --arpa (an existing ARPA)")
     if arpa is not None and unit == "token":
         raise W2vtkError("--arpa applies to word LMs; a token LM is estimated from --text")
+    if ppl_text is not None:
+        if not Path(ppl_text).is_file():
+            raise W2vtkError(f"--ppl-text {ppl_text}: file not found")
+        try:
+            import kenlm  # noqa: F401
+        except ImportError:
+            raise W2vtkError("--ppl-text needs the kenlm Python module, which is not installed: "
+                             "pip install kenlm (or bash bin/install.sh), or build without --ppl-text") from None
     to_case = case_mapper(tokens.info.case if tokens.type != "phones" else None)
     warnings: list[str] = []
     out.mkdir(parents=True, exist_ok=True)

@@ -279,7 +279,9 @@ def write_results(exp: str | Path, results: dict, sets: list[str], metrics: list
     if section:
         parts.append("\n" + section)
     parts += ["\n## Provenance\n\n", f"- made {stamp} by w2vtk {__version__}\n",
-              f"- machine: {_machine()}\n"]
+              f"- machine: {_machine()}\n",
+              "- plots (training curves, decoder tuning, results): [report/index.html](report/index.html) "
+              "(`w2vtk report`)\n"]
     if command:
         parts.append(f"- command: `{command}`\n")
     if not seeded:
@@ -305,12 +307,12 @@ def _rich_table(title: str, head: list[str], rows: list[list[str]], left: int = 
 
 
 def print_table(results: dict, sets: list[str], metrics: list[str], title: str) -> None:
-    from rich.console import Console
+    from w2vtk.progress import LoggedConsole
 
     head = ["set"] + [f"{m.upper()} {system}" for m in metrics for system in results]
     rows = [[set_name] + [_cell(results[system][set_name], m) for m in metrics for system in results]
             for set_name in sets]
-    console = Console()
+    console = LoggedConsole()
     if _seeded(results):
         console.print(_rich_table(f"{title}: mean (min-max) over AM seeds", head, rows))
         rows = [[set_name, seed] + [f"{results[system][set_name]['seeds'][seed][m]:.2f}"
@@ -508,9 +510,9 @@ def write_curves(exp: str | Path, curves: dict[str, dict], sets: list[str], metr
 
 def print_curves(curves: dict[str, dict], sets: list[str], metric: str) -> None:
     """The curves of one metric (the plotted one) as rich tables; RESULTS.md has every metric."""
-    from rich.console import Console
+    from w2vtk.progress import LoggedConsole
 
-    console = Console()
+    console = LoggedConsole()
     for curve, by_system in curves.items():
         x_label = CURVES[curve][1]
         head = [x_label] + [f"{metric.upper()} {s} {system}" for s in sets for system in by_system]

@@ -437,18 +437,35 @@ def score_files(ref_path: str | Path, hyp_path: str | Path, metrics: Sequence[st
     return result
 
 
+def report_suffix(hyp_path: Path | None) -> str:
+    """"" for ``hyp.txt`` (what ``w2vtk decode`` writes) or no file; ``_<stem>`` for any other
+    hypothesis file, so that scoring several hypotheses in one directory keeps one report each
+    (``wer_hyp_greedy.txt`` ...), as Kaldi keeps one ``wer_*`` file per scoring."""
+    if hyp_path is None or Path(hyp_path).stem == "hyp":
+        return ""
+    return f"_{Path(hyp_path).stem}"
+
+
+def report_names(hyp_path: Path | None) -> list[str]:
+    """The main report files :func:`write_reports` writes for ``hyp_path`` (wer, alignments, score)."""
+    x = report_suffix(hyp_path)
+    return [f"wer{x}.txt", f"alignments{x}.txt", f"score{x}.json"]
+
+
 def write_reports(result: ScoreResult, out_dir: Path, *, ref_path: Path | None = None,
                   hyp_path: Path | None = None) -> None:
-    """wer.txt, alignments*.txt, score.json[, per_speaker.tsv] in ``out_dir`` (wer.txt last)."""
+    """wer.txt, alignments*.txt, score.json[, per_speaker.tsv] in ``out_dir`` (wer.txt last); for a
+    hypothesis file not named hyp.txt each name carries its stem (:func:`report_suffix`)."""
+    x = report_suffix(hyp_path)
     order = [m for m in ("wer", "per", "ler") if m in result.metrics]
     for k, name in enumerate(order):
         m = result.metrics[name]
         text = "".join(format_alignment(u, ali) for u, ali in m.alignments.items())
-        atomic_write_text(out_dir / ("alignments.txt" if k == 0 else f"alignments_{name}.txt"), text)
+        atomic_write_text(out_dir / (f"alignments{x}.txt" if k == 0 else f"alignments_{name}{x}.txt"), text)
     data = result.to_json()
     data["ref"] = str(ref_path) if ref_path else None
     data["hyp"] = str(hyp_path) if hyp_path else None
-    atomic_write_text(out_dir / "score.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(out_dir / f"score{x}.json", json.dumps(data, indent=2) + "\n")
     if result.per_speaker is not None:
         names = list(result.metrics)
         rows = ["speaker\tutterances\t" + "\t".join(
@@ -460,8 +477,8 @@ def write_reports(result: ScoreResult, out_dir: Path, *, ref_path: Path | None =
                 cells += ["" if c.rate is None else kaldi_percent(c.errors, c.ref_len), str(c.errors), str(c.ins),
                           str(c.dels), str(c.subs), str(c.ref_len)]
             rows.append("\t".join(cells))
-        atomic_write_text(out_dir / "per_speaker.tsv", "\n".join(rows) + "\n")
-    atomic_write_text(out_dir / "wer.txt", "\n".join(result.lines()) + "\n")
+        atomic_write_text(out_dir / f"per_speaker{x}.tsv", "\n".join(rows) + "\n")
+    atomic_write_text(out_dir / f"wer{x}.txt", "\n".join(result.lines()) + "\n")
 
 
 def score_table(result: ScoreResult, title: str = "score"):

@@ -136,6 +136,7 @@ class TokenSet:
             raise W2vtkError(f"token index 0 must be the blank {BLANK!r}")
         self.tokens = list(tokens)
         self.info = info
+        self.warnings: list[str] = []  # what build_lang noticed (e.g. digits in a letters set)
         self.type = info.type
         self.blank = 0
         self.boundary = self.tokens.index(BOUNDARY) if BOUNDARY in self.tokens and info.type == "letters" else None
@@ -235,7 +236,8 @@ class TokenSet:
             # character_coverage=1.0 made every training character a piece: the unknown ones are new
             bad = sorted({c for c in "".join(words) if self._sp.piece_to_id(c) == unk})
             raise W2vtkError(f"{where}: characters {''.join(bad)!r} are not covered by the "
-                             f"sentencepiece model (rebuild lang with this text, or use --unk-token)")
+                             f"sentencepiece model (rebuild the lang dir from text containing them, or with "
+                             f"`w2vtk prep lang ... --unk-token <unk>` to map them to one token)")
         if self.blank in ids:
             raise W2vtkError(f"{where}: the transcript contains the blank symbol {BLANK!r}")
         return ids
@@ -246,7 +248,8 @@ class TokenSet:
             if self._unk is not None:
                 return self._unk
             raise W2vtkError(f"{where}: {what} {sym!r} is not in the {self.type} token set "
-                             f"(build the lang from text containing it, or pass --unk-token)")
+                             f"(rebuild the lang dir from text containing it, or with "
+                             f"`w2vtk prep lang ... --unk-token <unk>` to map such symbols to one token)")
         return idx
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -405,7 +408,21 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
         atomic_write_bytes(out_dir / "spm.model", spm_bytes)
     atomic_write_text(out_dir / "tokens.txt", "".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
     atomic_write_text(out_dir / "lang.yaml", yaml.safe_dump(dataclasses.asdict(info), sort_keys=False))
+    tset.warnings = _digit_warning(texts, text_path) if token_type == "letters" else []
     return tset
+
+
+def _digit_warning(texts: dict[str, str], text_path: Path) -> list[str]:
+    """Digits in a letters token set become letter tokens ('1', '9', ...) while the audio says the
+    number in words: almost always an unnormalised transcript. Said once, with an example."""
+    with_digits = [(u, t) for u, t in texts.items() if any(c.isdigit() for c in t)]
+    if not with_digits:
+        return []
+    utt, text = with_digits[0]
+    word = next(w for w in text.split() if any(c.isdigit() for c in w))
+    return [f"{text_path}: {len(with_digits)} transcript(s) contain digits (e.g. {utt}: {word!r}); each digit "
+            f"becomes a letter token while the audio says the number in words: write numbers as words "
+            f"before building the lang (the corpus preps do), unless this is what you want"]
 
 
 def _train_spm(texts: dict[str, str], vocab_size: int, model_type: str, unk_piece: str,

@@ -269,12 +269,17 @@ class MetricsLog:
     records newer than the checkpoint so that a resumed run does not log an update twice.
     """
 
-    def __init__(self, path: str | Path, enabled: bool = True, key: str = "update"):
+    def __init__(self, path: str | Path, enabled: bool = True, key: str = "update",
+                 tensorboard: bool = True):
         self.path = Path(path)
         self.enabled = enabled
         self.key = key
+        self.tensorboard = tensorboard and enabled and tensorboard_available()
+        self._tb = None
+        self._purge: int | None = None
 
     def truncate_after(self, update: int) -> None:
+        self._purge = update + 1  # TensorBoard hides an earlier run's events from here on
         if not self.enabled or not self.path.exists():
             return
         kept = []
@@ -295,6 +300,40 @@ class MetricsLog:
             fh.write(json.dumps(record, sort_keys=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if self.tensorboard:
+            self._write_tensorboard(record)
+
+    def _write_tensorboard(self, record: dict) -> None:
+        """The record's numbers as TensorBoard scalars in ``<exp>/tensorboard/``: tag = the
+        metrics.jsonl name (``<split>/<name>`` when the record has a split), step = its update or
+        epoch."""
+        step = record.get(self.key)
+        if not isinstance(step, int) or isinstance(step, bool):
+            return
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=self._purge)
+        split = record.get("split")
+        for name, value in record.items():
+            if name == self.key or name == "time" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self._tb.add_scalar(f"{split}/{name}" if isinstance(split, str) else name, value, step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def tensorboard_available() -> bool:
+    """True when the optional ``tensorboard`` package is installed (``pip install 'w2vtk[tensorboard]'``);
+    the trainers then also write their scalars as TensorBoard event files."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _record(line: str) -> dict | None:
@@ -424,3 +463,71 @@ def timed() -> Iterator[list[float]]:
         yield out
     finally:
         out[0] = time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------------
+# resuming: one contract for every training command
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: data}
+
+
+def config_changes(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every setting that differs between two resolved
+    configs (plain dicts from :func:`w2vtk.config.to_dict`), in key order."""
+    a, b = _flatten(old), _flatten(new)
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            out.append((key, None if va is missing else va, None if vb is missing else vb))
+    return out
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    return "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
+
+
+def resume_config(exp_dir: Path, saved: dict | None, requested: dict, allow_changes: bool,
+                  run_settings: Iterable[str] = (), log=None, archive: bool = True) -> bool:
+    """The resume contract of ``pretrain`` and ``train-am``: may a rerun on ``exp_dir`` go on?
+
+    ``saved``: the experiment's resolved config (``config.yaml``; None when there is none),
+    ``requested``: the config of this invocation (both plain dicts). Settings in ``run_settings``
+    (threads, device: how to run, not what) may change freely, with a note. Any other change is
+    refused with one line listing each ``key: old -> new`` unless ``allow_changes``; then the old
+    ``config.yaml`` is kept as ``config.<N>.yaml`` (N = 1, 2, ...) before the caller writes the new
+    (``archive`` False: checked only, for the ranks that do not write).
+
+    Returns True when the caller should (re)write ``config.yaml``; False leaves it byte-identical.
+    """
+    if saved is None:
+        return True
+    changes = config_changes(saved, requested)
+    if not changes:
+        return False
+    runtime = set(run_settings)
+    real = [c for c in changes if c[0] not in runtime]
+    if real and not allow_changes:
+        raise W2vtkError(f"{exp_dir}: this rerun changes the experiment's config.yaml ({describe_changes(real)}); "
+                         f"rerun without these options (the saved config is used by default), pass "
+                         f"--allow-changes to continue with them (the old config is kept as config.<N>.yaml), "
+                         f"or use a new exp dir")
+    if log is not None and archive:
+        kind = "changed settings" if real else "changed run settings"
+        log(f"note: resuming with {kind}: {describe_changes(changes)}")
+    if not archive:
+        return True
+    n = 1
+    while (exp_dir / f"config.{n}.yaml").exists():
+        n += 1
+    src = exp_dir / "config.yaml"
+    if src.is_file():
+        _atomic_link_or_copy(src, exp_dir / f"config.{n}.yaml")
+    return True

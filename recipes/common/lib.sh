@@ -363,7 +363,7 @@ train_am_stage() {
 # decode_stage LANG DEV TEST...: stage 5. With a word LM in LANG (lm.bin): the weights are tuned
 # on DEV only (`decode --tune`; the TEST sets are named so decode refuses to tune on them), then
 # applied to every TEST set. Without one: greedy decoding of every set. $decode_opts goes to --tune,
-# $decode_common_opts to every decode (e.g. "--set metrics=[per]"). With --am-seeds the weights are
+# $decode_common_opts to every decode (e.g. "metrics=[per]"). With --am-seeds the weights are
 # tuned once per system, on the first seed's AM, and applied to every seed's DEV and TEST sets.
 decode_stage() {
   local lang=$1 dev=$2; shift 2
@@ -441,6 +441,8 @@ score_stage() {
   # shellcheck disable=SC2086
   python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --systems $systems "${seed_opts[@]}" \
     --title "$title" --command "$(cat "$exp/run.cmd")"
+  # the plots (training curves, tuning trials, results) as one page; RESULTS.md links it
+  log "$(w2vtk report "$exp" 2>&1 | tail -n 1)"
 }
 
 # lang_text OUT TEXT...: the transcripts a letter set is built from. The AM's training text plus

@@ -23,7 +23,7 @@ corpus=""            # TIMIT directory (TRAIN/ and TEST/, any case)
 exp="$here/exp"      # everything goes below it
 pretrain_data=""     # audio dirs / data dirs to pre-train on (default: $exp/data/train)
 profile=paper        # paper | tiny (tests / CI: minutes on a CPU)
-decode_common_opts="--set metrics=[per]"  # decode scores phones (PER), not words
+decode_common_opts="metrics=[per]"  # decode scores phones (PER), not words
 help_message="Usage: $0 --corpus /path/to/TIMIT [options]
 $(sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//')
 Options (defaults in brackets):

@@ -60,11 +60,16 @@ def test_resume_is_exact(am_data, tmp_path):
              "schedule.warmup_updates=4", "schedule.decay=cosine"]
     train_am(_cfg(*extra), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "a")
     # interrupted mid-epoch 2 (4 updates of 3 per epoch), then resumed with the same command
-    r1 = train_am(_cfg(*extra, "max_updates=4"), lang_dir=lang, train_dir=train, valid_dir=valid,
+    r1 = train_am(_cfg(*extra, "optim.max_update=4"), lang_dir=lang, train_dir=train, valid_dir=valid,
                   exp_dir=tmp_path / "b")
     assert r1.stopped_early and r1.updates == 4
     assert len(read_metrics(tmp_path / "b" / "metrics.jsonl")) == 1
-    train_am(_cfg(*extra), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "b")
+    # lifting the update limit changes the recorded config: only with allow_changes
+    with pytest.raises(W2vtkError, match=r"optim.max_update: 4 -> 0"):
+        train_am(_cfg(*extra), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "b")
+    train_am(_cfg(*extra), lang_dir=lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "b",
+             allow_changes=True)
+    assert (tmp_path / "b" / "config.1.yaml").is_file()
     wa, wb = _weights(tmp_path / "a" / "checkpoint_last.pt"), _weights(tmp_path / "b" / "checkpoint_last.pt")
     assert wa.keys() == wb.keys()
     for k in wa:
@@ -111,7 +116,7 @@ def test_feature_provenance_is_enforced(am_data, tmp_path):
         train_am(_cfg("max_epochs=1"), lang_dir=lang, train_dir=train, valid_dir=valid2, exp_dir=tmp_path / "n")
     # the override accepts them
     res = train_am(_cfg("max_epochs=2"), lang_dir=lang, train_dir=other, valid_dir=other, exp_dir=exp,
-                   allow_feature_mismatch=True)
+                   allow_feature_mismatch=True, allow_changes=True)
     assert res.epochs_done == 2
 
 
@@ -158,7 +163,8 @@ def test_bad_inputs(am_data, tmp_path):
     with pytest.raises(W2vtkError, match="no training utterance left.*2 too short"):
         train_am(_cfg(), lang_dir=lang, train_dir=d3, valid_dir=valid, exp_dir=tmp_path / "e3")
     # missing feats.scp / lang
-    with pytest.raises(W2vtkError, match="no feats.scp"):
+    with pytest.raises(W2vtkError,
+                       match=r"no feats.scp \(make it with `w2vtk extract --in <data dir or audio> --out-dir "):
         train_am(_cfg(), lang_dir=lang, train_dir=tmp_path, valid_dir=valid, exp_dir=tmp_path / "e4")
     with pytest.raises(W2vtkError, match="tokens.txt"):
         train_am(_cfg(), lang_dir=tmp_path, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "e5")
@@ -204,6 +210,47 @@ def test_cli(am_data, tmp_path):
                                  "--exp", str(tmp_path / "e3"), "optim.lr=-1"])
     assert isinstance(result.exception, W2vtkError) and "optim.lr" in str(result.exception)
     assert not (tmp_path / "e3").exists()
+
+
+def test_cli_rerun_keeps_the_saved_config_and_refuses_changes(am_data, tmp_path):
+    """Issue 13's case: a rerun without --conf used to resume with the built-in defaults and
+    overwrite config.yaml; a changed override was accepted silently."""
+    lang, train, valid = am_data
+    runner = CliRunner()
+    exp = tmp_path / "exp"
+    base = ["train-am", "--lang", str(lang), "--train", str(train), "--valid", str(valid), "--exp", str(exp)]
+    result = runner.invoke(app, base + ["--conf", "conf/am/tiny.yaml", "max_epochs=1", "model.layers=[[32,5,1]]",
+                                        "amp=none", "device=cpu"])
+    assert result.exit_code == 0, result.output
+    saved = (exp / "config.yaml").read_bytes()
+    # rerun without --conf: continues with EXP/config.yaml (nothing left to train), file untouched
+    result = runner.invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert (exp / "config.yaml").read_bytes() == saved
+    assert len(read_metrics(exp / "metrics.jsonl")) == 1
+    # a changed setting: exit 1 naming it, config.yaml untouched, nothing trained
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", *base, "optim.lr=0.01", "max_epochs=2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "max_epochs: 1 -> 2" in lines[0] and "optim.lr: 0.002 -> 0.01" in lines[0], lines
+    assert (exp / "config.yaml").read_bytes() == saved and not (exp / "config.1.yaml").exists()
+    assert len(read_metrics(exp / "metrics.jsonl")) == 1
+    # --allow-changes: trains on, keeps the old config as config.1.yaml and records the new
+    result = runner.invoke(app, base + ["--allow-changes", "max_epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert (exp / "config.1.yaml").read_bytes() == saved
+    assert yaml.safe_load((exp / "config.yaml").read_text())["max_epochs"] == 2
+    assert len(read_metrics(exp / "metrics.jsonl")) == 2
+
+
+def test_old_max_updates_key_still_loads(tmp_path):
+    notes: list[str] = []
+    cfg = load_config(TrainAMConfig, None, ["max_updates=5"], notes=notes)
+    assert cfg.optim.max_update == 5 and notes and "'max_updates' is now 'optim.max_update'" in notes[0]
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump({"max_epochs": 3, "max_updates": 0}))  # a config saved before the rename
+    assert load_config(TrainAMConfig, old, notes=[]).max_epochs == 3
 
 
 def test_ddp_two_gloo_processes(am_data, tmp_path):

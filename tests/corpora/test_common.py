@@ -78,7 +78,8 @@ def test_half_finished_prep_is_redone_and_stale_sets_removed(tmp_path):
     assert not is_prep_done(tmp_path, SIG)
     finish_prep(tmp_path, "foo", {"train": _set("tr", 1, 3)}, ["y"], signature=SIG, console=console)
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == \
-        ["spk2utt", "text", "text.words", "utt2dur", "utt2spk", "wav.scp"]
+        ["role", "spk2utt", "text", "text.words", "utt2dur", "utt2spk", "wav.scp"]
+    assert (tmp_path / "train" / "role").read_text() == "train\n"  # decode --tune reads it
     assert validate_data_dir(tmp_path / "train") == []
 
 

@@ -13,6 +13,7 @@ from w2vtk.cli import main
 from w2vtk.corpora import mini_grammar
 from w2vtk.corpora.mini import estimate_seconds, plan_mini, synthesize_corpus, synthesize_mini
 from w2vtk.data import load_data_dir, validate_data_dir
+from w2vtk.data.kaldi_dir import read_role
 from w2vtk.errors import W2vtkError
 
 # conftest's mini_corpus settings (the fixture documents them)
@@ -37,6 +38,9 @@ def test_sets_validate_and_speakers_disjoint(mini_corpus):
     assert set(dirs["train"].spk2gender.values()) == {"m", "f"}
     texts = [t for dd in dirs.values() for t in dd.text.values()]
     assert len(set(texts)) == len(texts)  # no sentence twice in the corpus
+    # each set's role is recorded for decode --tune (a renamed copy of test stays a test set)
+    assert {name: read_role(mini_corpus / name) for name in dirs} == {"train": "train", "dev": "dev",
+                                                                       "test": "test"}
 
 
 def test_audio_format_and_durations(mini_corpus):
@@ -188,7 +192,8 @@ def test_cli_prep_mini_and_bad_options(tmp_path, capsys):
     assert exit_info.value.code == 0
     assert (tmp_path / "corpus" / "LibriSpeech" / "SPEAKERS.TXT").is_file()
     assert validate_data_dir(out / "test") == []
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert "mini -> " in printed and "librispeech ->" not in printed and "LM resources" not in printed
     for bad, expected in ((["--minutes", "0"], "--minutes"), (["--speakers", "2"], "at least 3")):
         with pytest.raises(SystemExit) as exit_info:
             main(["prep", "mini", str(tmp_path / "bad")] + bad)

@@ -23,6 +23,8 @@ from w2vtk.corpora import wsj
 from w2vtk.data import load_data_dir, read_kv, validate_data_dir
 from w2vtk.errors import W2vtkError
 
+from system_tools import require_tool
+
 ncompress = pytest.importorskip("ncompress")
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 
@@ -121,7 +123,6 @@ def counts(monkeypatch):
 # --------------------------------------------------------------------------- shorten decoding
 
 
-@pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg not installed")
 @pytest.mark.parametrize("n,blocksize,nmean,pad_last,channels", [
     (5000, 256, 4, False, 1),   # shorten's defaults: running mean of 4 blocks, short last block
     (5000, 256, 4, True, 1),    # last block zero-padded: ffmpeg returns the padding too
@@ -130,6 +131,7 @@ def counts(monkeypatch):
 ])
 def test_ffmpeg_and_desphere_decode_test_encoder_bit_exactly(tmp_path, n, blocksize, nmean,
                                                              pad_last, channels):
+    require_tool(HAVE_FFMPEG, "ffmpeg")
     rng = np.random.default_rng(n)
     x = np.cumsum(rng.standard_normal((n, channels)) * 300, axis=0).clip(-32768, 32767).astype(np.int16)
     path = tmp_path / "a.wv1"

@@ -275,3 +275,22 @@ def test_combine_conflicting_recording(tmp_path):
                                        "text": "y-1 b\n", "utt2spk": "y-1 y\n", "spk2utt": "y y-1\n"})
     with pytest.raises(W2vtkError, match="wav.scp 'rec' differs between"):
         combine_data_dirs(tmp_path / "c", [one, two])
+
+
+def test_subset_and_combine_keep_the_role(tmp_path, src):
+    from w2vtk.data.kaldi_dir import read_role, write_role
+
+    write_role(src, "test")
+    subset_data_dir(src, tmp_path / "sub", utts=2)
+    assert read_role(tmp_path / "sub") == "test"
+    speakers = sorted(load_data_dir(src).speakers())
+    subset_data_dir(src, tmp_path / "a", spk_list=speakers[:1])
+    subset_data_dir(src, tmp_path / "b", spk_list=speakers[1:2])
+    write_role(tmp_path / "b", "dev")
+    combine_data_dirs(tmp_path / "both", [tmp_path / "a", tmp_path / "b"])
+    assert read_role(tmp_path / "both") == "test"  # any test source makes a test set
+    write_role(tmp_path / "a", "train")
+    combine_data_dirs(tmp_path / "mixed", [tmp_path / "a", tmp_path / "b"])
+    assert read_role(tmp_path / "mixed") is None  # train + dev: no single role
+    with pytest.raises(W2vtkError, match="role must be one of"):
+        write_role(tmp_path / "b", "eval")

@@ -79,7 +79,7 @@ def make_am(root: Path, lang: Path, texts: dict[str, str], seed: int = 0) -> Pat
     torch.set_num_threads(1)
     feats = write_feature_dir(root / f"am_train_{seed}", texts, seed=seed)
     cfg = load_config(TrainAMConfig, None, [
-        "model.layers=[[16,3,1]]", "model.dropout=0.0", "optim.lr=1e-3", "max_epochs=1", "max_updates=1",
+        "model.layers=[[16,3,1]]", "model.dropout=0.0", "optim.lr=1e-3", "max_epochs=1", "optim.max_update=1",
         "batch.max_frames=2000", "batch.max_utts=64", "average_last=0", "amp=none", "device=cpu", f"seed={seed}"])
     exp = root / f"am_exp_{seed}"
     train_am(cfg, lang_dir=lang, train_dir=feats, valid_dir=feats, exp_dir=exp)

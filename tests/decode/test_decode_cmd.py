@@ -164,6 +164,13 @@ def test_refusals(lm_case, fake_am, tmp_path, capsys):
     bad.write_text("params: {lm_weight: 1.0, alpha: 2}\n")
     assert "unknown key(s) alpha" in run(["--data", str(dev), "--out", str(tmp_path / "t8"), "--params", str(bad)])
     assert not (tmp_path / "t8" / "hyp.txt").exists()
+    # a test set renamed to look like a dev set is still refused: its role was recorded at prep time
+    from w2vtk.data.kaldi_dir import write_role
+
+    renamed = write_feature_dir(tmp_path / "dev_copy", DEV)
+    write_role(renamed, "test")
+    assert "is a test set (its 'role' file" in run(["--data", str(renamed), "--out", str(tmp_path / "t9"),
+                                                   "--tune"])
 
 
 def test_grid_and_random_trials():
@@ -222,3 +229,34 @@ def test_an_lm_only_the_worker_processes_load_fails_in_one_line(lm_case, fake_am
     with pytest.raises(W2vtkError, match=r"lm\.bin: flashlight cannot load it"):
         decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=out, lang_dir=bad, **QUIET)
     assert not (out / "hyp.txt").exists()
+
+
+def test_conf_and_key_value_overrides_like_every_stage(lm_case, fake_am, tmp_path, capsys):
+    """decode takes --conf FILE and positional KEY=VALUE like pretrain and train-am; the old
+    --config / --set still work, each with a one-line note naming the new form."""
+    from w2vtk.cli import main
+
+    _, _, word_lm, _, _ = lm_case
+    data, out = _decode_set(tmp_path, fake_am)
+    conf = tmp_path / "dec.yaml"
+    conf.write_text("decoder: lexicon\nbeam: {beam_size: 40}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(data), "--out", str(out),
+              "--conf", str(conf), "beam.lm_weight=1.5", "nj=1"])
+    assert exc.value.code in (0, None)
+    used = yaml.safe_load((out / "decode.yaml").read_text())
+    assert "note:" not in capsys.readouterr().err
+    assert "real-time factor" in (out / "log" / "decode.log").read_text()
+    flat = json.dumps(used)
+    assert '"beam_size": 40' in flat and '"lm_weight": 1.5' in flat
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(data), "--out", str(out),
+              "--config", str(conf), "--set", "beam.lm_weight=0.5", "nj=1"])
+    assert exc.value.code in (0, None)
+    err = capsys.readouterr().err
+    assert "--config is now --conf" in err and "--set KEY=VALUE is now a plain KEY=VALUE" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(data), "--out", str(out),
+              "beam.lm_wieght=1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "override 'beam.lm_wieght=1'" in err and "did you mean 'beam.lm_weight'" in err

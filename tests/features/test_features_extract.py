@@ -199,10 +199,16 @@ def test_wav_scp_input(tmp_path, audio_dir):
 
 def test_bad_inputs_give_one_error_line_and_no_half_archive(tmp_path, audio_dir):
     root, _ = audio_dir
-    rc, err = _cli(["--in", str(root), "--out", str(tmp_path / "missing" / "f.ark"), "--type", "logmel"])
-    assert rc == 1 and err.strip().startswith("error:") and "does not exist" in err and "Traceback" not in err
-    res = _run(["--in", str(root), "--out-dir", str(tmp_path / "missing" / "dir"), "--type", "logmel"])
-    assert isinstance(res.exception, W2vtkError) and "does not exist" in str(res.exception)
+    # --out and --out-dir both create missing directories (--out used to refuse them)
+    rc, err = _cli(["--in", str(root), "--out", str(tmp_path / "new" / "sub" / "f.ark"), "--type", "logmel"])
+    assert rc == 0 and (tmp_path / "new" / "sub" / "f.scp").is_file(), err
+    assert (tmp_path / "new" / "sub" / "log" / "extract.log").is_file()
+    res = _run(["--in", str(root), "--out-dir", str(tmp_path / "new2" / "dir"), "--type", "logmel"])
+    assert res.exit_code == 0 and (tmp_path / "new2" / "dir" / "feats.scp").is_file()
+    assert "extracted" in (tmp_path / "new2" / "dir" / "log" / "extract.log").read_text()
+    (tmp_path / "file").write_text("x")
+    rc, err = _cli(["--in", str(root), "--out", str(tmp_path / "file" / "f.ark"), "--type", "logmel"])
+    assert rc == 1 and "is not a directory" in err and "Traceback" not in err
     # Audio shorter than one frame, with --fail-on-short.
     out = tmp_path / "o"
     out.mkdir()

@@ -224,3 +224,37 @@ def test_w2vtk_checkpoint_round_trip_and_channel_export_refused(tmp_path):
     with pytest.raises(W2vtkError, match="channel"):
         export_fairseq(model, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_export_fairseq_command(tmp_path):
+    """`w2vtk export-fairseq CKPT OUT`: fairseq's key layout, weights read back bit-exact; a
+    norm: channel model is refused with one line and nothing written."""
+    import subprocess
+    import sys
+
+    # a w2vtk checkpoint (fairseq-expressible) -> fairseq layout with the fixture's key names
+    model, _ = load_wav2vec(FIX / "small_large_args.pt")
+    save_checkpoint(w2vtk_checkpoint(model, num_updates=5), tmp_path / "w2vtk.pt")
+    out = tmp_path / "new" / "exported.pt"
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "export-fairseq", str(tmp_path / "w2vtk.pt"), str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "bit-exact" in proc.stderr + proc.stdout
+    ckpt = load_checkpoint(out, allow=ALLOWED_GLOBALS)
+    assert set(ckpt["model"]) == set(raw("small_large_args")["model"])
+    assert ckpt["optimizer_history"][-1]["num_updates"] == 5
+    again, info = load_wav2vec(out)
+    assert info.source == "fairseq-args"
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    # norm: channel cannot be expressed in fairseq: refused before writing
+    chan = Wav2VecModel(Wav2VecConfig(conv_feature_layers=[(8, 10, 5), (8, 8, 4)],
+                                      conv_aggregator_layers=[(8, 3, 1)], norm="channel"))
+    save_checkpoint(w2vtk_checkpoint(chan), tmp_path / "chan.pt")
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "export-fairseq", str(tmp_path / "chan.pt"),
+                           str(tmp_path / "chan_fs.pt")], capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "channel" in lines[0], proc.stderr
+    assert not (tmp_path / "chan_fs.pt").exists()
+    help_proc = subprocess.run([sys.executable, "-m", "w2vtk", "export-fairseq", "--help"], capture_output=True,
+                               text=True)
+    assert help_proc.returncode == 0 and "norm: channel" in help_proc.stdout

@@ -9,8 +9,9 @@ import numpy as np
 # A 16-channel, 2-context-layer model: the loop's arithmetic at a fraction of tiny.yaml's cost.
 SMALL = ["model.conv_feature_layers=[[16,10,5],[16,8,4],[16,4,2],[16,4,2],[16,4,2]]",
          "model.conv_aggregator_layers=[[16,3,1],[16,3,1]]", "model.norm=channel",
-         "max_tokens=48000", "max_sample_size=16000", "num_workers=0", "warmup_updates=2", "lr=1e-3",
-         "log_every=1", "save_every=2", "keep_last=2", "valid_every=100", "validate_at_start=false",
+         "data.max_tokens=48000", "data.max_sample_size=16000", "data.num_workers=0", "optim.warmup_updates=2",
+         "optim.lr=1e-3", "log_every=1", "checkpoint.save_every=2", "checkpoint.keep_last=2",
+         "checkpoint.valid_every=100", "checkpoint.validate_at_start=false",
          "threads=1"]
 
 

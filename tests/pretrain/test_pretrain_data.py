@@ -52,11 +52,11 @@ def test_bad_manifest_lines_are_named(tmp_path, text, fragment):
 
 
 def test_too_short_utterances_are_skipped_and_counted(audio_set):
-    cfg = load_pretrain_config(None, ["model.preset=base", "max_tokens=100000", "max_sample_size=16000"])
+    cfg = load_pretrain_config(None, ["model.preset=base", "data.max_tokens=100000", "data.max_sample_size=16000"])
     summary = prepare_data(audio_set, cfg, num_slots=1, what="training")
     assert summary.found == 9 and summary.used == 8 and summary.skipped_short == 1
     assert all(u.num_samples >= 2705 for u in summary.utterances)
-    cfg = load_pretrain_config(None, ["min_sample_size=40000", "max_tokens=100000"])
+    cfg = load_pretrain_config(None, ["data.min_sample_size=40000", "data.max_tokens=100000"])
     with pytest.raises(W2vtkError, match="all 9 training utterances are shorter than 40000 samples"):
         prepare_data(audio_set, cfg, num_slots=1, what="training")
 

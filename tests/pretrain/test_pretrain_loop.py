@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def test_stop_and_resume_reaches_the_same_parameters(audio_set, tmp_path):
-    cfg = load_pretrain_config(None, SMALL + ["max_update=6", "model.dropout=0.1"])
+    cfg = load_pretrain_config(None, SMALL + ["optim.max_update=6", "model.dropout=0.1"])
     full = pretrain(cfg, audio_set, tmp_path / "full", valid=audio_set)
     assert full.num_updates == 6 and full.train_data["skipped_short"] == 1
     first = pretrain(cfg, audio_set, tmp_path / "split", valid=audio_set, stop_at=3)
@@ -64,13 +64,13 @@ def test_stop_and_resume_reaches_the_same_parameters(audio_set, tmp_path):
 def test_checkpoint_loads_as_a_wav2vec_model(audio_set, tmp_path):
     from w2vtk.models.fairseq import load_wav2vec
 
-    cfg = load_pretrain_config(None, SMALL + ["max_update=2"])
+    cfg = load_pretrain_config(None, SMALL + ["optim.max_update=2"])
     pretrain(cfg, audio_set, tmp_path / "exp")
     model, info = load_wav2vec(tmp_path / "exp" / "checkpoint_last.pt")
     assert info.source == "w2vtk" and info.num_updates == 2
     assert info.config.norm == "channel" and len(model.context.layers) == 2
     ckpt = load_checkpoint(tmp_path / "exp" / "checkpoint_last.pt")
-    assert ckpt["train_config"]["max_update"] == 2 and ckpt["train_state"]["step"] == 2
+    assert ckpt["train_config"]["optim"]["max_update"] == 2 and ckpt["train_state"]["step"] == 2
     assert {"optimizer", "scheduler", "scaler", "rng", "train_state"} <= set(ckpt)
 
 
@@ -79,8 +79,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(audio_s
 
     Tolerance: 1e-6 absolute on every parameter after 4 updates (the only difference is the order of
     a two-term gradient sum; measured 0.0 here)."""
-    overrides = SMALL + ["max_update=4"]
-    one = load_pretrain_config(None, overrides + ["update_freq=2"])
+    overrides = SMALL + ["optim.max_update=4"]
+    one = load_pretrain_config(None, overrides + ["optim.update_freq=2"])
     pretrain(one, audio_set, tmp_path / "one")
     port = _free_port()
     procs = []
@@ -101,7 +101,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(audio_s
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(audio_set, tmp_path):
-    overrides = SMALL + ["max_update=40", "save_every=1", "log_every=10"]
+    overrides = SMALL + ["optim.max_update=40", "checkpoint.save_every=1", "log_every=10"]
     exp = tmp_path / "killed"
     cmd = [sys.executable, "-m", "w2vtk", "pretrain", "--data", str(audio_set), "--exp", str(exp), *overrides]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -135,22 +135,22 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(audio_set, tmp_path, mon
         return out
 
     monkeypatch.setattr(objectives, "contrastive_loss", flaky)
-    cfg = load_pretrain_config(None, SMALL + ["max_update=4", "max_nonfinite=3"])
+    cfg = load_pretrain_config(None, SMALL + ["optim.max_update=4", "max_nonfinite=3"])
     res = pretrain(cfg, audio_set, tmp_path / "exp")
     assert res.num_updates == 4 and res.skipped_nonfinite == 2 and res.step == 6
     assert all(torch.isfinite(v).all() for v in _params(tmp_path / "exp").values())
 
     before = (tmp_path / "exp" / "checkpoint_last.pt").read_bytes()
     calls.update(n=0, bad=set(range(1, 100)))
-    cfg = load_pretrain_config(None, SMALL + ["max_update=10", "max_nonfinite=3"])
+    cfg = load_pretrain_config(None, SMALL + ["optim.max_update=10", "max_nonfinite=3"])
     with pytest.raises(W2vtkError, match="3 consecutive non-finite"):
-        pretrain(cfg, audio_set, tmp_path / "exp")
+        pretrain(cfg, audio_set, tmp_path / "exp", allow_changes=True)
     assert (tmp_path / "exp" / "checkpoint_last.pt").read_bytes() == before  # last good checkpoint intact
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["max_tokens=1000"], "max_tokens=1000 samples per GPU is smaller than one crop"),
-    (["min_sample_size=10000000"], "shorter than 10000000 samples"),
+    (["data.max_tokens=1000"], "max_tokens=1000 samples per GPU is smaller than one crop"),
+    (["data.min_sample_size=10000000"], "shorter than 10000000 samples"),
 ])
 def test_bad_input_writes_nothing(audio_set, tmp_path, overrides, fragment):
     cfg = load_pretrain_config(None, SMALL + overrides)
@@ -160,10 +160,10 @@ def test_bad_input_writes_nothing(audio_set, tmp_path, overrides, fragment):
 
 
 def test_resume_with_a_different_model_is_refused(audio_set, tmp_path):
-    cfg = load_pretrain_config(None, SMALL + ["max_update=1"])
+    cfg = load_pretrain_config(None, SMALL + ["optim.max_update=1"])
     pretrain(cfg, audio_set, tmp_path / "exp")
     before = (tmp_path / "exp" / "checkpoint_last.pt").read_bytes()
-    other = load_pretrain_config(None, SMALL + ["max_update=2", "model.prediction_steps=4"])
+    other = load_pretrain_config(None, SMALL + ["optim.max_update=2", "model.prediction_steps=4"])
     with pytest.raises(W2vtkError, match="model config differs"):
         pretrain(other, audio_set, tmp_path / "exp")
     assert (tmp_path / "exp" / "checkpoint_last.pt").read_bytes() == before

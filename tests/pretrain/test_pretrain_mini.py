@@ -17,9 +17,9 @@ from w2vtk.training import read_metrics
 REPO = Path(__file__).resolve().parents[2]
 
 SETTINGS = ["model.conv_aggregator_layers=[[64,2,1],[64,3,1],[64,4,1],[64,5,1]]",
-            "max_sample_size=16000", "max_tokens=128000", "num_workers=0", "threads=1",
-            "max_update=250", "warmup_updates=10", "valid_every=50", "log_every=50",
-            "save_every=1000", "seed=3"]
+            "data.max_sample_size=16000", "data.max_tokens=128000", "data.num_workers=0", "threads=1",
+            "optim.max_update=250", "optim.warmup_updates=10", "checkpoint.valid_every=50", "log_every=50",
+            "checkpoint.save_every=1000", "seed=3"]
 
 
 def test_short_run_on_mini_speech_learns(mini_corpus, tmp_path):

@@ -56,8 +56,9 @@ def test_errors(run, args, message):
 def test_two_gloo_processes_pretrain(run, mini_corpus, tmp_path):
     exp = tmp_path / "w2v"
     res = run([LAUNCH, "--nproc", "2", "pretrain", "--conf", ROOT / "conf/tiny.yaml",
-               "--data", mini_corpus / "train", "--exp", exp, "max_update=2", "warmup_updates=1",
-               "valid_every=2", "save_every=2", "log_every=1", "max_tokens=32000", "max_sample_size=16000"],
+               "--data", mini_corpus / "train", "--exp", exp, "optim.max_update=2", "optim.warmup_updates=1",
+               "checkpoint.valid_every=2", "checkpoint.save_every=2", "log_every=1", "data.max_tokens=32000",
+               "data.max_sample_size=16000"],
               CUDA_VISIBLE_DEVICES="")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout + res.stderr

@@ -183,6 +183,15 @@ def test_mini_end_to_end_with_am_seeds(runs):
         assert (exp / f"am_{feat}_s1/decode_dev/best.yaml").is_file()
         assert not (exp / f"am_{feat}_s2/decode_dev/best.yaml").exists()
         assert f"--params {exp}/am_{feat}_s1/decode_dev/best.yaml" in (exp / f".done/decode_{feat}_s2_dev").read_text()
+    # stage 6 draws the report (w2vtk report) and RESULTS.md links it
+    from report_checks import check_report
+
+    pngs = check_report(exp / "report" / "index.html")
+    names = {p.name for p in pngs}
+    assert "results.png" in names and "pretrain_w2v.png" in names
+    assert {f"am_am_{f}_s{s}.png" for f in ("fbank", "w2v") for s in (1, 2)} <= names
+    assert {"tune_am_fbank_s1_decode_dev.png", "tune_am_w2v_s1_decode_dev.png"} <= names
+    assert "report/index.html" in md
 
 
 def test_mini_stage_7_curves(runs):

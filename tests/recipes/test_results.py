@@ -83,7 +83,8 @@ def test_one_system_alone(tmp_path):
 
 
 def test_unseeded_results_md_is_unchanged(exp):
-    """Without seeds RESULTS.md keeps its earlier text exactly (only the stamp and machine vary)."""
+    """Without seeds RESULTS.md keeps its earlier text exactly (only the stamp and machine vary), plus
+    the link to stage 6's report (issue 14)."""
     assert main(["--exp", str(exp), "--sets", "test_dev93", "--metrics", "wer", "--title", "T"]) == 0
     md = (exp / "RESULTS.md").read_text()
     md = "\n".join("- made X" if line.startswith("- made ") else "- machine: X" if line.startswith("- machine: ")
@@ -93,6 +94,8 @@ def test_unseeded_results_md_is_unchanged(exp):
         "wav2vec features (`am_w2v`; the layer is in its feats.yaml, `c` by default).\n\n"
         "| set | WER logmel | WER wav2vec |\n|---|---:|---:|\n| test_dev93 | 10.12 | 5.12 |\n\n"
         "## Provenance\n\n- made X\n- machine: X\n"
+        "- plots (training curves, decoder tuning, results): [report/index.html](report/index.html) "
+        "(`w2vtk report`)\n"
         "- scores: `am_fbank/decode_test_dev93/score.json`, `am_w2v/decode_test_dev93/score.json`\n")
 
 

@@ -37,7 +37,7 @@ MARKER_ENV = "W2VTK_RELIABILITY_MARKER"
 # pre-training: 8 updates, a checkpoint every 2 (checkpoint_last + numbered), dropout on so that the
 # restored RNG state matters
 PRETRAIN_SAVE_EVERY = 2
-PRETRAIN_ARGS = SMALL + ["max_update=8", f"save_every={PRETRAIN_SAVE_EVERY}", "model.dropout=0.1"]
+PRETRAIN_ARGS = SMALL + ["optim.max_update=8", f"checkpoint.save_every={PRETRAIN_SAVE_EVERY}", "model.dropout=0.1"]
 # train-am: 24 utterances in batches of 4 -> 6 updates per epoch, 2 epochs, checkpoint_last every 2
 AM_SAVE_INTERVAL = 2
 AM_ARGS = TINY + ["max_epochs=2", "batch.max_utts=4", f"save_interval_updates={AM_SAVE_INTERVAL}",
@@ -152,12 +152,19 @@ def seeded_faults(seed: int = 0) -> list[tuple[str, str, int]]:
 # ------------------------------------------------------------------------------------ files
 
 
+# Diagnostics every run appends to (log/<command>.log, TensorBoard event files): not a stage's
+# output, so neither compared with the uninterrupted run nor required to be whole.
+DIAGNOSTIC_DIRS = ("log", "tensorboard")
+
+
 def visible_files(root: Path) -> list[Path]:
-    """Every regular file under ``root`` whose path has no hidden component."""
+    """Every regular file under ``root`` whose path has no hidden component, outside the
+    diagnostic dirs."""
     out = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.is_file() and not any(part.startswith(".") for part in rel.parts):
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts) \
+                and rel.parts[0] not in DIAGNOSTIC_DIRS:
             out.append(p)
     return out
 

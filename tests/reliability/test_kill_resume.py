@@ -233,7 +233,7 @@ def test_pretrain_killed_between_checkpoint_files_keeps_every_numbered_one(inp, 
     Once checkpoint_last.pt was written first and linked to checkpoint_4.pt after: that kill lost
     checkpoint_4.pt for good."""
     exp = tmp_path / "exp"
-    args = pretrain_cmd(inp, exp) + ["keep_last=-1"]
+    args = pretrain_cmd(inp, exp) + ["checkpoint.keep_last=-1"]
     proc = run([sys.executable, "-c", KILL_AT_LINK, *args], env={"KILL_AT_LINK": "3"})
     assert_killed(proc, "the 3rd checkpoint link")
     check_pretrain_outputs(exp, exp)  # (its config.yaml differs from the reference's in keep_last)

@@ -9,7 +9,7 @@ trainer uses are the CTC-adapted ones in ``optim`` / ``schedule`` / ``batch``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from w2vtk.errors import W2vtkError
 from w2vtk.models.am import AMConfig
@@ -27,8 +27,11 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 10.0  # 0 disables gradient clipping
+    max_update: int = 0  # 0: no limit; stops (and saves) after this many updates (pretrain's optim.max_update)
 
     def validate(self) -> None:
+        if self.max_update < 0:
+            raise W2vtkError(f"optim.max_update: must be >= 0, got {self.max_update}")
         if self.lr <= 0:
             raise W2vtkError(f"optim.lr: must be > 0, got {self.lr}")
         if self.clip_norm < 0:
@@ -70,10 +73,11 @@ class TrainAMConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    RENAMED: ClassVar[dict[str, str]] = {"max_updates": "optim.max_update"}  # old name -> new (w2vtk 0.2)
+
     max_epochs: int = 100
-    max_updates: int = 0  # 0: no limit; stops (and saves) after this many updates
     valid_every: int = 1  # validate on the dev set every N epochs and after the last (--validate-interval)
-    normalisation: Literal["utterance", "global", "none"] = "utterance"
+    normalisation: Literal["utterance", "utterance-mean", "global", "none"] = "utterance"
     amp: Literal["none", "bf16", "fp16"] = "bf16"  # mixed precision, CUDA only (ignored on CPU)
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -89,5 +93,5 @@ class TrainAMConfig:
             raise W2vtkError(f"max_epochs: must be >= 1, got {self.max_epochs}")
         if self.valid_every < 1:
             raise W2vtkError(f"valid_every: must be >= 1, got {self.valid_every}")
-        if self.max_updates < 0 or self.save_interval_updates < 0 or self.average_last < 0:
-            raise W2vtkError("max_updates, save_interval_updates and average_last must be >= 0")
+        if self.save_interval_updates < 0 or self.average_last < 0:
+            raise W2vtkError("save_interval_updates and average_last must be >= 0")

@@ -64,7 +64,8 @@ def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
     if not path.is_dir():
         raise W2vtkError(f"{path}: feature data dir not found")
     if not scp_path.is_file():
-        raise W2vtkError(f"{path}: no feats.scp (make it with `w2vtk extract --out-dir {path}`)")
+        raise W2vtkError(f"{path}: no feats.scp (make it with `w2vtk extract --in <data dir or audio> "
+                         f"--out-dir {path}`)")
     scp_table = read_table(scp_path)
     if not scp_table:
         raise W2vtkError(f"{scp_path}: empty")
@@ -179,12 +180,13 @@ class Normaliser:
     """Feature normalisation applied identically in training and decoding.
 
     ``utterance``: each utterance's own per-dimension mean / standard deviation (Kaldi's
-    per-utterance CMVN with norm-vars). ``global``: training-set statistics ``mean`` / ``std``
-    (C,). ``none``: features as stored.
+    per-utterance CMVN with norm-vars). ``utterance-mean``: each utterance's own per-dimension mean
+    removed, the scale kept (Kaldi's apply-cmvn default, norm-vars false). ``global``: training-set
+    statistics ``mean`` / ``std`` (C,). ``none``: features as stored.
     """
 
     def __init__(self, mode: str, mean: np.ndarray | None = None, std: np.ndarray | None = None):
-        if mode not in ("utterance", "global", "none"):
+        if mode not in ("utterance", "utterance-mean", "global", "none"):
             raise W2vtkError(f"normalisation: unknown mode '{mode}'")
         if mode == "global" and (mean is None or std is None):
             raise W2vtkError("global normalisation needs training-set statistics")
@@ -203,6 +205,8 @@ class Normaliser:
             return (x - self.mean) / self.std
         x64 = x.astype(np.float64)
         mean = x64.mean(axis=0)
+        if self.mode == "utterance-mean":
+            return (x64 - mean).astype(np.float32)
         var = np.maximum(x64.var(axis=0), VAR_FLOOR)
         return ((x64 - mean) / np.sqrt(var)).astype(np.float32)
 

@@ -44,7 +44,7 @@ class TrainAMResult:
     skipped_short: int
     num_train: int
     num_valid: int
-    stopped_early: bool  # max_updates reached before max_epochs
+    stopped_early: bool  # optim.max_update reached before max_epochs
 
 
 def _log(msg: str, info) -> None:
@@ -145,8 +145,12 @@ def _average_states(paths: list[Path]) -> dict:
 
 
 def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path, valid_dir: str | Path,
-             exp_dir: str | Path, allow_feature_mismatch: bool = False) -> TrainAMResult:
+             exp_dir: str | Path, allow_feature_mismatch: bool = False,
+             allow_changes: bool = False) -> TrainAMResult:
     """Train (or resume training) an acoustic model; see the module docstring for the exp dir.
+
+    Resuming keeps ``config.yaml`` as it is; a ``cfg`` that differs from it is refused (one line
+    listing each change) unless ``allow_changes``, which keeps the old file as ``config.<N>.yaml``.
 
     Runs in one process or under torchrun (DDP; NCCL on GPU, gloo on CPU): rank r takes every
     W-th length-bucketed batch of a seeded per-epoch shuffle; only rank 0 writes.
@@ -155,11 +159,33 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
 
     with dist.owned_group():
         return _train_am(cfg, lang_dir=lang_dir, train_dir=train_dir, valid_dir=valid_dir, exp_dir=exp_dir,
-                         allow_feature_mismatch=allow_feature_mismatch)
+                         allow_feature_mismatch=allow_feature_mismatch, allow_changes=allow_changes)
+
+
+# Settings that say how to run, not what: a resumed run may change them without allow_changes.
+RUN_SETTINGS = ("device",)
+
+
+def saved_am_config(exp_dir: Path, ckpt: dict) -> dict | None:
+    """The experiment's resolved config as a plain dict (config.yaml, else the checkpoint's copy),
+    renamed keys translated; None when neither exists."""
+    from w2vtk.config import load_config
+
+    path = exp_dir / "config.yaml"
+    if path.is_file():
+        return to_dict(load_config(TrainAMConfig, path, notes=[]))
+    saved = ckpt.get("config")
+    if not isinstance(saved, dict):
+        return None
+    from w2vtk.config import apply_renames
+
+    return to_dict(from_dict(TrainAMConfig, apply_renames(saved, TrainAMConfig.RENAMED, str(exp_dir)),
+                             where=f"{exp_dir}/checkpoint_last.pt: config"))
 
 
 def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path, valid_dir: str | Path,
-              exp_dir: str | Path, allow_feature_mismatch: bool = False) -> TrainAMResult:
+              exp_dir: str | Path, allow_feature_mismatch: bool = False,
+              allow_changes: bool = False) -> TrainAMResult:
     import torch
     import torch.nn.functional as F
 
@@ -168,7 +194,7 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
     from w2vtk.tokens import TokenSet
     from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
                                 make_grad_scaler, remove_stale_temporaries, resolve_amp, restore_rng_state,
-                                seed_everything, setup_cpu)
+                                resume_config, seed_everything, setup_cpu)
 
     lang_dir, train_dir, valid_dir, exp_dir = Path(lang_dir), Path(train_dir), Path(valid_dir), Path(exp_dir)
     info, device = dist.init(cfg.device)
@@ -226,7 +252,11 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
         if ckpt["normaliser"]["mode"] != cfg.normalisation:
             raise W2vtkError(f"{last_path}: trained with normalisation={ckpt['normaliser']['mode']}, the config "
                              f"asks for {cfg.normalisation}; use a new --exp dir")
+        write_config = resume_config(exp_dir, saved_am_config(exp_dir, ckpt), to_dict(cfg), allow_changes,
+                                     run_settings=RUN_SETTINGS, archive=info.is_main,
+                                     log=lambda m: _log(f"[yellow]{m}[/yellow]", info))
     else:
+        write_config = True
         stale = sorted(p.name for p in exp_dir.glob("checkpoint_*.pt")) if exp_dir.is_dir() else []
         if stale:
             raise W2vtkError(f"{exp_dir}: holds {', '.join(stale[:3])} but no checkpoint_last.pt to resume "
@@ -289,7 +319,8 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
 
                 with atomic_open(exp_dir / "global_cmvn.npz", "wb", encoding=None) as fh:
                     np.savez(fh, mean=norm.mean, std=norm.std)
-        save_config(cfg, exp_dir / "config.yaml")
+        if write_config:
+            save_config(cfg, exp_dir / "config.yaml")
     dist.barrier()
 
     # ---- batches
@@ -363,6 +394,8 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
              f"{num_parameters(model) / 1e6:.2f}M parameters, stride {model.stride}, device {device}, "
              f"{info.world_size} process(es), {updates_per_epoch} updates/epoch", info)
 
+    rows_printed = 0
+
     def rank_batches(ep: int) -> list[list[str]]:
         order = epoch_order(len(batches), cfg.seed, ep, info.world_size, accum)
         return [batches[i] for i in order[info.rank::info.world_size]]
@@ -409,7 +442,7 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
             loader = _prefetch(mine[pos:], lambda b: _pad_batch(train_fd, b, norm))
             loss_dev = torch.zeros((), dtype=torch.float64, device=device)
             while pos < len(mine):
-                if cfg.max_updates and updates >= cfg.max_updates:
+                if cfg.optim.max_update and updates >= cfg.optim.max_update:
                     loss_sum[0] += float(loss_dev)
                     loss_dev.zero_()
                     save_last(epoch, pos, loss_sum)
@@ -520,7 +553,8 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
                 save_checkpoint(payload, exp_dir / f"checkpoint_epoch{epoch}.pt")
                 _write_average(exp_dir, cfg.average_last, payload)
             metrics.write(record)
-            _print_epoch_table(record, dev["unit"], cfg.max_epochs)
+            _print_epoch_table(record, dev["unit"], cfg.max_epochs, header=not rows_printed)
+            rows_printed += 1
         save_last(epoch, pos, torch.zeros(3, dtype=torch.float64))
         epoch, pos = epoch + 1, 0
 
@@ -623,24 +657,26 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
             "wer": rates.get("WER"), "time_s": time.perf_counter() - t0}
 
 
-def _print_epoch_table(rec: dict, unit: str, max_epochs: int) -> None:
-    """One compact row per epoch (fits an 80-column terminal); the full record is in metrics.jsonl.
-    Losses are CTC per target token; error rates in percent; time is the epoch's training time."""
-    from rich import box
-    from rich.table import Table
+_EPOCH_COLS = ("epoch", "upd", "lr", "train loss", "dev loss", "dev {unit}", "dev WER", "time", "audio-s/s", "best")
+_EPOCH_WIDTHS = (9, 6, 8, 10, 9, 8, 7, 6, 9, 4)
 
+
+def _print_epoch_table(rec: dict, unit: str, max_epochs: int, header: bool) -> None:
+    """One fixed-width row per epoch (74 columns: fits an 80-column terminal, and a redirected log
+    reads as one table), the header only before the first row this run prints; the full record is
+    in metrics.jsonl. Losses are CTC per target token; error rates in percent; time is the epoch's
+    training time; best is the best dev epoch so far."""
     from w2vtk.progress import console
-
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False,
-                  caption=f"best dev so far: epoch {rec['best_epoch']}", caption_justify="left")
-    cols = ["epoch", "upd", "lr", "train loss", "dev loss", f"dev {unit}", "dev WER", "time", "audio-s/s"]
-    for c in cols:
-        table.add_column(c, justify="right", no_wrap=True)
 
     def f(x, fmt):
         return "-" if x is None else format(x, fmt)
 
-    table.add_row(f"{rec['epoch']}/{max_epochs}", str(rec["updates"]), f(rec["lr"], ".2g"), f(rec["train_loss"], ".4f"),
-                  f(rec["dev_loss"], ".4f"), f(rec[unit.lower()], ".2f"), f(rec["wer"], ".2f"),
-                  f"{rec['time_s']:.0f}s", f(rec["audio_s_per_s"], ".0f"))
-    console.print(table)
+    def row(cells) -> str:
+        return " ".join(str(c).rjust(w) for c, w in zip(cells, _EPOCH_WIDTHS))
+
+    if header:
+        console.print(row(c.format(unit=unit) for c in _EPOCH_COLS), highlight=False, markup=False)
+    console.print(row((f"{rec['epoch']}/{max_epochs}", rec["updates"], f(rec["lr"], ".2g"), f(rec["train_loss"], ".4f"),
+                       f(rec["dev_loss"], ".4f"), f(rec[unit.lower()], ".2f"), f(rec["wer"], ".2f"),
+                       f"{rec['time_s']:.0f}s", f(rec["audio_s_per_s"], ".0f"), rec["best_epoch"])),
+                  highlight=False, markup=False)

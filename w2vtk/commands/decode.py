@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -16,7 +16,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Decode dir (emissions cache, hyp.txt, scores)."),
         lang: Path = typer.Option(None, "--lang", help="LM dir from `w2vtk prep lm` (lexicon / lexfree)."),
         decoder: str = typer.Option(None, "--decoder", help="greedy | lexicon | lexfree (default: the config's, lexicon)."),
-        config: Path = typer.Option(None, "--config", help="conf/decode/*.yaml (DecodeConfig)."),
+        conf: Path = typer.Option(None, "--conf", help="conf/decode/*.yaml (DecodeConfig)."),
+        config: Path = typer.Option(None, "--config", hidden=True, help="Old name of --conf."),
         tune: bool = typer.Option(False, "--tune", help="Search lm_weight / word_score / sil_score on this "
                                   "(dev) set; writes trials.tsv and best.yaml."),
         trials: int = typer.Option(None, "--trials", help="Number of tuning trials (default 64)."),
@@ -30,15 +31,27 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         lm_weight: float = typer.Option(None, "--lm-weight", help="alpha: weight of the log10 LM score."),
         word_score: float = typer.Option(None, "--word-score", help="beta: score per word."),
         sil_score: float = typer.Option(None, "--sil-score", help="gamma: score per silence."),
-        set_: List[str] = typer.Option(None, "--set", help="Config override key=value (e.g. beam.beam_threshold=30)."),
+        set_: List[str] = typer.Option(None, "--set", hidden=True, help="Old form of a KEY=VALUE override."),
+        overrides: Optional[List[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides, "
+                                                        "e.g. beam.beam_threshold=30 trials=16."),
     ) -> None:
         """Decode a feature set with greedy or flashlight-text beam search, tune on dev, score, report the RTF."""
-        from rich.console import Console
+        from w2vtk.config import load_config, print_notes
+        from w2vtk.decoding import DecodeConfig
+        from w2vtk.errors import W2vtkError
+        from w2vtk.logs import command_log
+        from w2vtk.progress import LoggedConsole
 
-        from w2vtk.config import load_config
-        from w2vtk.decoding import DecodeConfig, best_table, decode_dir
-
-        overrides = list(set_ or [])
+        notes = []
+        if config is not None:
+            if conf is not None:
+                raise W2vtkError("--config is the old name of --conf; give only --conf")
+            notes.append("decode --config is now --conf (the old name still works for now)")
+            conf = config
+        if set_:
+            notes.append("decode --set KEY=VALUE is now a plain KEY=VALUE argument (the old form still works "
+                         "for now)")
+        overrides = list(set_ or []) + list(overrides or [])
         for key, value in (("decoder", decoder), ("trials", trials), ("nj", nj), ("beam.nbest", nbest),
                            ("beam.beam_size", beam_size), ("beam.lm_weight", lm_weight),
                            ("beam.word_score", word_score), ("beam.sil_score", sil_score)):
@@ -46,25 +59,32 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                 overrides.append(f"{key}={value}")
         if grid:
             overrides.append("search=grid")
-        cfg = load_config(DecodeConfig, config, overrides)
+        cfg = load_config(DecodeConfig, conf, overrides, notes=notes)
+        print_notes(notes)
         if test_sets:
             cfg.test_sets = [t for item in test_sets for t in item.split(",") if t]
-        console = Console()
+        console = LoggedConsole()
+        with command_log(out, "decode"):
+            _run(cfg, am, data, out, lang, tune, params, console)
 
-        def log(msg: str) -> None:
-            console.print(msg, highlight=False, markup=False)
 
-        res = decode_dir(cfg, am_dir=am, data_dir=data, out_dir=out, lang_dir=lang, tune=tune, params=params,
-                         log=log)
-        if res.trials:
-            console.print(best_table(res.trials))
-            log(f"wrote {out / 'trials.tsv'} and {out / 'best.yaml'}")
-        for line in (out / "wer.txt").read_text(encoding="utf-8").splitlines():
-            log(line)
-        p = res.params
-        weights = "" if res.decoder == "greedy" else (f"; lm_weight {p['lm_weight']}, word_score "
-                                                      f"{p['word_score']}, sil_score {p['sil_score']}")
-        log(f"{res.decoder}: {res.utterances} utterances, {res.audio_seconds:.1f} audio-s{weights}")
-        emis = f", emissions RTF {res.emissions_rtf}" if res.emissions_rtf is not None else ""
-        log(f"real-time factor (search wall time / audio): {res.rtf:.3g}{emis}; hyp.txt, wer.txt, score.json, "
-            f"decode.json in {out}")
+def _run(cfg, am, data, out, lang, tune, params, console) -> None:
+    from w2vtk.decoding import best_table, decode_dir
+
+    def log(msg: str) -> None:
+        console.print(msg, highlight=False, markup=False)
+
+    res = decode_dir(cfg, am_dir=am, data_dir=data, out_dir=out, lang_dir=lang, tune=tune, params=params,
+                     log=log)
+    if res.trials:
+        console.print(best_table(res.trials))
+        log(f"wrote {out / 'trials.tsv'} and {out / 'best.yaml'}")
+    for line in (out / "wer.txt").read_text(encoding="utf-8").splitlines():
+        log(line)
+    p = res.params
+    weights = "" if res.decoder == "greedy" else (f"; lm_weight {p['lm_weight']}, word_score "
+                                                  f"{p['word_score']}, sil_score {p['sil_score']}")
+    log(f"{res.decoder}: {res.utterances} utterances, {res.audio_seconds:.1f} audio-s{weights}")
+    emis = f", emissions RTF {res.emissions_rtf}" if res.emissions_rtf is not None else ""
+    log(f"real-time factor (search wall time / audio): {res.rtf:.3g}{emis}; hyp.txt, wer.txt, score.json, "
+        f"decode.json in {out}")

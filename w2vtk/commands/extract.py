@@ -67,14 +67,21 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                              precision=precision, long_chunk_seconds=long_chunk_seconds,
                              approx_chunks=approx_chunks, dither=dither, seed=seed, options=opts)
         from w2vtk.dist import cleanup, env_info
+        from w2vtk.logs import command_log
 
-        try:
-            result = run_extract(req, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
-        finally:
-            cleanup()
-        if env_info().is_main and result.complete:
-            rate = result.audio_seconds / result.wall_seconds if result.wall_seconds > 0 else 0.0
-            console.print(f"extracted {result.num_utterances} utterances, {result.num_frames} frames "
-                          f"({result.audio_seconds:.1f} audio-s this run, {rate:.1f} audio-s/s)"
-                          + (f"; skipped {len(result.skipped)} short" if result.skipped else "")
-                          + (f" -> {result.scp}" if result.scp else ""), highlight=False, soft_wrap=True)
+        log_dir = out_dir or (out.parent if out is not None else npy_dir) or Path(".")
+        with command_log(log_dir, "extract"):
+            try:
+                result = run_extract(req, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
+            finally:
+                cleanup()
+            _summary(result, env_info().is_main, console)
+
+
+def _summary(result, is_main: bool, console) -> None:
+    if is_main and result.complete:
+        rate = result.audio_seconds / result.wall_seconds if result.wall_seconds > 0 else 0.0
+        console.print(f"extracted {result.num_utterances} utterances, {result.num_frames} frames "
+                      f"({result.audio_seconds:.1f} audio-s this run, {rate:.1f} audio-s/s)"
+                      + (f"; skipped {len(result.skipped)} short" if result.skipped else "")
+                      + (f" -> {result.scp}" if result.scp else ""), highlight=False, soft_wrap=True)

@@ -20,7 +20,6 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                                       "(added to the set) instead of failing."),
     ) -> None:
         """Build the token set shared by train-am, prep lm, decode and score (blank <blk> = 0)."""
-        from rich.console import Console
         from rich.table import Table
 
         from w2vtk.tokens import build_lang
@@ -42,4 +41,12 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         table.add_row("unk token", str(info.unk_token))
         shown = " ".join(tset.tokens[1:41]) + (" ..." if len(tset) > 41 else "")
         table.add_row("tokens", shown)
-        Console().print(table)
+        from rich.markup import escape
+
+        from w2vtk.progress import LoggedConsole
+
+        console = LoggedConsole()
+
+        console.print(table)
+        for line in tset.warnings:
+            console.print(f"[yellow]warning: {escape(line)}[/yellow]", highlight=False)

@@ -30,12 +30,12 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                                       "(plain sentences, or a data dir: its text)."),
     ) -> None:
         """Build lm.arpa, lm.bin (KenLM), words.txt, lexicon.txt and a copy of tokens.txt."""
-        from rich.console import Console
+        from w2vtk.progress import LoggedConsole
         from rich.table import Table
 
         from w2vtk.lm import build_lm
 
-        console = Console()
+        console = LoggedConsole()
 
         def log(msg: str) -> None:
             console.print(msg, highlight=False, markup=False)
@@ -44,7 +44,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                        exclude_digits=exclude_digits, lexicon_dict=lexicon_dict, arpa=arpa,
                        ppl_text=ppl_text, log=log)
         for w in res.warnings:
-            Console(stderr=True).print(f"warning: {w}", highlight=False, markup=False)
+            LoggedConsole(stderr=True).print(f"warning: {w}", highlight=False, markup=False)
         table = Table(title=f"prep lm: {out}")
         table.add_column("field")
         table.add_column("value", justify="right")

@@ -15,9 +15,9 @@ HELP = (
     "save_every updates, the newest keep_last kept). Checkpoints load with `w2vtk extract --checkpoint` "
     "and hold everything needed to resume exactly; a run resumes by default when EXP/checkpoint_last.pt "
     "exists.\n\n"
-    "Override any config field after the options as KEY=VALUE, dotted for the model section: "
+    "Override any config field after the options as KEY=VALUE, dotted by section (model, data, optim, checkpoint): "
     "`w2vtk pretrain --conf conf/base.yaml --data data/train --valid data/dev --exp exp/w2v_base "
-    "max_update=40000 update_freq=2 model.dropout=0.1`.\n\n"
+    "optim.max_update=40000 optim.update_freq=2 model.dropout=0.1`.\n\n"
     "Several GPUs or processes: `torchrun --nproc-per-node 8 -m w2vtk pretrain ...` (NCCL on GPUs, "
     "gloo on CPU); only rank 0 logs and writes.\n\n"
     "BATCHES: max_tokens is a budget in samples PER GPU (per process) PER FORWARD PASS: 1500000 = "
@@ -37,7 +37,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
     @app.command("pretrain", help=HELP, context_settings={"allow_extra_args": False})
     def pretrain_cmd(
         overrides: Optional[List[str]] = typer.Argument(
-            None, metavar="[KEY=VALUE]...", help="Config overrides, e.g. lr=1e-3 model.norm=channel."),
+            None, metavar="[KEY=VALUE]...", help="Config overrides, e.g. optim.lr=1e-3 model.norm=channel."),
         conf: Optional[Path] = typer.Option(
             None, "--conf", help="YAML config (conf/base.yaml, conf/large.yaml, conf/tiny.yaml). "
             "Default: EXP/config.yaml when resuming, else the base model's defaults."),
@@ -49,29 +49,40 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         resume: Optional[bool] = typer.Option(
             None, "--resume/--no-resume", help="Continue from EXP/checkpoint_last.pt (default: when it "
             "exists) / start over (existing checkpoints are replaced as the new run saves)."),
+        allow_changes: bool = typer.Option(
+            False, "--allow-changes", help="Resume with settings that differ from EXP/config.yaml (the old "
+            "file is kept as config.<N>.yaml); without it such a rerun is refused with the differences listed."),
         stop_at: Optional[int] = typer.Option(
             None, "--stop-at-update", help="Stop with a checkpoint once this many updates are done (the "
             "schedule still aims at max_update); rerun to continue exactly (time-limited cluster jobs)."),
     ) -> None:
         from w2vtk.dist import env_info
+        from w2vtk.logs import command_log
         from w2vtk.pretrain import load_pretrain_config, pretrain
         from w2vtk.progress import console
 
         if conf is None and resume is not False and (exp / "config.yaml").is_file() \
                 and (exp / "checkpoint_last.pt").is_file():
-            conf = exp / "config.yaml"
-        cfg = load_pretrain_config(conf, list(overrides or []))
-        result = pretrain(cfg, data, exp, valid=valid, resume=resume, stop_at=stop_at)
-        if env_info().is_main:
-            from rich.table import Table
+            conf = exp / "config.yaml"  # a rerun continues the experiment as configured
+        with command_log(exp, "pretrain"):
+            cfg = load_pretrain_config(conf, list(overrides or []))
+            result = pretrain(cfg, data, exp, valid=valid, resume=resume, stop_at=stop_at,
+                              allow_changes=allow_changes)
+            if env_info().is_main:
+                _summary_table(exp, result, console)
 
-            table = Table(title=f"pretrain {exp}")
-            for col in ("updates", "train loss", "valid loss", "valid rank-acc", "best valid loss",
-                        "skipped (non-finite)", "skipped (short)"):
-                table.add_column(col, justify="right")
-            v = result.valid or {}
-            fmt = (lambda x, f=".4f": "-" if x is None else format(x, f))
-            table.add_row(str(result.num_updates), fmt(result.train_loss), fmt(v.get("loss")),
-                          fmt(v.get("rank_acc"), ".3f"), fmt(result.best_valid_loss),
-                          str(result.skipped_nonfinite), str(result.train_data["skipped_short"]))
-            console.print(table)
+
+def _summary_table(exp: Path, result, console) -> None:
+    """The run's figures as a table (printed after a pretrain run, also into its log)."""
+    from rich.table import Table
+
+    table = Table(title=f"pretrain {exp}")
+    for col in ("updates", "train loss", "valid loss", "valid rank-acc", "best valid loss",
+                "skipped (non-finite)", "skipped (short)"):
+        table.add_column(col, justify="right")
+    v = result.valid or {}
+    fmt = (lambda x, f=".4f": "-" if x is None else format(x, f))
+    table.add_row(str(result.num_updates), fmt(result.train_loss), fmt(v.get("loss")),
+                  fmt(v.get("rank_acc"), ".3f"), fmt(result.best_valid_loss),
+                  str(result.skipped_nonfinite), str(result.train_data["skipped_short"]))
+    console.print(table)

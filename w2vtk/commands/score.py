@@ -23,23 +23,26 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         per_speaker: Path = typer.Option(None, "--per-speaker", help="utt2spk file: add a per-speaker table "
                                          "(and per_speaker.tsv)."),
         out_dir: Path = typer.Option(None, "--out-dir", help="Write wer.txt, alignments.txt, score.json here "
-                                     "instead of HYP's directory."),
+                                     "instead of HYP's directory (named wer_<stem>.txt ... for a HYP not "
+                                     "named hyp.txt)."),
         token_check: bool = typer.Option(True, "--token-check/--no-token-check", help="Stop when fewer than "
                                          "half of the hypothesis tokens occur in the reference."),
     ) -> None:
         """Score HYP against REF (WER and LER when no metric is named); prints compute-wer's lines and a table."""
-        from rich.console import Console
+        from w2vtk.progress import LoggedConsole
 
         from w2vtk.scoring import score_files, score_table, speaker_table
 
         metrics = [m for m, on in (("wer", wer), ("ler", ler), ("per", per)) if on] or ["wer", "ler"]
         result = score_files(ref, hyp, metrics, out_dir=out_dir, case_fold=case_fold, filter=filter,
                              mode=mode, utt2spk=per_speaker, check_tokens=token_check)
-        console = Console()
+        console = LoggedConsole()
         for line in result.lines():
             console.print(line, highlight=False, markup=False)
         console.print(score_table(result, title=f"score: {hyp}"))
         if result.per_speaker is not None:
             console.print(speaker_table(result))
-        console.print(f"wrote wer.txt, alignments.txt, score.json in {out_dir or hyp.parent}",
-                      highlight=False, markup=False)
+        from w2vtk.scoring import report_names
+
+        console.print(f"wrote {', '.join(report_names(hyp))} in {out_dir or hyp.parent}", highlight=False,
+                      markup=False)

@@ -115,10 +115,10 @@ def finish_prep(out_dir: str | Path, corpus: str, sets: Mapping[str, Mapping[str
     Returns ``{"corpus", "sets": {name: {"utterances", "speakers", "hours", "expected"}},
     "lm_text": {"path", "lines"}, "warnings": [...]}`` (also in local/prep_summary.json).
     """
-    from rich.console import Console
+    from w2vtk.progress import LoggedConsole
     from rich.table import Table
 
-    console = console or Console()
+    console = console or LoggedConsole()
     out_dir = Path(out_dir)
     for name in sets:
         if not name or "/" in name or name.startswith(".") or name == "local":
@@ -131,8 +131,11 @@ def finish_prep(out_dir: str | Path, corpus: str, sets: Mapping[str, Mapping[str
     summary_sets: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     expected_counts = expected_counts or {}
+    from w2vtk.data.kaldi_dir import infer_role, write_role
+
     for name, kwargs in sets.items():
         dd = write_data_dir(out_dir / name, **kwargs)
+        write_role(out_dir / name, infer_role(name))  # decode --tune refuses a test set by this
         info = set_summary(dd)
         info["expected"] = expected_counts.get(name)
         summary_sets[name] = info

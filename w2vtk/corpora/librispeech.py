@@ -338,7 +338,8 @@ def _resolve_subsets(found: dict[str, Path], requested: Iterable[str] | None, ro
 
 def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
                         subsets: Iterable[str] | None = None, speaker: str = "reader-chapter",
-                        lm_dir: str | Path | None = None, quiet: bool = False) -> dict | None:
+                        lm_dir: str | Path | None = None, quiet: bool = False,
+                        corpus_name: str = "librispeech") -> dict | None:
     """Prepare LibriSpeech subsets as Kaldi data dirs under ``out_dir`` (see the module doc).
 
     Args:
@@ -348,15 +349,17 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
             default every subset present.
         speaker: ``reader-chapter`` (Kaldi's default) or ``reader``.
         lm_dir: directory with the OpenSLR 11 files; default ``LibriSpeech/`` and its parent.
-        quiet: print nothing (tests, and the mini corpus's inner call).
+        quiet: print nothing (tests).
+        corpus_name: the corpus's name in what is printed (``prep mini`` prepares a synthesized corpus in
+            LibriSpeech's layout through this function).
     Returns:
         the prep summary (also in ``local/prep_summary.json``), or None when already prepared.
     """
-    from rich.console import Console
+    from w2vtk.progress import LoggedConsole
 
     from w2vtk.corpora.common import finish_prep, start_prep
 
-    console = Console(quiet=quiet, stderr=False)
+    console = LoggedConsole(quiet=quiet, stderr=False)
     if speaker not in SPEAKER_MODES:
         raise W2vtkError(f"--speaker must be one of {', '.join(SPEAKER_MODES)}, got {speaker!r}")
     root = find_librispeech_root(corpus_dir)
@@ -421,12 +424,15 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
     dropped = [0]
     lm_lines = _lm_lines(train_sets, lm_text_path, heldout, dropped)
     _link_resources(out_dir, resources)  # before finish_prep, whose done marker comes last
-    summary = finish_prep(out_dir, "librispeech", sets, lm_lines, expected_counts=EXPECTED_UTTERANCES,
+    summary = finish_prep(out_dir, corpus_name, sets, lm_lines, expected_counts=EXPECTED_UTTERANCES,
                           signature=signature, console=console)
     if dropped[0]:
         console.print(f"LM text: dropped {dropped[0]} line(s) equal to a dev/test transcript",
                       highlight=False)
-    if resources:
+    if resources and corpus_name == "librispeech":
         console.print(f"LM resources linked into {out_dir / 'local'}: {', '.join(resources)}",
                       highlight=False)
+    elif resources:  # a corpus in LibriSpeech's layout (prep mini): its own LM text, LibriSpeech's file name
+        console.print(f"{corpus_name} LM text linked into {out_dir / 'local'} (in LibriSpeech's layout): "
+                      f"{', '.join(resources)}", highlight=False)
     return summary

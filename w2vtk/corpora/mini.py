@@ -564,7 +564,7 @@ def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
     synthesize_corpus(corpus_dir, minutes, seed, speakers=speakers, lm_sentences=lm_sentences,
                       held_speakers=held_speakers, held_minutes=held_minutes, workers=workers)
     prepare_librispeech(corpus_dir, out_dir, subsets=list(SUBSETS), speaker="reader-chapter",
-                        quiet=quiet)
+                        quiet=quiet, corpus_name="mini")
     return out_dir
 
 

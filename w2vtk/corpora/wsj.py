@@ -315,9 +315,9 @@ def iter_lm_text(files: Iterable[Path], normalize: Callable[[Iterable[str]], lis
 
 
 def _warn(message: str) -> None:
-    from rich.console import Console
+    from w2vtk.progress import LoggedConsole
 
-    Console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
+    LoggedConsole(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
                                soft_wrap=True)
 
 

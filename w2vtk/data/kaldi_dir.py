@@ -566,3 +566,41 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield lineno, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise W2vtkError(f"{path}:{lineno}: not valid UTF-8") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# the set's role (train / dev / test), recorded at prep time
+
+ROLE_FILE = "role"
+ROLES = ("train", "dev", "test")
+# Set names that are evaluation sets in the corpora w2vtk prepares (TIMIT, WSJ, LibriSpeech, mini).
+TEST_SET_NAMES = ("test", "coretest", "core_test", "test_eval92", "test_eval93", "eval92", "eval93",
+                  "nov92", "nov93", "test_clean", "test_other", "test-clean", "test-other")
+
+
+def infer_role(set_name: str) -> str:
+    """The role of a prepared set from its name: an evaluation set of TEST_SET_NAMES is ``test``, a
+    name with ``dev`` (``dev_clean``, ``test_dev93`` = WSJ's nov93dev) is ``dev``, else ``train``."""
+    if set_name in TEST_SET_NAMES:
+        return "test"
+    return "dev" if "dev" in set_name else "train"
+
+
+def write_role(path: str | Path, role: str) -> None:
+    """Record a data dir's role in ``DIR/role`` (one word), atomically. Kept by extract, subset and
+    combine, so that ``decode --tune`` can refuse a test set whatever its directory is called."""
+    from w2vtk.io import atomic_write_text
+
+    if role not in ROLES:
+        raise W2vtkError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    atomic_write_text(Path(path) / ROLE_FILE, role + "\n")
+
+
+def read_role(path: str | Path) -> str | None:
+    """The recorded role of data dir ``path`` (None when it has no ``role`` file or an unknown one)."""
+    f = Path(path) / ROLE_FILE
+    try:
+        role = f.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return role if role in ROLES else None

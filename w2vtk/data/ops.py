@@ -276,7 +276,9 @@ def subset_data_dir(src: str | Path, out: str | Path, *, hours: float | None = N
                 break
             keep.add(utt)
             total += durations[utt]
-    return _write_selected(tables, out, keep, src_path)
+    out_dd = _write_selected(tables, out, keep, src_path)
+    _carry_role([src_path], out)
+    return out_dd
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,8 +380,21 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
         extra={n: t for n, t in merged.items() if is_extra_name(n)},
         reco2dur=merged.get("reco2dur"),
     )
+    _carry_role([Path(d) for d in dirs], Path(out))
     return warnings
 
 
 __all__ = ["fix_data_dir", "subset_data_dir", "combine_data_dirs", "balanced_order",
            "format_seconds"]
+
+
+def _carry_role(sources: Sequence[Path], out: Path) -> None:
+    """A subset or combination keeps its sources' role; any test source makes it a test set."""
+    from w2vtk.data.kaldi_dir import ROLE_FILE, read_role, write_role
+
+    roles = {read_role(s) for s in sources}
+    role = "test" if "test" in roles else (roles.pop() if len(roles) == 1 else None)
+    if role is not None:
+        write_role(out, role)
+    else:
+        (Path(out) / ROLE_FILE).unlink(missing_ok=True)

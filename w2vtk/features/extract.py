@@ -140,8 +140,8 @@ def _layout(ark: Path | None, npy_dir: Path | None, num_shards: int) -> _Layout:
         ark = Path(ark).absolute()
         if ark.suffix != ".ark":
             raise W2vtkError(f"--out {ark}: the archive name must end in .ark")
-        if not ark.parent.is_dir():
-            raise W2vtkError(f"--out {ark}: directory {ark.parent} does not exist")
+        if ark.parent.exists() and not ark.parent.is_dir():
+            raise W2vtkError(f"--out {ark}: {ark.parent} is not a directory")
         return _Layout(ark.parent, ark.stem, ark, num_shards)
     if npy_dir is None:
         raise W2vtkError("nothing to write: give an archive (--out / --out-dir) or --npy-dir")

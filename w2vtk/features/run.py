@@ -99,6 +99,11 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
                    spk2gender=_filter(dd.spk2gender, speakers), utt2num_frames=utt2num_frames,
                    feats_scp=feats_scp, extra={n: _filter(t, keep) for n, t in dd.extra.items()},
                    reco2dur=reco2dur)
+    from w2vtk.data.kaldi_dir import read_role, write_role
+
+    role = read_role(in_dir)
+    if role is not None:  # a feature dir of a test set is still a test set
+        write_role(out_dir, role)
 
 
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
@@ -129,8 +134,6 @@ def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabl
         ark = Path(req.out)
     elif req.out_dir is not None:
         out_dir = Path(req.out_dir)
-        if not out_dir.absolute().parent.is_dir():
-            raise W2vtkError(f"--out-dir {out_dir}: directory {out_dir.absolute().parent} does not exist")
         if data_dir is not None and out_dir.exists() and out_dir.resolve() == data_dir.resolve():
             raise W2vtkError(f"--out-dir {out_dir} is the input data dir; extract never modifies its "
                              f"input: name a new one such as {data_dir.name}_w2v")
@@ -140,9 +143,9 @@ def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabl
             raise W2vtkError(f"--out-dir {out_dir} already exists and is not empty: use --overwrite to "
                              f"replace it or --resume to finish an interrupted run")
         if env_info().is_main:
-            out_dir.mkdir(exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
         barrier()
-        out_dir.mkdir(exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         ark = out_dir / "feats.ark"
     extractor = make_extractor(req, log, device)
     result = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options,

@@ -368,6 +368,28 @@ def export_fairseq(model: Wav2VecModel, path: str | Path, num_updates: int = 0) 
     }, path)
 
 
+def export_checkpoint(src: str | Path, out: str | Path) -> CheckpointInfo:
+    """``w2vtk export-fairseq``: load the wav2vec checkpoint ``src`` (any format :func:`load_wav2vec`
+    reads), write it to ``out`` with :func:`export_fairseq`, read the result back and check that every
+    weight is bit-identical. A model fairseq cannot express (``norm: channel``) is refused before
+    anything is written; so is ``out`` naming ``src`` itself."""
+    import torch
+
+    src, out = Path(src), Path(out)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise W2vtkError(f"{out}: the output would replace the checkpoint being exported; name another file")
+    model, info = load_wav2vec(src)
+    fairseq_args_from_config(model.cfg, 0)  # refuses what fairseq cannot express, before any write
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_fairseq(model, out, num_updates=info.num_updates or 0)
+    again, _ = load_wav2vec(out)
+    a, b = model.state_dict(), again.state_dict()
+    if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
+        out.unlink(missing_ok=True)
+        raise W2vtkError(f"{out}: the exported weights did not read back identically; nothing was kept")
+    return info
+
+
 def w2vtk_checkpoint(model: Wav2VecModel, **extra: Any) -> dict[str, Any]:
     """The w2vtk checkpoint dict for ``model`` (layout in the module docstring); ``extra`` adds the
     training state (optimizer, scheduler, ...)."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from w2vtk.config import _merge, from_dict, parse_overrides, read_yaml, to_dict
+from w2vtk.config import (_merge, apply_renames, check_override_keys, from_dict, parse_overrides, print_notes,
+                          read_yaml, to_dict)
 from w2vtk.errors import W2vtkError
 from w2vtk.models.wav2vec import Wav2VecConfig, preset
 
@@ -32,13 +33,9 @@ offset + prediction_steps - 1 frames (or min_sample_size) are skipped and counte
 
 
 @dataclass
-class PretrainConfig:
-    """Everything ``w2vtk pretrain`` needs besides the data paths; fairseq names in brackets."""
+class PretrainDataConfig:
+    """Batching and loading (the ``data`` section); see BATCH_HELP."""
 
-    model: Wav2VecConfig = field(default_factory=Wav2VecConfig)
-    """the wav2vec model (fairseq --arch wav2vec options); may start with ``preset: base|large``."""
-
-    # ---- data
     max_tokens: int = 1_500_000
     """samples per GPU per forward pass [--max-tokens]; see BATCH_HELP."""
     max_sample_size: int = 150_000
@@ -49,7 +46,11 @@ class PretrainConfig:
     num_workers: int = 2
     """DataLoader worker processes decoding and cropping audio [--num-workers]; 0 = in the main process."""
 
-    # ---- optimisation
+
+@dataclass
+class PretrainOptimConfig:
+    """Adam, the learning-rate schedule and the update count (the ``optim`` section)."""
+
     lr: float = 5e-3
     """peak learning rate [--lr]."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -73,6 +74,45 @@ class PretrainConfig:
     update_freq: int = 1
     """micro-batches accumulated per update on each process [--update-freq]."""
 
+
+@dataclass
+class PretrainCheckpointConfig:
+    """Validation and checkpoint cadence (the ``checkpoint`` section)."""
+
+    valid_every: int = 1000
+    """validate every N updates (and at the end) [--validate-interval-updates]."""
+    validate_at_start: bool = True
+    """also validate before the first update of a fresh run (the chance-level baseline)."""
+    save_every: int = 1000
+    """write checkpoint_last.pt and checkpoint_<update>.pt every N updates [--save-interval-updates]."""
+    keep_last: int = 5
+    """numbered checkpoints kept (-1 = all, 0 = none) [--keep-interval-updates]."""
+
+
+_SECTION_KEYS = {
+    "data": ("max_tokens", "max_sample_size", "min_sample_size", "num_workers"),
+    "optim": ("lr", "adam_betas", "adam_eps", "weight_decay", "lr_scheduler", "warmup_updates",
+              "warmup_init_lr", "min_lr", "max_update", "clip_norm", "update_freq"),
+    "checkpoint": ("valid_every", "validate_at_start", "save_every", "keep_last"),
+}
+
+
+@dataclass
+class PretrainConfig:
+    """Everything ``w2vtk pretrain`` needs besides the data paths; fairseq names in brackets.
+
+    Sections: ``model`` (the network and objective), ``data``, ``optim``, ``checkpoint``; the run
+    settings below stay at the top. Before w2vtk 0.2 the data / optim / checkpoint keys were flat
+    (``lr``, ``max_update``, ...): those names still load, with a note naming the new key."""
+
+    RENAMED: ClassVar[dict[str, str]] = {k: f"{sec}.{k}" for sec, keys in _SECTION_KEYS.items() for k in keys}
+
+    model: Wav2VecConfig = field(default_factory=Wav2VecConfig)
+    """the wav2vec model (fairseq --arch wav2vec options); may start with ``preset: base|large``."""
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
+    checkpoint: PretrainCheckpointConfig = field(default_factory=PretrainCheckpointConfig)
+
     # ---- run
     seed: int = 1
     """model init, epoch order, crop offsets and negatives [--seed]."""
@@ -84,35 +124,32 @@ class PretrainConfig:
     """auto = CUDA when available."""
     threads: int = 0
     """intra-op CPU threads per process; 0 = torch's default."""
-    valid_every: int = 1000
-    """validate every N updates (and at the end) [--validate-interval-updates]."""
-    validate_at_start: bool = True
-    """also validate before the first update of a fresh run (the chance-level baseline)."""
-    save_every: int = 1000
-    """write checkpoint_last.pt and checkpoint_<update>.pt every N updates [--save-interval-updates]."""
-    keep_last: int = 5
-    """numbered checkpoints kept (-1 = all, 0 = none) [--keep-interval-updates]."""
     log_every: int = 100
     """progress line and metrics.jsonl record every N updates [--log-interval]."""
     max_nonfinite: int = 10
     """stop after this many consecutive non-finite losses / gradients (each is skipped)."""
 
     def validate(self) -> None:
-        positive = ("max_tokens", "max_sample_size", "max_update", "update_freq", "valid_every",
-                    "save_every", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise W2vtkError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("min_sample_size", "num_workers", "warmup_updates", "threads", "max_nonfinite"):
-            if getattr(self, name) < 0:
-                raise W2vtkError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "adam_eps"):
-            if not getattr(self, name) > 0:
-                raise W2vtkError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.clip_norm < 0 or self.weight_decay < 0 or self.min_lr < 0 or self.warmup_init_lr < 0:
-            raise W2vtkError("clip_norm, weight_decay, min_lr and warmup_init_lr must be >= 0")
-        if not all(0.0 <= b < 1.0 for b in self.adam_betas):
-            raise W2vtkError(f"adam_betas: each must be in [0, 1), got {list(self.adam_betas)}")
+        d, o, c = self.data, self.optim, self.checkpoint
+        positive = (("data.max_tokens", d.max_tokens), ("data.max_sample_size", d.max_sample_size),
+                    ("optim.max_update", o.max_update), ("optim.update_freq", o.update_freq),
+                    ("checkpoint.valid_every", c.valid_every), ("checkpoint.save_every", c.save_every),
+                    ("log_every", self.log_every))
+        for name, value in positive:
+            if value < 1:
+                raise W2vtkError(f"{name}: must be >= 1, got {value}")
+        for name, value in (("data.min_sample_size", d.min_sample_size), ("data.num_workers", d.num_workers),
+                            ("optim.warmup_updates", o.warmup_updates), ("threads", self.threads),
+                            ("max_nonfinite", self.max_nonfinite)):
+            if value < 0:
+                raise W2vtkError(f"{name}: must be >= 0, got {value}")
+        for name, value in (("optim.lr", o.lr), ("optim.adam_eps", o.adam_eps)):
+            if not value > 0:
+                raise W2vtkError(f"{name}: must be > 0, got {value}")
+        if o.clip_norm < 0 or o.weight_decay < 0 or o.min_lr < 0 or o.warmup_init_lr < 0:
+            raise W2vtkError("optim.clip_norm, weight_decay, min_lr and warmup_init_lr must be >= 0")
+        if not all(0.0 <= b < 1.0 for b in o.adam_betas):
+            raise W2vtkError(f"optim.adam_betas: each must be in [0, 1), got {list(o.adam_betas)}")
         self.model.validate()
 
 
@@ -135,18 +172,29 @@ def _expand_preset(data: dict, where: str) -> dict:
     return {**data, "model": model}
 
 
-def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Defaults <- YAML ``path`` <- ``key=value`` overrides (``model.norm=channel``, ``lr=1e-3``),
-    checked strictly (unknown key / wrong type -> one-line W2vtkError naming the key and file)."""
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                         notes: list[str] | None = None) -> PretrainConfig:
+    """Defaults <- YAML ``path`` <- ``key=value`` overrides (``model.norm=channel``, ``optim.lr=1e-3``),
+    checked strictly (unknown key / wrong type -> one-line W2vtkError naming the key and the file
+    or the override). Pre-0.2 flat keys (``lr``) load with a deprecation line (to ``notes`` when
+    given, else stderr)."""
     where = str(path) if path is not None else "config"
-    data = read_yaml(path) if path is not None else {}
-    extra = parse_overrides(overrides)
+    own: list[str] = [] if notes is None else notes
+    data = apply_renames(read_yaml(path), PretrainConfig.RENAMED, where, own) if path is not None else {}
+    extra = apply_renames(parse_overrides(overrides), PretrainConfig.RENAMED, "override", own)
+    model_extra = extra.get("model")
+    checked = extra
+    if isinstance(model_extra, dict) and "preset" in model_extra:
+        checked = {**extra, "model": {k: v for k, v in model_extra.items() if k != "preset"}}
+    check_override_keys(PretrainConfig, checked, list(overrides or []))
     # An overriding preset replaces the file's preset before the other model keys are applied.
-    if isinstance(extra.get("model"), dict) and "preset" in extra["model"] and isinstance(data.get("model"), dict):
+    if isinstance(model_extra, dict) and "preset" in model_extra and isinstance(data.get("model"), dict):
         data = {**data, "model": {k: v for k, v in data["model"].items() if k != "preset"}}
-        data["model"] = {"preset": extra["model"]["preset"], **data["model"]}
+        data["model"] = {"preset": model_extra["preset"], **data["model"]}
     data = _merge(data, extra)
     data = _expand_preset(data, where)
+    if notes is None:
+        print_notes(own)
     try:
         return from_dict(PretrainConfig, data, where="config")
     except W2vtkError as err:
@@ -154,4 +202,6 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
 
 
 def config_from_dict(data: dict, where: str = "checkpoint") -> PretrainConfig:
-    return from_dict(PretrainConfig, _expand_preset(dict(data), where), where=where)
+    """A saved config (config.yaml or a checkpoint's ``train_config``), old flat layout included."""
+    data = apply_renames(dict(data), PretrainConfig.RENAMED, where)
+    return from_dict(PretrainConfig, _expand_preset(data, where), where=where)

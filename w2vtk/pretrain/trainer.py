@@ -80,14 +80,14 @@ def prepare_data(source: str | Path, cfg: PretrainConfig, num_slots: int, what: 
     utts = read_utterances(source)
     model = cfg.model
     need = max(minimum_samples(model.conv_feature_layers, model.resolved_offset, model.prediction_steps),
-               cfg.min_sample_size)
+               cfg.data.min_sample_size)
     used = [u for u in utts if u.num_samples >= need]
     if not used:
         raise W2vtkError(f"{source}: all {len(utts)} {what} utterances are shorter than {need} samples "
                          f"({need / 16000:.3f} s: receptive field + offset + prediction_steps frames"
-                         f"{', min_sample_size' if cfg.min_sample_size > need else ''})")
-    batches = plan_batches([u.num_samples for u in used], max_tokens=cfg.max_tokens,
-                           max_sample_size=cfg.max_sample_size, num_slots=num_slots, where=f"{source}")
+                         f"{', min_sample_size' if cfg.data.min_sample_size > need else ''})")
+    batches = plan_batches([u.num_samples for u in used], max_tokens=cfg.data.max_tokens,
+                           max_sample_size=cfg.data.max_sample_size, num_slots=num_slots, where=f"{source}")
     return DataSummary(str(source), len(utts), len(used), len(utts) - len(used), need,
                        sum(u.num_samples for u in used) / 16000, len(batches), used, batches)
 
@@ -131,15 +131,35 @@ def _summarise(vec) -> dict:
             "audio_s": v["samples"] / 16000}
 
 
+# Settings that say how to run, not what: a resumed run may change them without --allow-changes.
+RUN_SETTINGS = ("threads", "device", "data.num_workers", "log_every")
+
+
+def _saved_config(exp_dir: Path, ckpt: dict) -> dict | None:
+    """The experiment's resolved config as a plain dict (config.yaml, else the checkpoint's copy),
+    pre-0.2 flat layouts translated; None when neither exists."""
+    from w2vtk.config import read_yaml, to_dict
+    from w2vtk.pretrain.config import config_from_dict
+
+    path = exp_dir / "config.yaml"
+    if path.is_file():
+        return to_dict(config_from_dict(read_yaml(path), where=str(path)))
+    saved = ckpt.get("train_config")
+    return to_dict(config_from_dict(saved, where=f"{exp_dir}/checkpoint_last.pt")) if isinstance(saved, dict) else None
+
+
 def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: str | Path | None = None,
-             resume: bool | None = None, stop_at: int | None = None) -> PretrainResult:
+             resume: bool | None = None, stop_at: int | None = None,
+             allow_changes: bool = False) -> PretrainResult:
     """Pre-train wav2vec on ``data`` (Kaldi data dir, wav.scp, fairseq .tsv manifest or audio
     directory), validating on ``valid``, writing ``exp_dir``/{config.yaml, metrics.jsonl,
     checkpoint_last.pt, checkpoint_best.pt, checkpoint_<update>.pt}.
 
     ``resume`` None: resume when ``checkpoint_last.pt`` exists; True: require it; False: start over.
+    A resumed run keeps ``config.yaml`` as it is; settings that differ from it are refused (one line
+    listing them) unless ``allow_changes``, which keeps the old file as ``config.<N>.yaml``.
     ``stop_at``: stop (saving checkpoint_last.pt) once this many updates are done, e.g. to fit a
-    cluster's time limit; the schedule still runs to ``cfg.max_update`` and a resumed run continues
+    cluster's time limit; the schedule still runs to ``cfg.optim.max_update`` and a resumed run continues
     exactly.
     Runs under torchrun as one process per device (the process group is set up here).  Every user
     mistake is found before anything in ``exp_dir`` is written.
@@ -153,7 +173,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
     from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput,
                                 autocast, capture_rng_state, make_grad_scaler, remove_stale_temporaries,
-                                resolve_amp, restore_rng_state, seed_everything, setup_cpu)
+                                resolve_amp, restore_rng_state, resume_config, seed_everything, setup_cpu)
 
     cfg.validate()
     exp_dir = Path(exp_dir)
@@ -164,7 +184,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         amp = resolve_amp(cfg.amp, device)
         if device.type == "cpu":
             setup_cpu(cfg.threads)
-        num_slots = W * cfg.update_freq
+        num_slots = W * cfg.optim.update_freq
 
         # ---- everything a user can get wrong is checked before exp_dir is touched
         train = prepare_data(data, cfg, num_slots, "training")
@@ -188,6 +208,11 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
             if ckpt.get("config") != to_dict(cfg.model):
                 raise W2vtkError(f"{last_path}: the model config differs from the checkpoint's; use the "
                                  "exp dir's config.yaml, or --no-resume with a new exp dir")
+            write_config = resume_config(exp_dir, _saved_config(exp_dir, ckpt), to_dict(cfg), allow_changes,
+                                         run_settings=RUN_SETTINGS, archive=is_main,
+                                         log=lambda m: _log(f"[yellow]{m}[/yellow]", is_main))
+        else:
+            write_config = True
 
         # ---- model, optimiser, schedule
         seed_everything(cfg.seed)
@@ -204,10 +229,11 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 ops per tensor; on CPU
         # the per-tensor loop took ~9% of a base training step.
-        optimizer = torch.optim.Adam(params, lr=cfg.warmup_init_lr, betas=tuple(cfg.adam_betas),
-                                     eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=True)
-        schedule = LRSchedule(peak_lr=cfg.lr, max_update=cfg.max_update, warmup_updates=cfg.warmup_updates,
-                              warmup_init_lr=cfg.warmup_init_lr, min_lr=cfg.min_lr, kind=cfg.lr_scheduler)
+        optimizer = torch.optim.Adam(params, lr=cfg.optim.warmup_init_lr, betas=tuple(cfg.optim.adam_betas),
+                                     eps=cfg.optim.adam_eps, weight_decay=cfg.optim.weight_decay, fused=True)
+        o = cfg.optim
+        schedule = LRSchedule(peak_lr=o.lr, max_update=o.max_update, warmup_updates=o.warmup_updates,
+                              warmup_init_lr=o.warmup_init_lr, min_lr=o.min_lr, kind=o.lr_scheduler)
         scaler = make_grad_scaler(amp, cfg.fp16_init_scale)
         guard = NonFiniteGuard(cfg.max_nonfinite)
         step = num_updates = 0
@@ -230,32 +256,28 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                      f"{ts.get('num_slots')}, now {num_slots}: the batches differ from an uninterrupted run",
                      is_main)
             resumed_from = num_updates
-            old = ckpt.get("train_config") or {}
-            changed = sorted(k for k, v in to_dict(cfg).items() if k != "model" and k in old and old[k] != v)
-            if changed:
-                _log(f"[yellow]note: resuming with changed settings: {', '.join(changed)}", is_main)
-
         # ---- outputs (rank 0)
-        manager = CheckpointManager(exp_dir, cfg.keep_last)
+        manager = CheckpointManager(exp_dir, cfg.checkpoint.keep_last)
         metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=is_main)
         if is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
             # a killed run's temporaries (a whole checkpoint each) are garbage once we restart
             remove_stale_temporaries(exp_dir, ("checkpoint_*.pt", "config.yaml", "metrics.jsonl"))
-            save_config(cfg, exp_dir / "config.yaml")
+            if write_config:
+                save_config(cfg, exp_dir / "config.yaml")
             if ckpt is not None:
                 metrics.truncate_after(num_updates)
             elif metrics.path.exists():
                 metrics.path.unlink()
         dist.barrier()
         metrics.write({"split": "start", "update": num_updates, "step": step, "world_size": W,
-                       "update_freq": cfg.update_freq, "device": str(device), "amp": amp,
+                       "update_freq": cfg.optim.update_freq, "device": str(device), "amp": amp,
                        "parameters": count_parameters(model), "train": train.as_record(),
                        "valid": vdata.as_record() if vdata else None, "resumed": ckpt is not None})
         _log(f"pretrain: {train.used} utterances ({train.seconds / 3600:.2f} h; {train.skipped_short} "
              f"shorter than {train.min_samples} samples skipped) in {train.num_batches} global batches; "
              f"{count_parameters(model) / 1e6:.2f}M parameters; {W} process(es) x update_freq "
-             f"{cfg.update_freq}; {device} {amp if amp != 'none' else 'fp32'}"
+             f"{cfg.optim.update_freq}; {device} {amp if amp != 'none' else 'fp32'}"
              + (f"; resuming at update {num_updates}" if ckpt is not None else ""), is_main)
 
         dataset = CropDataset(train.utterances, cfg.seed, cfg.model.num_negatives, cfg.model.conv_feature_layers)
@@ -267,7 +289,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
             model.eval()
             vec = torch.zeros(len(STATS), dtype=torch.float64)
             mbs = valid_microbatches(vdata.batches, info.rank, W)
-            loader = make_loader(valid_ds, mbs, min(cfg.num_workers, max(1, len(mbs))))
+            loader = make_loader(valid_ds, mbs, min(cfg.data.num_workers, max(1, len(mbs))))
             with torch.no_grad():
                 for batch in loader:
                     if "error" in batch:
@@ -299,18 +321,18 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 train_state={"step": step, "num_updates": num_updates, "num_slots": num_slots,
                              "num_batches": train.num_batches, "epoch": step // train.num_batches,
                              "best_loss": best, "nonfinite": guard.state_dict(),
-                             "valid": valid_stats, "world_size": W, "update_freq": cfg.update_freq})
+                             "valid": valid_stats, "world_size": W, "update_freq": cfg.optim.update_freq})
             manager.save(state, num_updates, is_best=is_best, numbered=numbered)
 
         last_valid = None
-        if vdata is not None and ckpt is None and cfg.validate_at_start:
+        if vdata is not None and ckpt is None and cfg.checkpoint.validate_at_start:
             last_valid = run_valid()
             metrics.write({"split": "valid", "update": 0, **last_valid})
             _log(f"valid @ 0: {_fmt(last_valid)}", is_main)
 
         sampler = TrainSampler(train.batches, seed=cfg.seed, rank=info.rank, world_size=W,
-                               update_freq=cfg.update_freq, start_step=step)
-        loader = make_loader(dataset, sampler, cfg.num_workers)
+                               update_freq=cfg.optim.update_freq, start_step=step)
+        loader = make_loader(dataset, sampler, cfg.data.num_workers)
         batches = iter(loader)
         model.train()
         window = torch.zeros(len(STATS), dtype=torch.float64)
@@ -319,13 +341,13 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         train_loss = None
         from w2vtk.progress import progress
 
-        with progress("pretrain", total=cfg.max_update, unit="update", enabled=None) as bar:
+        with progress("pretrain", total=cfg.optim.max_update, unit="update", enabled=None) as bar:
             bar.update(completed=num_updates)
-            end = cfg.max_update if stop_at is None else min(cfg.max_update, stop_at)
+            end = cfg.optim.max_update if stop_at is None else min(cfg.optim.max_update, stop_at)
             while num_updates < end:
                 lr = schedule.apply(optimizer, num_updates)
                 vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
-                for m in range(cfg.update_freq):
+                for m in range(cfg.optim.update_freq):
                     batch = next(batches)
                     faults.hit("data_load")
                     if "error" in batch:
@@ -334,7 +356,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                         raise RuntimeError(f"sampler out of sync: batch of step {batch['step']} at step {step}")
                     if batch["dummy"] and not info.distributed:
                         continue
-                    sync = (not info.distributed or m == cfg.update_freq - 1)
+                    sync = (not info.distributed or m == cfg.optim.update_freq - 1)
                     ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
                     with ctx:
                         with autocast(device, amp):
@@ -354,7 +376,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 for p in params:
                     if p.grad is not None:
                         p.grad.mul_(factor)
-                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else math.inf)
+                clip = cfg.optim.clip_norm
+                gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
                 loss_ok = bool(torch.isfinite(vec[0]))
                 grad_ok = bool(torch.isfinite(gnorm))
                 step += 1
@@ -398,13 +421,13 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                     metrics.write(rec)
                     line = f"{_fmt(s)} lr {lr:.2e} gnorm {float(gnorm):.2f} {rate:,.1f} audio-s/s"
                     bar.update(info=line)
-                    _log(f"update {num_updates}/{cfg.max_update}: {line}", is_main)
+                    _log(f"update {num_updates}/{cfg.optim.max_update}: {line}", is_main)
                     window.zero_()
                     window_updates = 0
 
-                do_valid = vdata is not None and (num_updates % cfg.valid_every == 0
-                                                  or num_updates == cfg.max_update)
-                do_save = num_updates % cfg.save_every == 0 or num_updates == end
+                do_valid = vdata is not None and (num_updates % cfg.checkpoint.valid_every == 0
+                                                  or num_updates == cfg.optim.max_update)
+                do_save = num_updates % cfg.checkpoint.save_every == 0 or num_updates == end
                 is_best = False
                 if do_valid:
                     last_valid = run_valid()
@@ -417,7 +440,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
                 elif vdata is None and do_save and train_loss is not None and train_loss < best:
                     best, is_best = train_loss, True  # no validation set: best by training loss
                 if do_save or is_best:
-                    save(is_best, numbered=num_updates % cfg.save_every == 0, valid_stats=last_valid)
+                    save(is_best, numbered=num_updates % cfg.checkpoint.save_every == 0, valid_stats=last_valid)
         del batches, loader
         dist.barrier()
         return PretrainResult(exp_dir=str(exp_dir), num_updates=num_updates, step=step, train_loss=train_loss,

@@ -2,7 +2,8 @@
 # tiny AM of conf/am/tiny.yaml for two epochs. Its numbers mean nothing: it checks that every
 # stage connects, in a minute or two on a CPU.
 : "${pretrain_conf:=$root/conf/tiny.yaml}"
-: "${pretrain_overrides:=max_update=4 warmup_updates=2 valid_every=2 save_every=2 log_every=1 max_tokens=64000 max_sample_size=16000}"
+: "${pretrain_overrides:=optim.max_update=4 optim.warmup_updates=2 checkpoint.valid_every=2 checkpoint.save_every=2 \
+log_every=1 data.max_tokens=64000 data.max_sample_size=16000}"
 : "${am_conf:=$root/conf/am/tiny.yaml}"
 : "${am_overrides:=max_epochs=2 schedule.warmup_updates=2 amp=none average_last=0}"
 : "${decode_opts:=--trials 2}"

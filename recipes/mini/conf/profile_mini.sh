@@ -14,4 +14,4 @@
 : "${pretrain_conf:=$root/conf/mini.yaml}"
 : "${am_conf:=$root/conf/am/mini.yaml}"
 : "${decode_opts:=--trials 32}"
-: "${decode_common_opts:=--config $root/conf/decode/fast.yaml}"
+: "${decode_common_opts:=--conf $root/conf/decode/fast.yaml}"
