@@ -38,3 +38,28 @@ def test_plain_lines_off_a_terminal(monkeypatch, capsys):
     assert len(lines) == 5  # one per advance, and a final line
     assert re.search(r"tune: 2/4 trial \(50%\), [\d,.]+ trial/s, elapsed 0:00:00, ETA 0:00:00", lines[1])
     assert "4/4 trial (100%)" in lines[-1] and "ETA" not in lines[-1]
+
+
+def test_log_file_waits_for_its_dir_and_stops_quietly_when_it_cannot_write(tmp_path, capsys):
+    import logging
+
+    from w2vtk import logs
+
+    exp = tmp_path / "exp"
+    logs.open_log(exp / "log" / "x.log", argv=["w2vtk", "x"])
+    logs.LOGGER.info("before the exp dir exists")
+    assert not exp.exists()  # nothing written yet: a command failing here leaves no trace
+    exp.mkdir()
+    logs.LOGGER.info("after")
+    logs.close_log("done")
+    lines = (exp / "log" / "x.log").read_text().splitlines()
+    assert [line.split(" ", 3)[3] for line in lines[1:]] == ["before the exp dir exists", "after", "done"]
+    assert lines[0].endswith(": w2vtk x") and " INFO w2vtk " in lines[0]
+    # a log that cannot be written (here: its dir is a file) is dropped without a traceback
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "log").write_text("a file where the log dir should be")
+    logs.open_log(bad / "log" / "x.log")
+    logs.LOGGER.log(logging.INFO, "lost")
+    logs.close_log("done")
+    assert "Traceback" not in capsys.readouterr().err

@@ -32,6 +32,7 @@ class DirLogHandler(logging.Handler):
         self.path = path
         self.pending: list[logging.LogRecord] = []
         self.stream = None
+        self.failed = False
 
     def _open(self) -> bool:
         if self.stream is None and self.path.parent.parent.is_dir():
@@ -43,6 +44,8 @@ class DirLogHandler(logging.Handler):
         return self.stream is not None
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
         try:
             if self._open():
                 self.stream.write(self.format(record) + "\n")
@@ -50,11 +53,13 @@ class DirLogHandler(logging.Handler):
             else:
                 self.pending.append(record)
         except OSError:
-            self.handleError(record)
+            # a full disk or a vanished dir: the command's own output reports the problem; the log
+            # stops quietly instead of printing logging's traceback for every record
+            self.failed = True
 
     def close(self) -> None:
         try:
-            if self.pending:
+            if self.pending and not self.failed:
                 self._open()
             if self.stream is not None:
                 self.stream.flush()

@@ -128,6 +128,17 @@ def test_resume_after_kill_is_identical_and_works_with_other_process_count(audio
     scp_full = (full / "feats.scp").read_text().replace(str(full), "D")
     assert scp_full == (part / "feats.scp").read_text().replace(str(part), "D")
     assert (full / "utt2num_frames").read_text() == (part / "utt2num_frames").read_text()
+    # A finished run keeps no .feats.work (its manifest lives on in feats.yaml): --resume of it has
+    # nothing to do, and one with other settings is refused naming the setting.
+    assert not (full / ".feats.work").exists() and not (part / ".feats.work").exists()
+    before = _digest(sorted(part.glob("feats.*")))
+    again = extract_features(sources, ext, ark=part / "feats.ark",
+                             opts=ExtractOptions(num_shards=3, num_workers=0, resume=True))
+    assert again.complete and again.num_utterances == 6 and again.num_frames == done.num_frames
+    assert _digest(sorted(part.glob("feats.*"))) == before
+    with pytest.raises(W2vtkError, match="the finished run in .* differs in dtype"):
+        extract_features(sources, ext, ark=part / "feats.ark",
+                         opts=ExtractOptions(num_shards=3, num_workers=0, resume=True, dtype="float16"))
     # Batch size does not change the numbers; it only changes how they are computed.
     other = tmp_path / "other"
     other.mkdir()

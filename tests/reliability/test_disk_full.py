@@ -22,7 +22,7 @@ from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, ass
                                         check_am_outputs, check_decode_outputs, check_extract_outputs,
                                         check_pretrain_outputs, cli, compare_am, compare_decode, compare_extract,
                                         compare_pretrain, decode_cmd, extract_cmd, extract_equal, load_ckpt,
-                                        norm_text, pretrain_cmd, selected_ids, temporaries,
+                                        pretrain_cmd, selected_ids, temporaries,
                                         train_am_cmd)
 
 
@@ -66,8 +66,8 @@ def _extract(fault, names, intact, inp, refs, tmp_path):
     assert temporaries(out) == []
     for k in range(1, intact + 1):  # the shards finished before the failure are whole and recorded
         assert extract_equal(refs["extract"], out, f"feats.{k}.ark")
-        rec = f".feats.work/shard.{k}.json"
-        assert norm_text(out / rec, out) == norm_text(refs["extract"] / rec, refs["extract"])
+        # recorded; check_extract_outputs above held the record to the reference's offsets and frames
+        assert (out / f".feats.work/shard.{k}.json").is_file()
     assert not (out / "feats.scp").exists()
     assert_ok(cli(extract_cmd(inp, ckpt, out, resume=True)))
     compare_extract(refs["extract"], out)

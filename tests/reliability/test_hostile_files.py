@@ -261,12 +261,15 @@ def test_checkpoint_with_nan_weights_writes_no_features(tmp_path, audio_dir):
 def test_extract_resume_with_corrupt_work_record(record, tmp_path, audio_dir, w2v):
     """A damaged ``.feats.work`` record (disk trouble, a hand edit) on ``extract --resume``: one line
     naming it (or a redo of that shard), not a traceback."""
+    import reliability_resume_helpers as rr
+
     out = tmp_path / "out"
     args = ["extract", "--in", audio_dir, "--out-dir", out, "--checkpoint", w2v, "--num-shards", "2"]
-    assert_ok(cli(*args))
+    # killed as the second shard's archive lands: the manifest and shard 1's record are on disk
+    # (a finished run removes .feats.work)
+    assert rr.cli(args, fault="shard_done:2").returncode != 0
     path = out / ".feats.work" / record
     path.write_text(path.read_text()[:25])
-    (out / "feats.scp").unlink()
     code, _, err = cli(*args, "--resume")
     if code != 0:
         assert_error((code, "", err), record)

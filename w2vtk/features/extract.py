@@ -8,11 +8,13 @@ Layout for an archive ``DIR/feats.ark`` and ``--num-shards N``:
   ``DIR/feats.<k>.ark``, under a temporary name that is renamed when the shard is complete; then its
   record (scp offsets, frame counts, skipped utterances) goes to ``DIR/.feats.work/shard.<k>.json``;
 - when every shard has its record, rank 0 merges them in shard order into ``DIR/feats.scp``,
-  ``DIR/utt2num_frames``, ``DIR/feats.yaml`` (and ``DIR/feats.skipped`` when audio was too short).
+  ``DIR/utt2num_frames``, ``DIR/feats.yaml`` (and ``DIR/feats.skipped`` when audio was too short);
+  feats.yaml, written last, also keeps the run's manifest (``run``), and ``.feats.work`` is removed.
 
 Because the partition depends only on the sorted utterance list and N, ``--resume`` after a killed run
 redoes only the shards without a record, under any number of processes; the shard count itself must
-stay the same (it is recorded in ``.feats.work/manifest.json``).
+stay the same (it is recorded in ``.feats.work/manifest.json``). ``--resume`` of a finished output
+checks its settings against feats.yaml's ``run`` and has nothing to do.
 """
 
 from __future__ import annotations
@@ -340,9 +342,33 @@ def _shard_entries(path: Path) -> dict:
     return rec
 
 
-def _check_resume(layout: _Layout, manifest: dict) -> None:
+def _finished_run(layout: _Layout) -> dict | None:
+    """The run record a finished extraction keeps in feats.yaml (``run``: its manifest), or None."""
+    if not layout.yaml.is_file():
+        return None
+    import yaml
+
+    try:
+        doc = yaml.safe_load(layout.yaml.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    run = doc.get("run") if isinstance(doc, dict) else None
+    return run if isinstance(run, dict) else None
+
+
+def _check_resume(layout: _Layout, manifest: dict) -> bool:
+    """Check that ``--resume`` continues the same run; True when that run already finished (its
+    work records are gone and feats.yaml holds its manifest): nothing left to do."""
     path = layout.work / "manifest.json"
     if not path.is_file():
+        finished = _finished_run(layout)
+        if finished is not None:
+            for key in manifest:
+                if finished.get(key) != manifest[key]:
+                    raise W2vtkError(f"--resume: the finished run in {layout.meta_dir} differs in {key} "
+                                     f"({finished.get(key)!r} vs {manifest[key]!r}); use --overwrite to "
+                                     f"start again")
+            return True
         raise W2vtkError(f"--resume: {layout.meta_dir} has no record of an earlier run of this output "
                          f"({path} missing); use --overwrite to start again")
     old = _read_work_record(path)
@@ -354,6 +380,7 @@ def _check_resume(layout: _Layout, manifest: dict) -> None:
         if old.get(key) != manifest[key]:
             raise W2vtkError(f"--resume: the earlier run of {layout.meta_dir} differs in {key} "
                              f"({old.get(key)!r} vs {manifest[key]!r}); use --overwrite to start again")
+    return False
 
 
 def _remove_outputs(layout: _Layout) -> None:
@@ -443,8 +470,9 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     if existing and not (opts.resume or opts.overwrite):
         raise W2vtkError(f"{existing[0]} already exists: use --overwrite to replace the output "
                          f"or --resume to finish an interrupted run")
-    if opts.resume and existing:
-        _check_resume(layout, manifest)
+    if opts.resume and existing and _check_resume(layout, manifest):
+        say(f"{layout.meta_dir}: this extraction already finished; nothing to do")
+        return _finished_result(layout)
     barrier()
     if is_main:
         if opts.overwrite and existing:
@@ -504,11 +532,23 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     if missing or not is_main:
         return ExtractResult(complete=not missing, scp=layout.scp if not missing else None,
                              audio_seconds=audio_done[0], wall_seconds=wall)
-    return _merge(layout, sources, extractor, opts, npy_dir, audio_done[0], wall, __version__)
+    return _merge(layout, sources, extractor, opts, npy_dir, audio_done[0], wall, __version__, manifest)
+
+
+def _finished_result(layout: _Layout) -> ExtractResult:
+    """The result of a finished extraction, from its files (a --resume with nothing left to do)."""
+    frames = [line.split() for line in layout.utt2num_frames.read_text(encoding="utf-8").splitlines() if line]
+    skipped = layout.skipped.read_text(encoding="utf-8").split() if layout.skipped.is_file() else []
+    return ExtractResult(complete=True, scp=layout.scp if layout.ark is not None else None,
+                         num_utterances=len(frames), num_frames=sum(int(f[1]) for f in frames), skipped=skipped,
+                         audio_seconds=0.0, wall_seconds=0.0)
 
 
 def _merge(layout: _Layout, sources: Sequence, extractor: FeatureExtractor, opts: ExtractOptions,
-           npy_dir: Path | None, audio_seconds: float, wall: float, version: str) -> ExtractResult:
+           npy_dir: Path | None, audio_seconds: float, wall: float, version: str,
+           manifest: dict | None = None) -> ExtractResult:
+    """The shards' records -> feats.scp, utt2num_frames, feats.yaml (last: it marks the output whole
+    and keeps the run's manifest for a later --resume); then the work records go."""
     scp_lines: list[str] = []
     frame_lines: list[str] = []
     skipped: list[str] = []
@@ -530,7 +570,9 @@ def _merge(layout: _Layout, sources: Sequence, extractor: FeatureExtractor, opts
         layout.skipped.unlink()
     write_provenance(layout.yaml, extractor, opts, layout=layout, npy_dir=npy_dir,
                      num_utterances=len(frame_lines), num_frames=total_frames, skipped=len(skipped),
-                     version=version)
+                     version=version, run=manifest)
+    # a kill from here on leaves a whole output plus records that a --resume merges again
+    shutil.rmtree(layout.work, ignore_errors=True)
     return ExtractResult(complete=True, scp=layout.scp if layout.ark is not None else None,
                          num_utterances=len(frame_lines), num_frames=total_frames, skipped=skipped,
                          audio_seconds=audio_seconds, wall_seconds=wall)
@@ -538,7 +580,7 @@ def _merge(layout: _Layout, sources: Sequence, extractor: FeatureExtractor, opts
 
 def write_provenance(path: Path, extractor: FeatureExtractor, opts: ExtractOptions, *, layout: _Layout,
                      npy_dir: Path | None, num_utterances: int, num_frames: int, skipped: int,
-                     version: str) -> None:
+                     version: str, run: dict | None = None) -> None:
     """``feats.yaml``: what the features are and where they came from (read by train-am)."""
     import yaml
 
@@ -564,4 +606,6 @@ def write_provenance(path: Path, extractor: FeatureExtractor, opts: ExtractOptio
         "w2vtk_version": version,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if run is not None:
+        doc["run"] = run  # what `extract --resume` checks a rerun against once .feats.work is gone
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
