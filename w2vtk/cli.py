@@ -47,7 +47,7 @@ def _root(
 
 # Pipeline order for --help listings; modules not named here follow alphabetically.
 _ORDER = ["prep_timit", "prep_wsj", "prep_librispeech", "prep_mini", "prep_data", "prep_lang", "prep_lm",
-          "pretrain", "extract", "train_am", "decode", "score", "report", "export_fairseq"]
+          "pretrain", "extract", "train_am", "decode", "score", "results", "report", "export_fairseq"]
 
 
 def _register_commands() -> None:

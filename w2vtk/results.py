@@ -568,6 +568,58 @@ def curves_main(argv: list[str]) -> int:
     return 0
 
 
+def discover(exp: str | Path) -> dict:
+    """What a recipe's exp dir holds, for ``w2vtk results EXP`` without options: the systems whose
+    AM dirs exist (``am_fbank``, ``am_w2v`` or their ``_s<seed>`` forms), the AM seeds common to
+    them (None without seeds), the sets decoded and scored by every one of them (``decode_<set>/
+    score.json``) and the metrics their score.json files share."""
+    exp = Path(exp)
+    systems, seed_sets = [], []
+    for system, base in SYSTEMS.items():
+        seeded = {int(m.group(1)) for p in exp.glob(f"{base}_s*")
+                  if (m := re.fullmatch(re.escape(base) + r"_s([0-9]+)", p.name)) and p.is_dir()}
+        if (exp / base).is_dir() or seeded:
+            systems.append(system)
+            seed_sets.append(seeded if not (exp / base).is_dir() else set())
+    if not systems:
+        raise W2vtkError(f"{exp}: no acoustic-model dirs ({', '.join(SYSTEMS.values())}[_s<seed>]) to report")
+    seeds = sorted(set.intersection(*seed_sets)) if all(seed_sets) else None
+    dirs = [exp / am_dir_name(s, seed) for s in systems for seed in (seeds or [None])]
+    sets = sorted(set.intersection(*[{p.name[len("decode_"):] for p in d.glob("decode_*")
+                                      if (p / "score.json").is_file()} for d in dirs]))
+    if not sets:
+        raise W2vtkError(f"{exp}: no set is decoded and scored (decode_<set>/score.json) by every AM of "
+                         f"{', '.join(systems)}")
+    metrics = None
+    for d in dirs:
+        for set_name in sets:
+            try:
+                found = set(json.loads((d / f"decode_{set_name}" / "score.json").read_text())["metrics"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise W2vtkError(f"{d / f'decode_{set_name}' / 'score.json'}: unreadable") from None
+            metrics = found if metrics is None else metrics & found
+    order = [m for m in METRICS if m in (metrics or set())]
+    if not order:
+        raise W2vtkError(f"{exp}: the score.json files share no metric (wer, ler, per)")
+    return {"systems": systems, "seeds": seeds, "sets": sets, "metrics": order}
+
+
+def report_results(exp: str | Path, sets: list[str] | None = None, metrics: list[str] | None = None,
+                   systems: list[str] | None = None, seeds: list[int] | None = None,
+                   title: str = "Results", command: str | None = None) -> tuple[Path, Path]:
+    """``w2vtk results``: what :func:`discover` finds, overridden by the given lists; writes
+    results.json and RESULTS.md and prints the table."""
+    found = discover(exp)
+    sets = sets or found["sets"]
+    metrics = metrics or found["metrics"]
+    systems = systems or found["systems"]
+    seeds = seeds if seeds is not None else found["seeds"]
+    results = collect_results(exp, sets, metrics, systems, seeds=seeds)
+    paths = write_results(exp, results, sets, metrics, title=title, command=command)
+    print_table(results, sets, metrics, title)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["curves"]:

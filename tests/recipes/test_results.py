@@ -287,3 +287,27 @@ def test_curves_cli_error_is_one_line(curve_exp):
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "am_fbank_2m_s4/decode_dev/score.json is missing" in res.stderr
     assert not (curve_exp / "curves.json").exists() and not (curve_exp / "curve_am_minutes.png").exists()
+
+
+def test_w2vtk_results_discovers_what_the_exp_holds(seeded, tmp_path_factory):
+    """`w2vtk results EXP` (no options) finds systems, seeds, sets and metrics itself and writes the
+    same results.json as the recipes' explicit call."""
+    explicit = tmp_path_factory.mktemp("explicit")
+    assert main(["--exp", str(seeded), "--sets", "dev", "test", "--metrics", "wer", "ler",
+                 "--seeds", "1", "2", "3"]) == 0
+    want = json.loads((seeded / "results.json").read_text())
+    (seeded / "results.json").unlink()
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(seeded)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((seeded / "results.json").read_text()) == want
+    assert "| test |" in (seeded / "RESULTS.md").read_text()
+    # a subset by option
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(seeded), "--sets", "test",
+                           "--seeds", "1,2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads((seeded / "results.json").read_text())
+    assert list(got["logmel"]) == ["test"] and list(got["logmel"]["test"]["seeds"]) == ["1", "2"]
+    # nothing to report: one line
+    proc = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(explicit)], capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "no acoustic-model dirs" in lines[0]
