@@ -29,7 +29,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
                                                         help="Config overrides, e.g. optim.lr=1e-3 "
                                                         "max_epochs=20 model.dropout=0.2."),
     ) -> None:
-        """Train a CTC acoustic model; prints a table per epoch, keeps best / averaged checkpoints."""
+        """Train a CTC acoustic model; prints one row per epoch, keeps best / averaged checkpoints."""
         from w2vtk.am.config import TrainAMConfig
         from w2vtk.am.train import train_am
         from w2vtk.config import load_config
