@@ -245,8 +245,7 @@ def check_override_keys(cls: type, overrides: dict, items: list[str]) -> None:
                 continue  # a whole section given as a value: from_dict checks it
             if any(key.startswith(s + ".") for s in leaves):
                 continue  # inside a free mapping (paper.*) or a leaf's own value
-            item = next((i for i in items if i.split("=", 1)[0].strip().lstrip("-").replace("-", "_") == key),
-                        key)
+            item = next((i for i in items if _override_key(i) == key), key)
             hint = suggest(key, leaves)
             raise W2vtkError(f"override {item!r}: unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else ""))
 
@@ -270,14 +269,19 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _override_key(item: str) -> str:
+    """The dotted key of a ``key=value`` override as parse_overrides reads it (``--max-epochs`` ->
+    ``max_epochs``)."""
+    return item.split("=", 1)[0].strip().lstrip("-").replace("-", "_")
+
+
 def parse_overrides(overrides: list[str] | None) -> dict:
     """``["optim.lr=0.1", "layers=[1,2]"]`` -> nested dict; values parsed as YAML."""
     data: dict = {}
     for item in overrides or []:
         if "=" not in item:
             raise W2vtkError(f"override {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        key = key.strip().lstrip("-").replace("-", "_")
+        key, raw = _override_key(item), item.split("=", 1)[1]
         if not key:
             raise W2vtkError(f"override {item!r} has an empty key")
         try:

@@ -62,6 +62,8 @@ def _walk(root: Path):
 
 def _records(path: Path, notes: list[str]) -> list[dict]:
     """The readable records of a metrics.jsonl (a line cut by a kill is skipped and noted)."""
+    from w2vtk.training import parse_metrics_line
+
     out, bad = [], 0
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
@@ -69,15 +71,12 @@ def _records(path: Path, notes: list[str]) -> list[dict]:
         notes.append(f"{path}: unreadable ({err.strerror or err}); skipped")
         return []
     for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
+        if line.strip():
+            rec = parse_metrics_line(line)
+            if rec is None:
+                bad += 1
+            else:
+                out.append(rec)
     if bad:
         notes.append(f"{path}: {bad} unreadable line(s) skipped (a run killed while writing?)")
     return out
@@ -118,6 +117,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _finish(fig, title: str, drawn: bool, path: Path) -> Path | None:
+    """Title and save a figure, or drop it (None) when no series had data."""
+    fig.suptitle(title)
+    if not drawn:
+        _plt().close(fig)
+        return None
+    return _save(fig, path)
+
+
 def _plot_pretrain(recs: list[dict], title: str, path: Path) -> Path | None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -132,11 +140,7 @@ def _plot_pretrain(recs: list[dict], title: str, path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
-    if not drawn:
-        plt.close(fig)
-        return None
-    return _save(fig, path)
+    return _finish(fig, title, drawn, path)
 
 
 def _plot_am(recs: list[dict], title: str, path: Path) -> Path | None:
@@ -159,11 +163,7 @@ def _plot_am(recs: list[dict], title: str, path: Path) -> Path | None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
-    if not drawn:
-        plt.close(fig)
-        return None
-    return _save(fig, path)
+    return _finish(fig, title, drawn, path)
 
 
 def _read_trials(path: Path, notes: list[str]) -> list[dict]:

@@ -284,7 +284,7 @@ class MetricsLog:
             return
         kept = []
         for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
-            rec = _record(line)
+            rec = parse_metrics_line(line)
             if rec is None:
                 continue  # a line cut by a kill, or not ours: drop it
             step = rec.get(self.key, 0)
@@ -336,7 +336,7 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _record(line: str) -> dict | None:
+def parse_metrics_line(line: str) -> dict | None:
     """One metrics.jsonl line as a mapping, or None for a cut, garbled or too deeply nested line."""
     try:
         rec = json.loads(line)
@@ -354,7 +354,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     out = []
     for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if line.strip():
-            rec = _record(line)
+            rec = parse_metrics_line(line)
             if rec is not None:
                 out.append(rec)
     return out
