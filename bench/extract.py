@@ -31,21 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from peaks import cpu_matmul_peak, cuda_matmul_peaks  # noqa: E402  (bench/peaks.py)
+
 # Utterance lengths in seconds, in pairs of near neighbours as sorting a real corpus by length gives
 # (kept short: the shared 2-core machine runs base at a few audio-seconds per second).
 LENGTHS_S = [8.1, 1.9, 7.9, 3.4, 3.3, 1.8]
-
-
-def matmul_peak_gflops(n: int = 2048, tries: int = 5) -> float:
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
 
 
 def model_flops(model, num_samples: int) -> float:
@@ -63,9 +53,20 @@ def model_flops(model, num_samples: int) -> float:
     return flops
 
 
-def workload(seed: int = 0) -> list[np.ndarray]:
+def workload_lengths(scale: int = 1, random_lengths: bool = False, seed: int = 0) -> list[float]:
+    """Seconds per utterance: LENGTHS_S repeated ``scale`` times (a GPU needs minutes of audio to be
+    timed), or as many lengths drawn uniformly from 1-15 s, all distinct, as a real corpus gives a GPU
+    (every padded batch a new shape: what cuDNN's per-shape algorithm choice sees in practice)."""
+    if not random_lengths:
+        return LENGTHS_S * scale
+    rng = np.random.default_rng(seed + 1)
+    return [float(x) for x in rng.uniform(1.0, 15.0, size=len(LENGTHS_S) * scale).round(4)]
+
+
+def workload(seed: int = 0, scale: int = 1, random_lengths: bool = False) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in LENGTHS_S]
+    return [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32)
+            for s in workload_lengths(scale, random_lengths, seed)]
 
 
 def build(name: str):
@@ -97,16 +98,17 @@ def summarize(label: str, seconds_audio: float, times_a: list[float], times_b: l
     return row
 
 
-def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float) -> list[dict]:
+def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float, device: str = "cpu",
+                precision: str = "fp32", scale: int = 1, random_lengths: bool = False) -> list[dict]:
     from w2vtk.features.extract import _length_batches
     from w2vtk.features.wav2vec import Wav2VecExtractor
 
-    waves = workload()
+    waves = workload(scale=scale, random_lengths=random_lengths)
     audio_s = sum(len(w) for w in waves) / 16000
     rows = []
     for name in models:
         model = build(name)
-        ext = Wav2VecExtractor(model, layer="c")
+        ext = Wav2VecExtractor(model, layer="c", device=device, precision=precision)
         items = [(f"u{i}", w) for i, w in enumerate(waves)]
         batches = _length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
 
@@ -130,7 +132,9 @@ def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float
             t_single.append(ts)
             t_batch.append(tb)
         flops = sum(model_flops(model, len(w)) for w in waves)
-        row = summarize(name, audio_s, t_single, t_batch, "per_utterance", "batched_exact", flops, peak)
+        row = summarize(f"{name} {device} {precision}", audio_s, t_single, t_batch, "per_utterance", "batched_exact",
+                        flops, peak)
+        row.update(device=device, precision=precision, audio_s=audio_s)
         row["batched_vs_single_max_abs_diff"] = diff
         row["batches"] = [len(b) for b in batches]
         rows.append(row)
@@ -184,6 +188,29 @@ def bench_vs_fairseq(models: list[str], repeats: int, peak: float) -> list[dict]
     return rows
 
 
+def profile_extract(name: str, device: str, precision: str, batch_samples: int, rows: int) -> None:
+    """Profiler tables (by self device time) of one pass over the workload, batched then per utterance."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    from w2vtk.features.extract import _length_batches
+    from w2vtk.features.wav2vec import Wav2VecExtractor
+
+    waves = workload()
+    items = [(f"u{i}", w) for i, w in enumerate(waves)]
+    ext = Wav2VecExtractor(build(name), layer="c", device=device, precision=precision)
+    batches = _length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
+    runs = {"batched": lambda: [ext.extract([items[i] for i in b]) for b in batches],
+            "per utterance": lambda: [ext.extract([it]) for it in items]}
+    cuda = device == "cuda"
+    for label, fn in runs.items():
+        fn()
+        with tprofile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            fn()
+        print(f"== {name} {device} {precision} {label}: batches {[len(b) for b in batches]}")
+        print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                        row_limit=rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="base,large")
@@ -192,24 +219,53 @@ def main() -> None:
     ap.add_argument("--batch-samples", type=int, default=1_600_000)
     ap.add_argument("--vs-fairseq", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                    help="w2vtk extract --precision (bf16: CUDA only)")
+    ap.add_argument("--scale", type=int, default=1, help="repeat the workload this many times (GPU: 20)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms per shape")
+    ap.add_argument("--random-lengths", action="store_true", help="distinct lengths of 1-15 s (see workload_lengths)")
+    ap.add_argument("--profile", help="MODEL: print profiler tables (each --precision) instead of timing")
+    ap.add_argument("--rows", type=int, default=20, help="profiler rows")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA GPU")
+    if args.device == "cpu" and args.precision != ["fp32"]:
+        ap.error("--precision bf16 is for --device cuda")
+    if args.device == "cuda" and args.vs_fairseq:
+        ap.error("--vs-fairseq times fairseq on CPU only")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    peak = matmul_peak_gflops()
-    audio_s = sum(LENGTHS_S)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak "
-          f"{peak:.1f} GFLOP/s; workload {len(LENGTHS_S)} utterances, {audio_s:.1f} s of audio", flush=True)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    if args.profile:
+        for prec in args.precision:
+            profile_extract(args.profile, args.device, prec, args.batch_samples, args.rows)
+        return
+    if args.device == "cuda":
+        peaks = cuda_matmul_peaks()  # extraction turns TF32 off: fp32 means fp32
+        where = f"{torch.cuda.get_device_name()}; matmul peaks (GFLOP/s): " + ", ".join(
+            f"{k} {v:,.0f}" for k, v in peaks.items())
+    else:
+        peaks = {"fp32": cpu_matmul_peak()}
+        where = f"{torch.get_num_threads()} threads; fp32 matmul peak {peaks['fp32']:.1f} GFLOP/s"
+    lengths = workload_lengths(args.scale, args.random_lengths)
+    audio_s = sum(lengths)
+    print(f"torch {torch.__version__}, {where}; cudnn.benchmark {args.cudnn_benchmark}; workload {len(lengths)} "
+          f"utterances{' of random lengths' if args.random_lengths else ''}, "
+          f"{audio_s:.1f} s of audio", flush=True)
     models = [m for m in args.models.split(",") if m]
     if args.vs_fairseq:
-        rows = bench_vs_fairseq(models, args.repeats, peak)
+        rows = bench_vs_fairseq(models, args.repeats, peaks["fp32"])
     else:
-        rows = bench_w2vtk(models, args.repeats, args.batch_samples, peak)
+        rows = [row for prec in args.precision
+                for row in bench_w2vtk(models, args.repeats, args.batch_samples, peaks[prec], args.device, prec,
+                                       args.scale, args.random_lengths)]
     if args.json is not None:
         import json
 
-        args.json.write_text(json.dumps({"peak_gflops": peak, "threads": torch.get_num_threads(),
-                                         "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"peak_gflops": peaks["fp32"], "peaks_gflops": peaks, "device": args.device,
+                                         "threads": torch.get_num_threads(), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ the median of the per-run ratios fairseq time / w2vtk time (> 1: w2vtk faster) w
     python bench/pretrain.py                      # base and large, w2vtk only
     /work/fsvenv/bin/python bench/pretrain.py --vs-fairseq --json bench_pretrain.json
     python bench/pretrain.py --profile large      # where the time goes (torch profiler table)
+
+On a GPU (bench/gpu.sh runs this): ``--device cuda --amp none bf16 fp16`` times the step as ``w2vtk
+pretrain`` runs it there (autocast, fp16 with a loss scaler, fused Adam; fp32 keeps torch's default of
+TF32 convolutions, as the trainer does), against the matmul peak measured on the same GPU for the
+matching precision (TF32 for fp32 steps, bf16, fp16). A realistic GPU batch is fairseq's: 1.5M samples
+per GPU as 10 crops of 150000 (``--batch 10 --seconds 9.375``).
+
+    python bench/pretrain.py --device cuda --amp none bf16 fp16 --batch 10 --seconds 9.375 --runs 5
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from w2vtk.models.wav2vec import Wav2VecConfig, Wav2VecModel, num_frames, preset  # noqa: E402
 from w2vtk.objectives import contrastive_loss, make_generator, sample_negatives  # noqa: E402
+
+from peaks import cpu_matmul_peak, cuda_matmul_peaks  # noqa: E402  (bench/peaks.py)
 
 
 # ------------------------------------------------------------------------------------------ FLOPs
@@ -75,18 +85,6 @@ def training_flops(cfg: Wav2VecConfig, num_samples: int, batch: int) -> float:
     return 3.0 * sum(f.values()) - f["encoder_first"]
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> float:
-    """Best fp32 sgemm GFLOP/s over ``reps`` n x n x n products (current thread count)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2.0 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
 # ------------------------------------------------------------------------------------ the steps
 
 def make_inputs(cfg: Wav2VecConfig, batch: int, num_samples: int, seed: int = 0):
@@ -100,21 +98,35 @@ def make_inputs(cfg: Wav2VecConfig, batch: int, num_samples: int, seed: int = 0)
 
 
 class W2vtkStep:
-    def __init__(self, model: Wav2VecModel, wave, neg):
-        self.model, self.wave, self.neg = model, wave, neg
+    """One update as ``w2vtk pretrain`` runs it: autocast for amp on CUDA, a loss scaler for fp16."""
+
+    def __init__(self, model: Wav2VecModel, wave, neg, amp: str = "none"):
+        from w2vtk.training import make_grad_scaler
+
+        self.model, self.wave, self.neg, self.amp = model, wave, neg, amp
+        self.device = wave.device
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)  # as w2vtk pretrain
+        self.scaler = make_grad_scaler(amp)
 
     def loss(self):
-        out = self.model(self.wave)
-        pred = self.model.project_steps(out.c)
-        return contrastive_loss(out.z, pred, self.neg, self.model.offset).loss
+        from w2vtk.training import autocast
+
+        with autocast(self.device, self.amp):
+            out = self.model(self.wave)
+            pred = self.model.project_steps(out.c)
+            return contrastive_loss(out.z, pred, self.neg, self.model.offset).loss
 
     def __call__(self) -> float:
         self.opt.zero_grad(set_to_none=True)
         loss = self.loss()
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
+        return float(loss.detach())  # also waits for the GPU: the step is over when this returns
 
 
 class FairseqStep:
@@ -175,18 +187,21 @@ def time_run(step, steps: int) -> float:
 
 # ------------------------------------------------------------------------------------------ main
 
-def bench_model(name: str, args, peak: float) -> dict:
+def bench_model(name: str, args, peak: float, amp: str = "none") -> dict:
     cfg = preset(name)
     num_samples = int(round(args.seconds * 16000))
     torch.manual_seed(0)
-    model = Wav2VecModel(cfg)
+    model = Wav2VecModel(cfg).to(args.device)
     model.train()
     wave, neg = make_inputs(cfg, args.batch, num_samples)
+    wave, neg = wave.to(args.device), neg.to(args.device)
     flops = training_flops(cfg, num_samples, args.batch)
     audio = args.batch * args.seconds
-    w2v = W2vtkStep(model, wave, neg)
+    w2v = W2vtkStep(model, wave, neg, amp)
     res: dict = {"model": name, "batch": args.batch, "seconds": args.seconds, "threads": torch.get_num_threads(),
-                 "train_gflop_per_step": flops / 1e9}
+                 "device": args.device, "amp": amp, "train_gflop_per_step": flops / 1e9}
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     if args.vs_fairseq:
         fs = FairseqStep(cfg, model, wave, neg)
         with torch.no_grad():
@@ -222,6 +237,8 @@ def bench_model(name: str, args, peak: float) -> dict:
     res["audio_s_per_s"] = audio / t
     res["gflops"] = flops / t / 1e9
     res["peak_share"] = res["gflops"] / peak
+    if args.device == "cuda":
+        res["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     return res
 
 
@@ -230,19 +247,23 @@ def profile(name: str, args) -> None:
 
     cfg = preset(name)
     torch.manual_seed(0)
-    model = Wav2VecModel(cfg)
+    model = Wav2VecModel(cfg).to(args.device).train()
     wave, neg = make_inputs(cfg, args.batch, int(round(args.seconds * 16000)))
-    steps = [("w2vtk", W2vtkStep(model, wave, neg))]
+    wave, neg = wave.to(args.device), neg.to(args.device)
+    steps = [(f"w2vtk {amp}", W2vtkStep(model, wave, neg, amp)) for amp in args.amp]
     if args.vs_fairseq:
         steps.append(("fairseq", FairseqStep(cfg, model, wave, neg)))
+    cuda = args.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     for label, step in steps:
         for _ in range(2):
             step()
-        with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+        with tprofile(activities=activities) as prof:
             for _ in range(args.steps):
                 step()
         print(f"== {label} {name}: {args.steps} steps")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+        print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                        row_limit=args.rows))
 
 
 def main() -> None:
@@ -258,25 +279,50 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (each implementation)")
     p.add_argument("--runs", type=int, default=7, help="timed runs (each implementation, alternating)")
     p.add_argument("--vs-fairseq", action="store_true", help="also time fairseq's model (needs fairseq)")
-    p.add_argument("--profile", choices=["base", "large"], help="print a profiler table instead")
+    p.add_argument("--profile", choices=["base", "large"], help="print a profiler table instead (each --amp)")
     p.add_argument("--rows", type=int, default=25, help="profiler rows")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--amp", nargs="+", default=["none"], choices=["none", "bf16", "fp16"],
+                   help="precisions to time (CUDA only; the trainer's amp)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms per shape")
     args = p.parse_args()
     if args.vs_fairseq and args.runs < 7:
         p.error("--vs-fairseq needs --runs >= 7")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA GPU")
+    if args.device == "cpu" and args.amp != ["none"]:
+        p.error("--amp is for --device cuda (w2vtk pretrain runs fp32 on CPU)")
+    if args.device == "cuda" and args.vs_fairseq:
+        p.error("--vs-fairseq times fairseq on CPU only")
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.profile:
         profile(args.profile, args)
         return
-    peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.1f} GFLOP/s")
+    if args.device == "cuda":
+        peaks = cuda_matmul_peaks()
+        # fp32 steps: the trainer keeps torch's default of TF32 convolutions, so TF32 is their ceiling
+        peak_of = {"none": peaks["tf32" if torch.backends.cudnn.allow_tf32 else "fp32"], "bf16": peaks["bf16"],
+                   "fp16": peaks["fp16"]}
+        peak = peaks["fp32"]
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}; measured matmul peaks (GFLOP/s): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()), flush=True)
+    else:
+        peak = cpu_matmul_peak()
+        peaks, peak_of = {"fp32": peak}, {"none": peak}
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.1f} GFLOP/s")
     results = []
-    for name in args.models:
-        r = bench_model(name, args, peak)
+    for name, amp in [(n, a) for n in args.models for a in args.amp]:
+        r = bench_model(name, args, peak_of[amp], amp)
         results.append(r)
-        line = (f"{name:5s} {r['batch']} x {r['seconds']:g} s: w2vtk {r['step_s_w2vtk'] * 1e3:7.1f} ms/step "
-                f"{r['audio_s_per_s']:6.2f} audio-s/s {r['gflops']:6.1f} GFLOP/s ({100 * r['peak_share']:.0f}% of peak)")
+        label = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}[amp]
+        line = (f"{name:5s} {label} {r['batch']} x {r['seconds']:g} s: w2vtk {r['step_s_w2vtk'] * 1e3:7.1f} ms/step "
+                f"{r['audio_s_per_s']:8.2f} audio-s/s {r['gflops']:9.1f} GFLOP/s ({100 * r['peak_share']:.0f}% of "
+                f"the {label if amp != 'none' or args.device == 'cpu' else 'fp32/tf32'} peak)")
+        if "max_memory_gib" in r:
+            line += f", {r['max_memory_gib']:.1f} GiB peak memory"
         if args.vs_fairseq:
             line += (f" | fairseq {r['step_s_fairseq'] * 1e3:7.1f} ms/step {100 * r['fairseq_peak_share']:.0f}% of peak"
                      f" | ratio fairseq/w2vtk median {r['ratio_median']:.3f} (min {r['ratio_min']:.3f}, "
@@ -284,8 +330,8 @@ def main() -> None:
                      f"loss rel diff {r['loss_rel_diff']:.1e})")
         print(line, flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"peak_gflops": peak, "torch": torch.__version__, "results": results},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps({"peak_gflops": peak, "peaks_gflops": peaks, "device": args.device,
+                                         "torch": torch.__version__, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,16 @@ def test_flags_have_no_type_label_in_help():
         assert "<bool>" not in result.output, cmd
     result = runner.invoke(app, ["extract", "--help"], env={"COLUMNS": "120"})
     assert "<integer>" in result.output or "<int>" in result.output  # valued options keep theirs
+
+
+def test_help_tidy_up_tolerates_a_typer_without_its_private_hook(monkeypatch):
+    """Typer 0.27 (found on a GPU machine) has no TyperOption.display_type_rich; importing the CLI
+    used to fail there with AttributeError before any command ran."""
+    import typer.core
+
+    import w2vtk.cli as cli
+
+    bare = type("TyperOption", (), {})
+    monkeypatch.setattr(typer.core, "TyperOption", bare)
+    cli._hide_flag_types()  # must not raise
+    assert not hasattr(bare, "display_type_rich")

@@ -73,7 +73,9 @@ def _hide_flag_types() -> None:
         from typer.core import TyperOption
     except ImportError:  # pragma: no cover (older Typer: nothing to hide)
         return
-    shown = TyperOption.display_type_rich
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # Typer < 0.24 prints no type label for flags: nothing to hide
+        return
 
     def display_type_rich(self, ctx):
         if getattr(self, "is_flag", False):

@@ -186,3 +186,27 @@ def test_channel_norm_normalises_each_channel():
     with torch.no_grad():
         y = F.group_norm(h, 24, None, None, 1e-5)
         assert torch.allclose(norm(h), torch.relu(y), atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_gpu_statistics_path_equals_group_norm_values_and_gradients(groups, monkeypatch):
+    """The split-reduction statistics that CUDA uses for few (utterance, group) rows (few_rows_on_gpu),
+    run here on CPU: the same outputs and gradients as native group_norm."""
+    import w2vtk.models.wav2vec as wav2vec
+
+    norm = wav2vec.MaskedGroupNorm(groups, 8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    h = (torch.randn(3, 8, 50, generator=torch.Generator().manual_seed(0)) * 3 + 1).requires_grad_()
+    results = []
+    for split in (False, True):
+        monkeypatch.setattr(wav2vec, "few_rows_on_gpu", lambda *_a, split=split: split)
+        norm.zero_grad()
+        h.grad = None
+        y = norm(h)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), h.grad.clone(), norm.weight.grad.clone(), norm.bias.grad.clone()))
+    for native, split in zip(*results):
+        torch.testing.assert_close(split, native, atol=1e-5, rtol=1e-5)
+    assert (results[0][0] > 0).any() and (results[0][0] == 0).any()  # the ReLU is in both

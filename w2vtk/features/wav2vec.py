@@ -209,14 +209,21 @@ def approx_chunked(model, wave: Tensor, layer: str = "c", chunk_samples: int = 4
 def _norm_relu(norm, h: Tensor, lengths: Tensor | None) -> Tensor:
     """ReLU(GroupNorm(h)) with each utterance normalised over its own valid frames.
 
-    Same semantics as the model's ``MaskedGroupNorm.forward``, computed with the native group_norm
-    kernel on each utterance's valid slice (the model's masked path builds its statistics from
-    several elementwise passes and made a padded batch ~25% slower than one utterance at a time on
-    CPU).  Padded frames come out as 0; no valid frame depends on them (valid convolutions, causal
+    Same semantics as the model's ``MaskedGroupNorm.forward``; on CPU computed with the native
+    group_norm kernel on each utterance's valid slice (the model's masked path builds its statistics
+    from several elementwise passes and made a padded batch ~25% slower than one utterance at a time
+    on CPU); on CUDA the model's own path.  Padded frames come out as 0; no valid frame depends on them (valid convolutions, causal
     context layers).
     """
     T = h.shape[-1]
     group = norm.num_channels // norm.num_groups
+    if h.is_cuda:
+        # GPU: the model's own masked statistics (split reductions, no per-utterance loop: the
+        # native kernel on one utterance's slice is a single thread block; see few_rows_on_gpu)
+        y = norm(h, lengths)
+        if lengths is not None:
+            y.masked_fill_(torch.arange(T, device=h.device)[None, None, :] >= lengths[:, None, None], 0.0)
+        return y
     if lengths is None or bool((lengths == T).all()):
         if T * group > 1:
             return torch.relu_(F.group_norm(h.float(), norm.num_groups, norm.weight, norm.bias, norm.eps))
