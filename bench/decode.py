@@ -140,7 +140,8 @@ def main() -> None:
 
     import kaldiio
 
-    from w2vtk.decoding import BeamConfig, DecodePool, Decoder, LMResources, _Job, error_rates
+    from w2vtk.decoding import BeamConfig, DecodeJob, DecodePool, Decoder, error_rates
+    from w2vtk.lm.reading import LMResources
     from w2vtk.lm import build_lm
     from w2vtk.tokens import TokenSet, build_lang
 
@@ -199,7 +200,7 @@ def main() -> None:
         hyps = {u: dec.decode(m)[0].words for u, m in ems.items()}
         one = time.perf_counter() - t0
         wer = error_rates(refs, hyps)["wer"]
-        with DecodePool(_Job("lexicon", str(lm_dir), str(lm_dir), str(em_dir)), nj) as pool:
+        with DecodePool(DecodeJob("lexicon", str(lm_dir), str(lm_dir), str(em_dir)), nj) as pool:
             pool.decode(list(ems)[:nj], beam, nframes)  # warm-up: workers load the LM and trie
             t0 = time.perf_counter()
             pool.decode(list(ems), beam, nframes)

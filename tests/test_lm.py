@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from w2vtk import lm as lm_mod
+from w2vtk.lm import build as lm_build
 from w2vtk.errors import W2vtkError
 from w2vtk.lm import build_lm, estimate_kn_arpa, find_kenlm_binary, perplexity
 from w2vtk.tokens import build_lang
@@ -108,7 +109,7 @@ def test_python_fallback_matches_lmplz_counts_and_is_normalised(tmp_path, monkey
     lang = _lang(tmp_path)
     text = _lm_text(tmp_path)
     ref = build_lm(text, lang, tmp_path / "lmplz", order=3, memory=MEM)
-    monkeypatch.setattr(lm_mod, "find_kenlm_binary", lambda name: None)
+    monkeypatch.setattr(lm_build, "find_kenlm_binary", lambda name: None)
     res = build_lm(text, lang, tmp_path / "py", order=3, memory=MEM)
     assert res.builder == "python-kn" and res.binary is None
     assert any("pure-Python" in w for w in res.warnings)
@@ -129,7 +130,7 @@ def test_python_fallback_matches_lmplz_counts_and_is_normalised(tmp_path, monkey
     p_ref, p_py = perplexity(ref.binary, dev)["ppl"], perplexity(tmp_path / "py" / "lm.arpa", dev)["ppl"]
     assert abs(math.log(p_py / p_ref)) < 0.25  # one discount per order vs modified KN's three
     # big texts need lmplz
-    monkeypatch.setattr(lm_mod, "FALLBACK_MAX_WORDS", 10)
+    monkeypatch.setattr(lm_build, "FALLBACK_MAX_WORDS", 10)
     with pytest.raises(W2vtkError, match="install_kenlm"):
         build_lm(text, lang, tmp_path / "py2", order=3)
 

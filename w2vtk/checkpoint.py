@@ -18,6 +18,11 @@ from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open
 
 
+# What the "kind" entry of a w2vtk checkpoint says it holds (checked before anything else is read).
+AM_CHECKPOINT_KIND = "w2vtk-am"          # train-am's checkpoints
+WAV2VEC_CHECKPOINT_KIND = "wav2vec"      # pretrain's (and fairseq imports converted by export)
+
+
 def save_checkpoint(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary sibling, fsync, rename: never a half checkpoint under ``path``."""
     import torch

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from w2vtk import faults
 from w2vtk.errors import W2vtkError
@@ -108,3 +109,30 @@ def run_pipe(cmd: str, who: str) -> bytes:
         detail = f": {tail[-1]}" if tail else ""
         raise W2vtkError(f"{who}: command failed with exit status {proc.returncode}: {cmd}{detail}")
     return proc.stdout
+
+
+def remove_stale_temporaries(directory: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXXXXXX.tmp``, as :func:`atomic_open` names
+    them) that a killed run left behind for the outputs ``names`` (glob patterns, e.g.
+    ``checkpoint_*.pt``) of ``directory``; returns what was removed.
+
+    A kill between writing a temporary and renaming it never hurts the outputs, but without this a
+    resumed run would keep the dead run's temporaries (a whole checkpoint each) for ever.  Call it
+    only from the one process that writes ``directory``, before it writes.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")) or not entry.is_file():
+            continue
+        inner = name[1:-len(".tmp")]
+        # atomic_open's ".NAME.<random>.tmp" and the fixed ".NAME.tmp" of a few writers
+        candidates = {inner, inner.rsplit(".", 1)[0]}
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates for pattern in names):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+            removed.append(entry)
+    return removed

@@ -454,3 +454,14 @@ def _spm_pieces(model_bytes: bytes) -> list[str]:
 
     sp = spm.SentencePieceProcessor(model_proto=model_bytes)
     return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+
+
+def ctc_collapse(ids: Iterable[int], blank: int = 0) -> list[int]:
+    """CTC label sequence of a frame-level token path: repeats merged, then blanks dropped."""
+    out, prev = [], -1
+    for t in ids:
+        t = int(t)
+        if t != prev and t != blank:
+            out.append(t)
+        prev = t
+    return out

@@ -1,12 +1,13 @@
 
 from w2vtk.am.data import ctc_min_frames, epoch_order, make_batches
-from w2vtk.am.metrics import DevScorer, greedy_ids
+from w2vtk.am.metrics import DevScorer
+from w2vtk.tokens import ctc_collapse
 from w2vtk.tokens import build_lang
 
 
 def test_greedy_collapses_repeats_then_drops_blanks():
-    assert greedy_ids([0, 3, 3, 0, 3, 4, 4, 0, 0]) == [3, 3, 4]
-    assert greedy_ids([]) == []
+    assert ctc_collapse([0, 3, 3, 0, 3, 4, 4, 0, 0]) == [3, 3, 4]
+    assert ctc_collapse([]) == []
 
 
 def test_ctc_min_frames_counts_repeats():

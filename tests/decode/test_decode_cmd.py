@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from decode_synth import DEV, emissions_for, inject_emissions, make_am, write_feature_dir
-from w2vtk.decoding import (BeamConfig, DecodeConfig, Decoder, LMResources, SearchRanges, decode_dir,
-                            check_not_test_set, error_rates, load_or_compute_emissions,
-                            sample_trials, set_name)
+from w2vtk.decoding import BeamConfig, DecodeConfig, Decoder, SearchRanges, error_rates, sample_trials
+from w2vtk.decoding.emissions import load_or_compute_emissions
+from w2vtk.decoding.run import check_not_test_set, decode_dir, set_name
+from w2vtk.lm import LMResources
 from w2vtk.errors import W2vtkError
 
 QUIET = {"log": lambda msg: None, "progress_enabled": False}

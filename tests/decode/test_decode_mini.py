@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from decode_synth import emissions_for
-from w2vtk.decoding import BeamConfig, Decoder, LMResources, SearchRanges, error_rates, sample_trials
+from w2vtk.decoding import BeamConfig, Decoder, SearchRanges, error_rates, sample_trials
+from w2vtk.lm import LMResources
 from w2vtk.lm import build_lm
 from w2vtk.tokens import TokenSet, build_lang, read_transcripts
 

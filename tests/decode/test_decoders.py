@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from decode_synth import TEXT, emissions_for
-from w2vtk.decoding import BeamConfig, Decoder, LMResources, collapse, greedy_ids
+from w2vtk.decoding import BeamConfig, Decoder
+from w2vtk.decoding.search import greedy_ids
+from w2vtk.lm import LMResources
+from w2vtk.tokens import ctc_collapse
 from w2vtk.errors import W2vtkError
 
 
@@ -27,7 +30,7 @@ def test_greedy_reads_the_best_path(lm_case):
     assert greedy_ids(em) == ids  # doubled letters survive thanks to the blank between them
     hyp = Decoder("greedy", tok, BeamConfig()).decode(em)[0]
     assert hyp.words == ["a", "book", "all", "see"]
-    assert collapse([0, 5, 5, 0, 5, 7, 7, 0]) == [5, 5, 7]
+    assert ctc_collapse([0, 5, 5, 0, 5, 7, 7, 0]) == [5, 5, 7]
 
 
 def test_lexicon_and_lexfree_decode_known_sentences_exactly(lm_case):
@@ -169,7 +172,7 @@ def test_an_order_the_toolchain_cannot_load_is_refused_with_the_fix(lm_case, tmp
     import w2vtk.lm as lm
 
     root, lang, *_ = lm_case
-    monkeypatch.setitem(lm._ORDER_PROBES, 9, ["the kenlm Python module", "flashlight-text"])
+    monkeypatch.setitem(lm.ORDER_PROBES, 9, ["the kenlm Python module", "flashlight-text"])
     with pytest.raises(W2vtkError) as err:
         lm.build_lm(root / "lm_text.txt", lang, tmp_path / "tok9", order=9, unit="token", memory="100M")
     msg = str(err.value)

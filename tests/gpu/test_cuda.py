@@ -153,7 +153,7 @@ def test_acoustic_model_trains_on_cuda_fp32_and_bf16(tmp_path):
     from am_synth import TINY, W2V_PROV, make_texts, write_feature_dir
 
     from w2vtk.am.config import TrainAMConfig
-    from w2vtk.am.emissions import compute_emissions
+    from w2vtk.decoding.emissions import compute_emissions
     from w2vtk.am.train import train_am
     from w2vtk.config import load_config
     from w2vtk.tokens import build_lang

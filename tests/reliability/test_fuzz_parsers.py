@@ -941,12 +941,12 @@ def test_decode_params_best_yaml(work, case):
 @given(case=_yaml_mutations({"order": 4, "unit": "word", "builder": "lmplz", "counts": {1: 10, 2: 20}}))
 @example(case=(b"- 1\n", 99))
 def test_lm_yaml(work, case):
-    from w2vtk.decoding import _read_lm_yaml
+    from w2vtk.lm.reading import read_lm_yaml
 
     raw, mutations = case
     lm_dir = _clean(work / "lmdir")
     write(lm_dir / "lm.yaml", raw)
-    got, err = check(_read_lm_yaml, lm_dir)
+    got, err = check(read_lm_yaml, lm_dir)
     if got is not None:
         got.get("unit", "word")  # as LMResources uses it (AttributeError for a non-mapping)
 
@@ -1111,11 +1111,11 @@ option_text = st.one_of(nasty_token, nasty_text.map(lambda t: t[:30]),
 @fuzz(100)
 @given(memory=option_text, prune=option_text, order=st.integers(1, 6))
 def test_lm_option_strings(memory, prune, order):
-    from w2vtk.lm import _parse_memory, _parse_prune
+    from w2vtk.lm import parse_memory, parse_prune
 
-    got, _ = check(_parse_memory, memory)
+    got, _ = check(parse_memory, memory)
     assert got is None or got == memory
-    got, _ = check(_parse_prune, prune, order)
+    got, _ = check(parse_prune, prune, order)
     assert got is None or (len(got) <= order and all(v >= 0 for v in got))
 
 

@@ -255,7 +255,7 @@ def test_the_fault_list_covers_every_point_and_stage():
 
 
 def test_stale_temporaries_of_named_outputs_only_are_removed(tmp_path):
-    from w2vtk.training import remove_stale_temporaries
+    from w2vtk.io import remove_stale_temporaries
 
     names = [".checkpoint_last.pt.ab12_x9q.tmp", ".checkpoint_4.pt.zz.tmp", ".emissions.ark.tmp",
              ".config.yaml.k3j.tmp", ".notes.txt.k3j.tmp", ".checkpoint_last.pt", "checkpoint_last.pt.tmp"]

@@ -12,18 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def greedy_ids(frame_ids) -> list[int]:
-    """Best path (T',) frame argmaxes -> token ids: collapse repeats, then drop blanks (id 0)."""
-    out: list[int] = []
-    prev = -1
-    for t in frame_ids:
-        t = int(t)
-        if t != prev and t != 0:
-            out.append(t)
-        prev = t
-    return out
-
-
 @dataclass
 class ErrorTotals:
     """Edit-distance totals (errors, reference length) for one unit (chars, words, phones)."""

@@ -26,11 +26,13 @@ from w2vtk import __version__, faults
 from w2vtk.am.config import TrainAMConfig
 from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_frames, epoch_order,
                            global_stats, load_feature_dir, make_batches, stats_to_mean_std)
+from w2vtk.checkpoint import AM_CHECKPOINT_KIND
 from w2vtk.config import from_dict, save_config, to_dict
 from w2vtk.errors import W2vtkError
+from w2vtk.io import remove_stale_temporaries
 from w2vtk.models.am import AMConfig, build_am, num_parameters, output_length
 
-CKPT_KIND = "w2vtk-am"
+CKPT_KIND = AM_CHECKPOINT_KIND  # (the name older code imported)
 LANG_FILES = ("tokens.txt", "spm.model", "lang.yaml")
 
 
@@ -193,7 +195,7 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
     from w2vtk.checkpoint import load_checkpoint, load_state, require_entries, save_checkpoint
     from w2vtk.tokens import TokenSet
     from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
-                                make_grad_scaler, remove_stale_temporaries, resolve_amp, restore_rng_state,
+                                make_grad_scaler, resolve_amp, restore_rng_state,
                                 resume_config, seed_everything, setup_cpu)
 
     lang_dir, train_dir, valid_dir, exp_dir = Path(lang_dir), Path(train_dir), Path(valid_dir), Path(exp_dir)
@@ -610,7 +612,8 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
     import torch
     import torch.nn.functional as F
 
-    from w2vtk.am.metrics import DevScorer, greedy_ids
+    from w2vtk.am.metrics import DevScorer
+    from w2vtk.tokens import ctc_collapse
     from w2vtk.training import autocast
 
     t0 = time.perf_counter()
@@ -629,7 +632,7 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
             for i, utt in enumerate(utts):
                 lab = labels[utt]
                 n = int(out_lengths[i])
-                scorer.add(lab, greedy_ids(best[i, :n].tolist()))
+                scorer.add(lab, ctc_collapse(best[i, :n].tolist()))
                 if n >= ctc_min_frames(lab) and n > 0:
                     ok.append(i)
             if ok:

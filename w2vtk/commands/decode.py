@@ -69,7 +69,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
 
 
 def _run(cfg, am, data, out, lang, tune, params, console) -> None:
-    from w2vtk.decoding import best_table, decode_dir
+    from w2vtk.decoding.run import decode_dir
+    from w2vtk.decoding.tune import best_table
 
     def log(msg: str) -> None:
         console.print(msg, highlight=False, markup=False)

@@ -34,7 +34,7 @@ import numpy as np
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
 from w2vtk import faults
-from w2vtk.io import atomic_open, atomic_write_text
+from w2vtk.io import atomic_open, atomic_write_text, remove_stale_temporaries
 
 SAMPLE_RATE = 16000
 FRAME_SHIFT_MS = 10
@@ -479,8 +479,6 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
             _remove_outputs(layout)
         layout.work.mkdir(parents=True, exist_ok=True)
         # a killed run's temporaries are never valid (shard archives' are removed per shard)
-        from w2vtk.training import remove_stale_temporaries
-
         remove_stale_temporaries(layout.work, ("manifest.json", "shard.*.json"))
         remove_stale_temporaries(layout.meta_dir, (layout.scp.name, layout.utt2num_frames.name, layout.yaml.name,
                                                    layout.skipped.name))

@@ -32,6 +32,7 @@ import torch
 
 from w2vtk import faults, objectives
 from w2vtk.errors import W2vtkError
+from w2vtk.io import remove_stale_temporaries
 from w2vtk.pretrain.config import PretrainConfig
 from w2vtk.pretrain.data import (CropDataset, TrainSampler, Utterance, make_loader,
                                  minimum_samples, plan_batches, read_utterances, valid_microbatches)
@@ -172,8 +173,8 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     from w2vtk.models.fairseq import w2vtk_checkpoint
     from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
     from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput,
-                                autocast, capture_rng_state, make_grad_scaler, remove_stale_temporaries,
-                                resolve_amp, restore_rng_state, resume_config, seed_everything, setup_cpu)
+                                autocast, capture_rng_state, make_grad_scaler, resolve_amp, restore_rng_state,
+                                resume_config, seed_everything, setup_cpu)
 
     cfg.validate()
     exp_dir = Path(exp_dir)

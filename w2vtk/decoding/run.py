@@ -1,0 +1,209 @@
+"""``w2vtk decode``: :func:`decode_dir` = emissions (cached), then tuning or one decode, hyp.txt,
+scoring and decode.json; and the test-set guard that keeps tuning off test sets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from w2vtk.config import save_config
+from w2vtk.data.kaldi_dir import read_role
+from w2vtk.decoding.config import FRAME_SECONDS, BeamConfig, DecodeConfig
+from w2vtk.decoding.emissions import Emissions, load_or_compute_emissions
+from w2vtk.decoding.pool import DecodeJob, DecodePool
+from w2vtk.decoding.search import Hypothesis
+from w2vtk.decoding.tune import load_params, params_of, tune as run_tuning
+from w2vtk.errors import W2vtkError
+from w2vtk.io import atomic_write_text, remove_stale_temporaries
+from w2vtk.lm.reading import LMResources
+from w2vtk.progress import progress
+from w2vtk.scoring import score_files
+from w2vtk.tokens import read_transcripts
+
+FEATURE_SUFFIXES = ("_w2v", "_fbank", "_logmel", "_mfcc", "_feats", "_hires", "_c", "_z")
+
+
+def set_name(data_dir: str | Path) -> str:
+    """A data dir's set name: its directory name without feature suffixes (``test_eval92_w2v`` ->
+    ``test_eval92``; Kaldi's ``test_dev93`` stays ``test_dev93``)."""
+    name = Path(data_dir).resolve().name
+    changed = True
+    while changed:
+        changed = False
+        for sfx in FEATURE_SUFFIXES:
+            if name.endswith(sfx) and len(name) > len(sfx):
+                name, changed = name[: -len(sfx)], True
+    return name
+
+
+def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
+    """Refuse tuning on a test set: the data dir's recorded role (``DIR/role``, written by the
+    corpus preps and kept by extract, subset and combine) is ``test``, or its set name
+    (:func:`set_name`) or directory name is one of ``test_sets`` (names, or paths whose last
+    component is compared)."""
+    if read_role(data_dir) == "test":
+        raise W2vtkError(f"--tune on {data_dir}: this data dir is a test set (its 'role' file, written when "
+                         f"the corpus was prepared); tune on a dev set and apply the result with --params")
+    names = {Path(data_dir).resolve().name, set_name(data_dir)}
+    for t in test_sets:
+        t = Path(t).name
+        if t in names:
+            raise W2vtkError(f"--tune on {data_dir}: {t!r} is a test set; tune on a dev set and apply the "
+                             f"result with --params (test sets: {', '.join(test_sets)})")
+
+
+# Files :func:`decode_dir` writes into its out dir (glob patterns; scoring adds per-metric files).
+DECODE_OUTPUTS = ("decode.yaml", "emissions.ark", "emissions.scp", "emissions.yaml", "trials.json", "trials.tsv",
+                  "best.yaml", "hyp.txt", "nbest.txt", "nbest.tsv", "wer.txt", "alignments*.txt", "score.json",
+                  "per_speaker.tsv", "decode.json")
+
+
+@dataclass
+class DecodeResult:
+    """What :func:`decode_dir` did: the chosen parameters, rates, timings and files."""
+
+    out_dir: Path
+    decoder: str
+    params: dict
+    wer: float | None
+    ler: float | None
+    utterances: int
+    audio_seconds: float
+    search_seconds: float
+    wall_seconds: float
+    rtf: float
+    emissions_rtf: float | None
+    trials: list[dict] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
+               lang_dir: str | Path | None = None, tune: bool = False, params: str | Path | None = None,
+               log: Callable[[str], None] = print, progress_enabled: bool | None = None) -> DecodeResult:
+    """``w2vtk decode``: emissions (cached), then tuning (``tune``) or one decode, hyp.txt and scoring.
+
+    ``data_dir``: a feature data dir (feats.scp, text). ``lang_dir``: an LM dir (``prep lm``) for
+    the lexicon / lexfree decoders. ``params``: a best.yaml whose values override ``cfg.beam``.
+    Writes into ``out_dir``: emissions.{ark,scp,yaml}, (tuning) trials.tsv and best.yaml, hyp.txt
+    (+ nbest.txt with ``beam.nbest`` > 1), wer.txt / alignments.txt / score.json (w2vtk.scoring),
+    decode.json (parameters, rates, real-time factors) and the resolved decode.yaml.
+    """
+    t_start = time.perf_counter()
+    am_dir, data_dir, out_dir = Path(am_dir), Path(data_dir), Path(out_dir)
+    refs = _check_request(cfg, data_dir, lang_dir, tune, params)
+    beam = cfg.beam if params is None else dataclasses.replace(cfg.beam, **load_params(params))
+    for name in ("beam_size", "nbest"):
+        if getattr(beam, name) < 1:
+            raise W2vtkError(f"beam.{name} must be >= 1")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # temporaries of a killed run are never valid; without this they would stay for ever
+    remove_stale_temporaries(out_dir, DECODE_OUTPUTS)
+    save_config(cfg, out_dir / "decode.yaml")
+
+    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
+                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=progress_enabled)
+    utts, refs_scored, frames, audio_s = _scored_utterances(em, refs, data_dir, log)
+    res = None
+    if cfg.decoder != "greedy":
+        res = LMResources(lang_dir, em.tokens, cfg.decoder)  # validates the LM dir before any worker starts
+        for w in res.warnings:
+            log(f"warning: {w}")
+    warnings, tune_sil = (list(res.warnings), res.has_silence) if res is not None else ([], False)
+    nj = cfg.nj if cfg.nj > 0 else max(1, len(os.sched_getaffinity(0)))
+    nj = 1 if cfg.decoder == "greedy" else min(nj, cfg.trials if tune else len(utts))
+    job = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
+    trial_rows = None
+    # with workers, each loads its own LM: free this copy before they start
+    local_res, res = (res if nj == 1 else None), None
+    with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res) as pool:
+        if tune:
+            beam, trial_rows = run_tuning(pool, cfg, beam, utts, refs_scored, out_dir=out_dir, data_dir=data_dir,
+                                          lang_dir=lang_dir, tune_sil=tune_sil, log=log,
+                                          progress_enabled=progress_enabled)
+        with progress(f"decode ({cfg.decoder})", total=sum(frames.values()) * FRAME_SECONDS, unit="audio-s",
+                      enabled=progress_enabled) as bar:
+            t0 = time.perf_counter()
+            hyps, search_s = pool.decode(utts, beam, frames, on_done=lambda f: bar.advance(f * FRAME_SECONDS))
+            wall_decode = time.perf_counter() - t0
+    write_hyps(out_dir, hyps, beam.nbest)
+    return _score_and_report(cfg, data_dir, out_dir, beam, em, utts, audio_s, search_s, wall_decode, t_start,
+                             trial_rows, warnings, nj)
+
+
+def _check_request(cfg: DecodeConfig, data_dir: Path, lang_dir, tune: bool, params) -> dict[str, str]:
+    """The request's one-line errors, before anything is written; returns the reference transcripts."""
+    if tune and params is not None:
+        raise W2vtkError("--tune and --params exclude each other (tune on dev, then apply with --params)")
+    if tune and cfg.decoder == "greedy":
+        raise W2vtkError("--tune needs an LM decoder (lexicon or lexfree); greedy has nothing to tune")
+    if tune:
+        check_not_test_set(data_dir, cfg.test_sets)
+    if cfg.decoder != "greedy" and lang_dir is None:
+        raise W2vtkError(f"the {cfg.decoder} decoder needs --lang (an LM dir from `w2vtk prep lm`)")
+    if not data_dir.is_dir():
+        raise W2vtkError(f"{data_dir}: data dir not found")
+    if not (data_dir / "text").is_file():
+        raise W2vtkError(f"{data_dir}: no text file (decode scores against it)")
+    refs = read_transcripts(data_dir / "text")
+    if not refs:
+        raise W2vtkError(f"{data_dir}/text: no utterances (empty set)")
+    if tune and not any(t.strip() for t in refs.values()):
+        raise W2vtkError(f"{data_dir}/text: every transcript is empty; nothing to tune on")
+    return refs
+
+
+def _scored_utterances(em: Emissions, refs: dict[str, str], data_dir: Path, log: Callable[[str], None]):
+    """(utterances with emissions and a transcript, their references, emission frames, audio seconds)."""
+    utts = sorted(u for u in em.mats if u in refs)
+    missing = sorted(set(refs) - set(em.mats))
+    if not utts:
+        raise W2vtkError(f"{data_dir}: no utterance has both features and a transcript")
+    if missing:
+        log(f"warning: {len(missing)} utterance(s) of {data_dir}/text have no features and score as empty")
+    frames = {u: em.mats[u].shape[0] for u in utts}
+    audio_s = FRAME_SECONDS * sum(em.input_frames.get(u, frames[u]) for u in utts)
+    return utts, {u: refs[u] for u in utts}, frames, audio_s
+
+
+def _score_and_report(cfg: DecodeConfig, data_dir: Path, out_dir: Path, beam: BeamConfig, em: Emissions,
+                      utts: list[str], audio_s: float, search_s: float, wall_decode: float, t_start: float,
+                      trial_rows: list[dict] | None, warnings: list[str], nj: int) -> DecodeResult:
+    """Score hyp.txt against the data dir's text and write decode.json."""
+    result = score_files(data_dir / "text", out_dir / "hyp.txt", cfg.metrics, out_dir=out_dir,
+                         case_fold=cfg.case_fold, check_tokens=False)
+    wer = result.metrics["wer"].counts.rate if "wer" in result.metrics else None
+    ler = result.metrics["ler"].counts.rate if "ler" in result.metrics else None
+    rtf = wall_decode / audio_s if audio_s else float("nan")
+    out = DecodeResult(out_dir=out_dir, decoder=cfg.decoder, params=params_of(beam), wer=wer, ler=ler,
+                       utterances=len(utts), audio_seconds=round(audio_s, 3),
+                       search_seconds=round(search_s, 3), wall_seconds=round(time.perf_counter() - t_start, 3),
+                       rtf=round(rtf, 6), emissions_rtf=em.provenance.get("rtf"), trials=trial_rows,
+                       warnings=warnings)
+    summary = dataclasses.asdict(out)
+    summary["out_dir"] = str(out_dir)
+    summary["lines"] = result.lines()
+    summary["nj"] = nj
+    summary["search_rtf_per_process"] = round(search_s / audio_s, 6) if audio_s else None
+    atomic_write_text(out_dir / "decode.json", json.dumps(summary, indent=2) + "\n")
+    return out
+
+
+def write_hyps(out_dir: Path, hyps: dict[str, list[Hypothesis]], nbest: int) -> None:
+    lines = []
+    for u in sorted(hyps):
+        words = " ".join(hyps[u][0].words)
+        lines.append(f"{u} {words}".rstrip())
+    atomic_write_text(out_dir / "hyp.txt", "\n".join(lines) + "\n")
+    if nbest > 1:
+        nb, tsv = [], ["utt\trank\tscore\tam_score\tlm_score\twords"]
+        for u in sorted(hyps):
+            for k, h in enumerate(hyps[u], start=1):
+                nb.append(f"{u}-{k} {' '.join(h.words)}".rstrip())
+                tsv.append(f"{u}\t{k}\t{h.score:.4f}\t{h.am_score:.4f}\t{h.lm_score:.4f}\t{' '.join(h.words)}")
+        atomic_write_text(out_dir / "nbest.txt", "\n".join(nb) + "\n")
+        atomic_write_text(out_dir / "nbest.tsv", "\n".join(tsv) + "\n")
