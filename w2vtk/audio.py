@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from w2vtk.data.kaldi_dir import load_data_dir
 from w2vtk.errors import W2vtkError
 from w2vtk.io import run_pipe
 
@@ -474,11 +475,7 @@ def audio_sources(data_dir_or_path: str | Path) -> list[AudioSource]:
     elif path.is_dir():
         if not (path / "wav.scp").is_file():
             raise W2vtkError(f"{path}: not a data dir (no wav.scp)")
-        try:
-            from w2vtk.data import load_data_dir
-        except ImportError:
-            load_data_dir = None
-        if load_data_dir is not None and (path / "utt2spk").is_file():
+        if (path / "utt2spk").is_file():
             # Validated like every data dir; text is optional (unlabelled audio for pre-training).
             dd = load_data_dir(path, require_text=False)
             wav_scp, segments, utt2dur = dd.wav_scp, dd.segments, dd.utt2dur

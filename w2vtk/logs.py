@@ -14,12 +14,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from w2vtk import __version__
+from w2vtk.dist import env_info
+
 LOGGER = logging.getLogger("w2vtk")
 LOGGER.setLevel(logging.INFO)
 LOGGER.propagate = False
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S"
-
 
 
 class DirLogHandler(logging.Handler):
@@ -90,8 +92,6 @@ def open_log(path: str | Path, argv: list[str] | None = None) -> Path:
     handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
     LOGGER.addHandler(handler)
     _handler = handler
-    from w2vtk import __version__
-
     args = sys.argv if argv is None else argv
     LOGGER.info("w2vtk %s: %s", __version__, " ".join(shlex.quote(str(a)) for a in ["w2vtk", *args[1:]]))
     return path
@@ -139,8 +139,6 @@ class command_log:
         self.path = log_path(directory, command)
 
     def __enter__(self) -> Path:
-        from w2vtk.dist import env_info
-
         self.active = env_info().is_main
         if self.active:
             open_log(self.path)

@@ -28,8 +28,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from w2vtk import __version__
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text, sha256_file
+from w2vtk.training import parse_metrics_line
 
 SKIP_DIRS = {"data", "log", "tensorboard", "report", ".done", "corpus"}
 MAX_DEPTH = 4
@@ -62,8 +64,6 @@ def _walk(root: Path):
 
 def _records(path: Path, notes: list[str]) -> list[dict]:
     """The readable records of a metrics.jsonl (a line cut by a kill is skipped and noted)."""
-    from w2vtk.training import parse_metrics_line
-
     out, bad = [], 0
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
@@ -259,8 +259,6 @@ def _machine() -> str:
 
 def make_report(exp: str | Path, out: str | Path | None = None, log=None) -> Report:
     """Write ``out/index.html`` (default ``EXP/report/``) and its PNG plots; see the module doc."""
-    from w2vtk import __version__
-
     exp = Path(exp)
     if not exp.is_dir():
         raise W2vtkError(f"{exp}: not a directory")

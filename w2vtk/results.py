@@ -36,8 +36,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from w2vtk import __version__
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text
+from w2vtk.progress import LoggedConsole
 
 # results.json key -> acoustic-model directory under EXP, in table order.
 SYSTEMS = {"logmel": "am_fbank", "wav2vec": "am_w2v"}
@@ -254,8 +256,6 @@ def write_results(exp: str | Path, results: dict, sets: list[str], metrics: list
 
     A curves section that stage 7 put in an existing RESULTS.md is kept.
     """
-    from w2vtk import __version__
-
     exp = Path(exp)
     json_path, md_path = exp / "results.json", exp / "RESULTS.md"
     atomic_write_text(json_path, json.dumps(results, indent=2, sort_keys=False) + "\n")
@@ -307,8 +307,6 @@ def _rich_table(title: str, head: list[str], rows: list[list[str]], left: int = 
 
 
 def print_table(results: dict, sets: list[str], metrics: list[str], title: str) -> None:
-    from w2vtk.progress import LoggedConsole
-
     head = ["set"] + [f"{m.upper()} {system}" for m in metrics for system in results]
     rows = [[set_name] + [_cell(results[system][set_name], m) for m in metrics for system in results]
             for set_name in sets]
@@ -510,8 +508,6 @@ def write_curves(exp: str | Path, curves: dict[str, dict], sets: list[str], metr
 
 def print_curves(curves: dict[str, dict], sets: list[str], metric: str) -> None:
     """The curves of one metric (the plotted one) as rich tables; RESULTS.md has every metric."""
-    from w2vtk.progress import LoggedConsole
-
     console = LoggedConsole()
     for curve, by_system in curves.items():
         x_label = CURVES[curve][1]

@@ -33,23 +33,71 @@ from typing import Iterable
 
 import yaml
 
+from w2vtk import __version__
+from w2vtk.config import from_dict, read_yaml_file
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text, decode_utf8, sha256_file
 
 BLANK = "<blk>"
 BOUNDARY = "|"
 
-# --- TIMIT phone sets: the tables and folding live in w2vtk.corpora.timit (one copy) ------------
+# --- TIMIT phone sets (the one copy: corpora/timit.py, scoring and lexicons read them here) ----------
+
+# The 61 TIMIT phone labels (.PHN files).
+PHONES_61 = (
+    "aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng epi er ey f g gcl h# hh hv "
+    "ih ix iy jh k kcl l m n ng nx ow oy p pau pcl q r s sh t tcl th uh uw ux v w y z zh").split()
+PHONES_48 = (
+    "aa ae ah ao aw ax ay b ch cl d dh dx eh el en epi er ey f g hh ih ix iy jh k l m n ng ow oy p r "
+    "s sh sil t th uh uw v vcl w y z zh").split()
+PHONES_39 = (
+    "aa ae ah aw ay b ch d dh dx eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh sil t th uh uw v "
+    "w y z").split()
+
+_61_TO_48_CHANGES = {
+    "ax-h": "ax", "axr": "er", "bcl": "vcl", "dcl": "vcl", "gcl": "vcl", "pcl": "cl", "tcl": "cl",
+    "kcl": "cl", "h#": "sil", "pau": "sil", "em": "m", "eng": "ng", "hv": "hh", "nx": "n", "ux": "uw",
+}
+_48_TO_39_CHANGES = {
+    "ao": "aa", "ax": "ah", "cl": "sil", "vcl": "sil", "epi": "sil", "el": "l", "en": "n", "ix": "ih",
+    "zh": "sh",
+}
+# 61 -> 48 (None = deleted: the glottal stop q), 48 -> 39, and 61 -> 39.
+PHONE_MAP_48: dict[str, str | None] = {p: _61_TO_48_CHANGES.get(p, p) for p in PHONES_61}
+PHONE_MAP_48["q"] = None
+MAP_48_TO_39: dict[str, str] = {p: _48_TO_39_CHANGES.get(p, p) for p in PHONES_48}
+PHONE_MAP_39: dict[str, str | None] = {
+    p: (None if t is None else MAP_48_TO_39[t]) for p, t in PHONE_MAP_48.items()}
+
+
+def fold_timit_phone(phone: str, phone_set: int = 39, *, strict: bool = True) -> str | None:
+    """One phone of the 61, 48 or 39 set folded to ``phone_set`` (48 or 39); None = deleted (q).
+
+    Unknown labels raise W2vtkError when ``strict``, else pass through unchanged.
+    """
+    if phone_set not in (48, 39):
+        raise W2vtkError(f"phone set must be 48 or 39, not {phone_set}")
+    if phone in PHONE_MAP_48:
+        folded = PHONE_MAP_48[phone]
+    elif phone in MAP_48_TO_39:  # already a 48-set label (cl, vcl, sil, ...)
+        folded = phone
+    else:
+        if strict:
+            raise W2vtkError(f"unknown TIMIT phone {phone!r}")
+        return phone
+    if folded is None or phone_set == 48:
+        return folded
+    return MAP_48_TO_39[folded]
+
+
 
 def fold_phone(phone: str, phone_set: int = 39) -> str | None:
     """Fold one TIMIT label (61, 48 or 39 set) to the 48 or 39 set; None for a deleted label (q).
 
     Raises KeyError for a label in none of the sets (callers choose how to report it).
     """
-    from w2vtk.corpora import timit
-
     try:
-        return timit.fold_phone(phone, phone_set)
+        return fold_timit_phone(phone, phone_set)
     except W2vtkError:
         raise KeyError(phone) from None
 
@@ -57,12 +105,10 @@ def fold_phone(phone: str, phone_set: int = 39) -> str | None:
 def fold_phones(phones: Iterable[str], phone_set: int = 39, where: str = "") -> list[str]:
     """Fold a 61/48/39-label sequence to the 48 or 39 set (``q`` deleted, ``sil`` kept, repeats
     not merged); an unknown label is a W2vtkError prefixed with ``where`` (file / utterance)."""
-    from w2vtk.corpora import timit
-
     out = []
     for p in phones:
         try:
-            folded = timit.fold_phone(p, phone_set)
+            folded = fold_timit_phone(p, phone_set)
         except W2vtkError as err:
             raise W2vtkError(f"{where}: {err}" if where else str(err)) from None
         if folded is not None:
@@ -165,8 +211,6 @@ class TokenSet:
         tokens = read_tokens_txt(lang_dir / "tokens.txt")
         yaml_path = lang_dir / "lang.yaml"
         if yaml_path.is_file():
-            from w2vtk.config import from_dict, read_yaml_file
-
             data = read_yaml_file(yaml_path)
             if not isinstance(data, dict):
                 raise W2vtkError(f"{yaml_path}: expected a mapping of lang settings, not "
@@ -219,12 +263,10 @@ class TokenSet:
             return ids
         if self.type == "phones":
             # Fold 61/48 labels to the set's own size first, so a 48-phone text feeds a 39 set.
-            from w2vtk.corpora.timit import fold_phone
-
             ids = []
             for p in words:
                 try:
-                    folded = fold_phone(p, self.info.phone_set or 48)
+                    folded = fold_timit_phone(p, self.info.phone_set or 48)
                 except W2vtkError:
                     folded = p  # not a TIMIT label: _lookup maps it to unk or names it
                 if folded is not None:
@@ -355,8 +397,6 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
     Every transcript is encoded once as a check, so a bad utterance fails here, named.
     Files are written atomically, lang.yaml last.
     """
-    from w2vtk import __version__
-
     text_path, out_dir = Path(text_path), Path(out_dir)
     if token_type not in ("letters", "phones", "spm"):
         raise W2vtkError(f"--type must be letters, phones or spm, not {token_type!r}")
@@ -380,8 +420,6 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
             raise W2vtkError(f"--phone-set must be 48 or 39, not {phone_set}")
         info.phone_set = phone_set
         info.case = "lower"
-        from w2vtk.corpora.timit import PHONES_39, PHONES_48
-
         tokens = [BLANK] + sorted(PHONES_48 if phone_set == 48 else PHONES_39) + ([unk_token] if unk_token else [])
     else:
         if spm_type not in ("unigram", "bpe"):

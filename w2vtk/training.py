@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from w2vtk.checkpoint import save_checkpoint
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text
 
@@ -206,8 +207,6 @@ class CheckpointManager:
         return sorted(out)
 
     def save(self, state: Any, update: int, *, is_best: bool = False, numbered: bool = False) -> Path:
-        from w2vtk.checkpoint import save_checkpoint
-
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         # checkpoint_last.pt is renamed into place LAST: a run killed before that point resumes from
         # the previous checkpoint and writes the numbered / best files of this update again; had

@@ -947,8 +947,10 @@ def test_lm_yaml(work, case):
     lm_dir = _clean(work / "lmdir")
     write(lm_dir / "lm.yaml", raw)
     got, err = check(read_lm_yaml, lm_dir)
-    if got is not None:
-        got.get("unit", "word")  # as LMResources uses it (AttributeError for a non-mapping)
+    if err is not None:
+        assert "lm.yaml" in str(err), f"the error does not name the file: {err}"
+    else:
+        assert isinstance(got, dict), f"read_lm_yaml returned {type(got).__name__}, not a mapping"
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from w2vtk.config import read_yaml_file
+from w2vtk.data import read_kv
 from w2vtk.errors import W2vtkError
+from w2vtk.features.archive import ScpReader
 
 
 def read_table(path: Path) -> dict[str, str]:
     """A Kaldi table ``id rest-of-line`` (strict: sorted, unique ids; see :func:`w2vtk.data.read_kv`)."""
-    from w2vtk.data import read_kv
-
     return read_kv(path)
 
 
@@ -57,8 +58,6 @@ class FeatureDir:
 def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
     """Open ``path`` (feats.scp + text). Ids in only one of the two files are dropped and listed
     (``dropped_no_text`` / ``dropped_no_feats``); no common id at all is an error."""
-    from w2vtk.features.archive import ScpReader
-
     path = Path(path)
     scp_path = path / "feats.scp"
     if not path.is_dir():
@@ -121,8 +120,6 @@ def read_provenance(path: Path) -> dict | None:
     f = Path(path) / "feats.yaml"
     if not f.is_file():
         return None
-    from w2vtk.config import read_yaml_file
-
     data = read_yaml_file(f, "feature provenance")
     if not isinstance(data, dict):
         raise W2vtkError(f"{f}: expected a mapping")

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from w2vtk.scoring import error_counts, metric_tokens
+from w2vtk.tokens import fold_phone
+
 
 @dataclass
 class ErrorTotals:
@@ -29,8 +32,6 @@ class ErrorTotals:
 
 def _edit_counts(refs: list[list[str]], hyps: list[list[str]]) -> tuple[int, int]:
     """(errors, reference length) summed over utterances."""
-    from w2vtk.scoring import error_counts
-
     c = error_counts(refs, hyps)
     return int(c.errors), int(c.ref_len)
 
@@ -52,8 +53,6 @@ class DevScorer:
 
     def add(self, ref_ids: list[int], hyp_ids: list[int]) -> None:
         """One utterance: reference label ids and greedy hypothesis ids (blanks allowed)."""
-        from w2vtk.scoring import metric_tokens
-
         ref_words = self.tokens.decode(ref_ids).split()
         hyp_words = self.tokens.decode(hyp_ids).split()
         if self.kind == "phones":
@@ -67,8 +66,6 @@ class DevScorer:
         self.hyps_unit.append(metric_tokens("ler", hyp_words))
 
     def _fold(self, phone: str) -> list[str]:
-        from w2vtk.tokens import fold_phone
-
         try:
             folded = fold_phone(phone, 39)
         except KeyError:

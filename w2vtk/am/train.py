@@ -22,15 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from w2vtk import __version__, faults
+from w2vtk import __version__, dist, faults
 from w2vtk.am.config import TrainAMConfig
 from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_frames, epoch_order,
                            global_stats, load_feature_dir, make_batches, stats_to_mean_std)
-from w2vtk.checkpoint import AM_CHECKPOINT_KIND
-from w2vtk.config import from_dict, save_config, to_dict
+from w2vtk.am.metrics import DevScorer
+from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, load_state, require_entries, save_checkpoint
+from w2vtk.config import apply_renames, from_dict, load_config, save_config, to_dict
 from w2vtk.errors import W2vtkError
-from w2vtk.io import remove_stale_temporaries
+from w2vtk.io import atomic_open, atomic_write_bytes, remove_stale_temporaries
 from w2vtk.models.am import AMConfig, build_am, num_parameters, output_length
+from w2vtk.progress import console, progress
+from w2vtk.tokens import TokenSet, ctc_collapse
+from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state, make_grad_scaler,
+                            resolve_amp, restore_rng_state, resume_config, seed_everything, setup_cpu)
 
 CKPT_KIND = AM_CHECKPOINT_KIND  # (the name older code imported)
 LANG_FILES = ("tokens.txt", "spm.model", "lang.yaml")
@@ -51,8 +56,6 @@ class TrainAMResult:
 
 def _log(msg: str, info) -> None:
     if info.is_main:
-        from w2vtk.progress import console
-
         console.print(msg, highlight=False)
 
 
@@ -70,8 +73,6 @@ def _copy_lang(lang_dir: Path, exp_dir: Path) -> None:
     for name in LANG_FILES:
         src = lang_dir / name
         if src.is_file():
-            from w2vtk.io import atomic_write_bytes
-
             atomic_write_bytes(exp_dir / name, src.read_bytes())
 
 
@@ -89,8 +90,6 @@ def _pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
 
 def _reduce(t, device):
     """Sum a small CPU tensor over ranks and return it on the CPU (NCCL only reduces CUDA tensors)."""
-    from w2vtk import dist
-
     if device.type == "cuda":
         return dist.all_reduce_sum(t.to(device)).cpu()
     return dist.all_reduce_sum(t.clone())
@@ -133,8 +132,6 @@ def model_payload(model, cfg: TrainAMConfig, *, input_dim: int, tokens: list[str
 
 
 def _average_states(paths: list[Path]) -> dict:
-    from w2vtk.checkpoint import load_checkpoint
-
     total = None
     for p in paths:
         state = load_checkpoint(p)["model"]
@@ -157,8 +154,6 @@ def train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path,
     Runs in one process or under torchrun (DDP; NCCL on GPU, gloo on CPU): rank r takes every
     W-th length-bucketed batch of a seeded per-epoch shuffle; only rank 0 writes.
     """
-    from w2vtk import dist
-
     with dist.owned_group():
         return _train_am(cfg, lang_dir=lang_dir, train_dir=train_dir, valid_dir=valid_dir, exp_dir=exp_dir,
                          allow_feature_mismatch=allow_feature_mismatch, allow_changes=allow_changes)
@@ -171,16 +166,12 @@ RUN_SETTINGS = ("device",)
 def saved_am_config(exp_dir: Path, ckpt: dict) -> dict | None:
     """The experiment's resolved config as a plain dict (config.yaml, else the checkpoint's copy),
     renamed keys translated; None when neither exists."""
-    from w2vtk.config import load_config
-
     path = exp_dir / "config.yaml"
     if path.is_file():
         return to_dict(load_config(TrainAMConfig, path, notes=[]))
     saved = ckpt.get("config")
     if not isinstance(saved, dict):
         return None
-    from w2vtk.config import apply_renames
-
     return to_dict(from_dict(TrainAMConfig, apply_renames(saved, TrainAMConfig.RENAMED, str(exp_dir)),
                              where=f"{exp_dir}/checkpoint_last.pt: config"))
 
@@ -190,13 +181,6 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
               allow_changes: bool = False) -> TrainAMResult:
     import torch
     import torch.nn.functional as F
-
-    from w2vtk import dist
-    from w2vtk.checkpoint import load_checkpoint, load_state, require_entries, save_checkpoint
-    from w2vtk.tokens import TokenSet
-    from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state,
-                                make_grad_scaler, resolve_amp, restore_rng_state,
-                                resume_config, seed_everything, setup_cpu)
 
     lang_dir, train_dir, valid_dir, exp_dir = Path(lang_dir), Path(train_dir), Path(valid_dir), Path(exp_dir)
     info, device = dist.init(cfg.device)
@@ -313,12 +297,8 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
         _copy_lang(lang_dir, exp_dir)
         if ckpt is None:
             if (train_dir / "feats.yaml").is_file():
-                from w2vtk.io import atomic_write_bytes
-
                 atomic_write_bytes(exp_dir / "feats.yaml", (train_dir / "feats.yaml").read_bytes())
             if norm.mode == "global":
-                from w2vtk.io import atomic_open
-
                 with atomic_open(exp_dir / "global_cmvn.npz", "wb", encoding=None) as fh:
                     np.savez(fh, mean=norm.mean, std=norm.std)
         if write_config:
@@ -347,8 +327,6 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
     guard = NonFiniteGuard(10)
 
     epoch, pos, updates = 1, 0, 0
-    from w2vtk.am.metrics import DevScorer
-
     dev_unit = DevScorer(tokens).unit_name   # the error key of an unvalidated epoch's record
     best_error: float | None = None
     best_epoch: int | None = None
@@ -437,8 +415,6 @@ def _train_am(cfg: TrainAMConfig, *, lang_dir: str | Path, train_dir: str | Path
         loss_sum = carried.clone()  # CTC loss, target tokens, input frames (this rank)
         carried.zero_()
         seen = torch.zeros(1, dtype=torch.float64)  # frames trained on in this process's run of the epoch
-        from w2vtk.progress import progress
-
         with progress(f"epoch {epoch}", total=sum(train_fd.frames[u] for b in mine[pos:] for u in b) / 100.0,
                       unit="audio-s") as bar:
             loader = _prefetch(mine[pos:], lambda b: _pad_batch(train_fd, b, norm))
@@ -587,8 +563,6 @@ def _epoch_files(exp_dir: Path) -> list[tuple[int, Path]]:
 
 def _write_average(exp_dir: Path, n: int, template: dict | None) -> None:
     """Keep the newest ``n`` epoch files, write their mean as ``checkpoint_avg.pt``."""
-    from w2vtk.checkpoint import load_checkpoint, save_checkpoint
-
     files = _epoch_files(exp_dir)
     for _, p in files[:-n]:
         p.unlink(missing_ok=True)
@@ -611,10 +585,6 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
     computed on this rank's share of ``batches`` and summed over ranks."""
     import torch
     import torch.nn.functional as F
-
-    from w2vtk.am.metrics import DevScorer
-    from w2vtk.tokens import ctc_collapse
-    from w2vtk.training import autocast
 
     t0 = time.perf_counter()
     model.eval()
@@ -669,8 +639,6 @@ def _print_epoch_table(rec: dict, unit: str, max_epochs: int, header: bool) -> N
     reads as one table), the header only before the first row this run prints; the full record is
     in metrics.jsonl. Losses are CTC per target token; error rates in percent; time is the epoch's
     training time; best is the best dev epoch so far."""
-    from w2vtk.progress import console
-
     def f(x, fmt):
         return "-" if x is None else format(x, fmt)
 

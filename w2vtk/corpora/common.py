@@ -48,10 +48,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from w2vtk import __version__
 from w2vtk.data import DataDir, write_data_dir
-from w2vtk.data.kaldi_dir import KNOWN_FILES
+from w2vtk.data.kaldi_dir import KNOWN_FILES, infer_role, write_role
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, atomic_write_text
+from w2vtk.progress import LoggedConsole
 
 DONE_MARKER = Path("local") / "prep_done.json"
 SUMMARY = Path("local") / "prep_summary.json"
@@ -115,7 +117,6 @@ def finish_prep(out_dir: str | Path, corpus: str, sets: Mapping[str, Mapping[str
     Returns ``{"corpus", "sets": {name: {"utterances", "speakers", "hours", "expected"}},
     "lm_text": {"path", "lines"}, "warnings": [...]}`` (also in local/prep_summary.json).
     """
-    from w2vtk.progress import LoggedConsole
     from rich.table import Table
 
     console = console or LoggedConsole()
@@ -131,8 +132,6 @@ def finish_prep(out_dir: str | Path, corpus: str, sets: Mapping[str, Mapping[str
     summary_sets: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     expected_counts = expected_counts or {}
-    from w2vtk.data.kaldi_dir import infer_role, write_role
-
     for name, kwargs in sets.items():
         dd = write_data_dir(out_dir / name, **kwargs)
         write_role(out_dir / name, infer_role(name))  # decode --tune refuses a test set by this
@@ -167,7 +166,6 @@ def finish_prep(out_dir: str | Path, corpus: str, sets: Mapping[str, Mapping[str
     summary = {"corpus": corpus, "sets": summary_sets,
                "lm_text": {"path": str(LM_TEXT), "lines": num_lines}, "warnings": warnings}
     atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
-    from w2vtk import __version__
     marker = {"corpus": corpus, "signature": _canonical(signature or {}), "sets": list(sets),
               "w2vtk_version": __version__}
     atomic_write_text(out_dir / DONE_MARKER, json.dumps(marker, indent=2) + "\n")

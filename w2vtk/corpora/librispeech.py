@@ -32,8 +32,11 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from w2vtk.corpora.common import finish_prep, start_prep
 from w2vtk.errors import W2vtkError
 from w2vtk.data.kaldi_dir import iter_text_lines
+from w2vtk.io import atomic_write_text
+from w2vtk.progress import LoggedConsole, progress
 
 # utterances per subset (OpenSLR 12); a mismatch is a warning naming the set.
 EXPECTED_UTTERANCES = {
@@ -206,8 +209,6 @@ def read_durations(subset: _Subset, desc: str, threads: int = 8) -> None:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from w2vtk.progress import progress
-
     items = list(subset.wav.items())
     batch = 4096
     with progress(f"read {desc}", total=len(items), unit="utt") as bar, \
@@ -262,8 +263,6 @@ def find_lm_resources(root: Path, lm_dir: str | Path | None) -> dict[str, Path]:
 
 
 def _link_resources(out_dir: Path, resources: dict[str, Path]) -> None:
-    from w2vtk.io import atomic_write_text
-
     local = out_dir / "local"
     local.mkdir(parents=True, exist_ok=True)
     for name in LM_RESOURCES:  # links left by an earlier prep with other resources
@@ -355,10 +354,6 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
     Returns:
         the prep summary (also in ``local/prep_summary.json``), or None when already prepared.
     """
-    from w2vtk.progress import LoggedConsole
-
-    from w2vtk.corpora.common import finish_prep, start_prep
-
     console = LoggedConsole(quiet=quiet, stderr=False)
     if speaker not in SPEAKER_MODES:
         raise W2vtkError(f"--speaker must be one of {', '.join(SPEAKER_MODES)}, got {speaker!r}")

@@ -41,8 +41,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from w2vtk.corpora.librispeech import prepare_librispeech
+from w2vtk.corpora.mini_grammar import sentences
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text
+from w2vtk.progress import progress
 
 # Bump when a change alters the synthesized audio or text for a given seed.
 MINI_FORMAT = 2
@@ -113,8 +116,6 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
     never a train voice, so a train set larger than its voice pool reuses train voices (with other
     prosody) and never a held-out one.
     """
-    from w2vtk.corpora.mini_grammar import sentences
-
     if not (minutes > 0) or math.isinf(minutes):
         raise W2vtkError(f"mini corpus: --minutes must be a positive number, got {minutes}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -468,8 +469,6 @@ def synthesize_corpus(corpus_dir: str | Path, minutes: float = 20.0, seed: int =
     A finished corpus (``.done`` written last) with the same settings is reused; finished chapters
     of an interrupted run are kept; a corpus made with other settings is refused.
     """
-    from w2vtk.progress import progress
-
     corpus_dir = Path(corpus_dir)
     plan = plan_mini(minutes, seed, speakers=speakers, lm_sentences=lm_sentences,
                      held_speakers=held_speakers, held_minutes=held_minutes)
@@ -557,8 +556,6 @@ def synthesize_mini(out_dir: str | Path, minutes: float = 20.0, seed: int = 0,
     Returns:
         ``out_dir`` (the prepared data root).
     """
-    from w2vtk.corpora.librispeech import prepare_librispeech
-
     out_dir = Path(out_dir)
     corpus_dir = Path(corpus_dir) if corpus_dir is not None else out_dir / "corpus"
     synthesize_corpus(corpus_dir, minutes, seed, speakers=speakers, lm_sentences=lm_sentences,

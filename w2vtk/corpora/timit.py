@@ -22,33 +22,11 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from w2vtk.audio import audio_duration
+from w2vtk.corpora.common import finish_prep, start_prep
 from w2vtk.errors import W2vtkError
-
-# The 61 TIMIT phone labels (.PHN files).
-PHONES_61 = (
-    "aa ae ah ao aw ax ax-h axr ay b bcl ch d dcl dh dx eh el em en eng epi er ey f g gcl h# hh hv "
-    "ih ix iy jh k kcl l m n ng nx ow oy p pau pcl q r s sh t tcl th uh uw ux v w y z zh").split()
-PHONES_48 = (
-    "aa ae ah ao aw ax ay b ch cl d dh dx eh el en epi er ey f g hh ih ix iy jh k l m n ng ow oy p r "
-    "s sh sil t th uh uw v vcl w y z zh").split()
-PHONES_39 = (
-    "aa ae ah aw ay b ch d dh dx eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh sil t th uh uw v "
-    "w y z").split()
-
-_61_TO_48_CHANGES = {
-    "ax-h": "ax", "axr": "er", "bcl": "vcl", "dcl": "vcl", "gcl": "vcl", "pcl": "cl", "tcl": "cl",
-    "kcl": "cl", "h#": "sil", "pau": "sil", "em": "m", "eng": "ng", "hv": "hh", "nx": "n", "ux": "uw",
-}
-_48_TO_39_CHANGES = {
-    "ao": "aa", "ax": "ah", "cl": "sil", "vcl": "sil", "epi": "sil", "el": "l", "en": "n", "ix": "ih",
-    "zh": "sh",
-}
-# 61 -> 48 (None = deleted: the glottal stop q), 48 -> 39, and 61 -> 39.
-PHONE_MAP_48: dict[str, str | None] = {p: _61_TO_48_CHANGES.get(p, p) for p in PHONES_61}
-PHONE_MAP_48["q"] = None
-MAP_48_TO_39: dict[str, str] = {p: _48_TO_39_CHANGES.get(p, p) for p in PHONES_48}
-PHONE_MAP_39: dict[str, str | None] = {
-    p: (None if t is None else MAP_48_TO_39[t]) for p, t in PHONE_MAP_48.items()}
+from w2vtk.tokens import (MAP_48_TO_39, PHONE_MAP_39, PHONE_MAP_48, PHONES_39,  # noqa: F401 (timit's tables)
+                          PHONES_48, PHONES_61, fold_timit_phone as fold_phone)
 
 DEV_SPEAKERS = (
     "faks0 fdac1 fjem0 mgwt0 mjar0 mmdb1 mmdm2 mpdf0 fcmh0 fkms0 mbdg0 mbwm0 mcsh0 fadg0 fdms0 fedw0 "
@@ -63,26 +41,6 @@ SETS = ("train", "dev", "test")
 
 _UTT_FILE = re.compile(r"^(s[aix]\d+)\.(wav|phn|wrd|txt)$")
 _DIALECT_DIR = re.compile(r"^dr\d$")
-
-
-def fold_phone(phone: str, phone_set: int = 39, *, strict: bool = True) -> str | None:
-    """One phone of the 61, 48 or 39 set folded to ``phone_set`` (48 or 39); None = deleted (q).
-
-    Unknown labels raise W2vtkError when ``strict``, else pass through unchanged.
-    """
-    if phone_set not in (48, 39):
-        raise W2vtkError(f"phone set must be 48 or 39, not {phone_set}")
-    if phone in PHONE_MAP_48:
-        folded = PHONE_MAP_48[phone]
-    elif phone in MAP_48_TO_39:  # already a 48-set label (cl, vcl, sil, ...)
-        folded = phone
-    else:
-        if strict:
-            raise W2vtkError(f"unknown TIMIT phone {phone!r}")
-        return phone
-    if folded is None or phone_set == 48:
-        return folded
-    return MAP_48_TO_39[folded]
 
 
 def fold_phones(phones: Iterable[str], phone_set: int = 48, *, strict: bool = True) -> list[str]:
@@ -173,8 +131,6 @@ def scan_timit(corpus_dir: str | Path, phone_set: int = 48) -> dict[str, dict[st
     Returns ``{set: {"wav_scp", "text", "utt2spk", "utt2dur", "spk2gender", "text.words"}}`` for
     ``train``, ``dev`` and ``test``; each a {id: value} dict.
     """
-    from w2vtk.audio import audio_duration
-
     if phone_set not in (48, 39):
         raise W2vtkError(f"--phone-set must be 48 or 39, not {phone_set}")
     train_dir, test_dir = find_timit_root(corpus_dir)
@@ -232,8 +188,6 @@ def prep_timit(corpus_dir: str | Path, out_dir: str | Path, *, phone_set: int = 
     Kaldi's TIMIT recipe; dev and test never enter it.  Returns finish_prep's summary, or None
     when a previous run with the same arguments had finished (nothing is redone).
     """
-    from w2vtk.corpora.common import finish_prep, start_prep
-
     if phone_set not in (48, 39):
         raise W2vtkError(f"--phone-set must be 48 or 39, not {phone_set}")
     signature = {"corpus": "timit", "corpus_dir": str(Path(corpus_dir).resolve()),

@@ -49,7 +49,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from w2vtk.audio import read_shorten_sphere, read_sphere_header, shorten_decoder, shorten_pipe_command
+from w2vtk.corpora.common import finish_prep, start_prep
 from w2vtk.errors import W2vtkError
+from w2vtk.progress import LoggedConsole, progress
 
 DISC_RE = re.compile(r"^(\d\d)[-_](\d{1,2})\.(\d)$", re.IGNORECASE)
 TRAIN_NDX_WSJ0 = ("11_13_1", "wsj0/doc/indices/train/tr_s_wv1.ndx")
@@ -315,8 +318,6 @@ def iter_lm_text(files: Iterable[Path], normalize: Callable[[Iterable[str]], lis
 
 
 def _warn(message: str) -> None:
-    from w2vtk.progress import LoggedConsole
-
     LoggedConsole(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False,
                                soft_wrap=True)
 
@@ -385,9 +386,6 @@ def convert_to_flac(sources: dict[str, Path], audio_out: str | Path, *, decoder:
     """
     import soundfile as sf
 
-    from w2vtk.audio import read_shorten_sphere, read_sphere_header, shorten_decoder
-    from w2vtk.progress import progress
-
     decoder = shorten_decoder(decoder)
     audio_out = Path(audio_out)
     audio_out.mkdir(parents=True, exist_ok=True)
@@ -436,9 +434,6 @@ def prep_wsj(wsj0: str | Path, wsj1: str | Path, out_dir: str | Path, *, transcr
     holds decoder pipes.  ``decoder``: force sph2pipe / ffmpeg / desphere (default: first
     available).  Returns finish_prep's summary, or None when the same prep had finished.
     """
-    from w2vtk.audio import read_sphere_header, shorten_decoder, shorten_pipe_command
-    from w2vtk.corpora.common import finish_prep, start_prep
-
     normalizer(transcripts)
     decoder = shorten_decoder(decoder)  # stop at once, saying what to install, when none exists
     signature = {"corpus": "wsj", "wsj0": str(Path(wsj0).resolve()), "wsj1": str(Path(wsj1).resolve()),

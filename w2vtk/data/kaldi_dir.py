@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_open
+from w2vtk.io import atomic_open, atomic_write_text
 
 # Files with a fixed meaning.  Anything else named ``text.*`` or ``utt2*`` is an extra per-utterance
 # file that must have the same keys as utt2spk; other files (cmvn.scp, conf/, feats dirs...) are
@@ -589,8 +589,6 @@ def infer_role(set_name: str) -> str:
 def write_role(path: str | Path, role: str) -> None:
     """Record a data dir's role in ``DIR/role`` (one word), atomically. Kept by extract, subset and
     combine, so that ``decode --tune`` can refuse a test set whatever its directory is called."""
-    from w2vtk.io import atomic_write_text
-
     if role not in ROLES:
         raise W2vtkError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     atomic_write_text(Path(path) / ROLE_FILE, role + "\n")

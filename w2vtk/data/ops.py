@@ -14,6 +14,7 @@ from w2vtk.data.kaldi_dir import (BACKUP_DIR, FORBIDDEN_TOKENS, DataDir, _check_
                                   _checked_dir, _positive, _raise_problems, _read_dir, _table_files,
                                   format_seconds, is_extra_name, iter_text_lines, load_data_dir,
                                   spk2utt_from_utt2spk, write_data_dir, write_kv)
+from w2vtk.data.kaldi_dir import ROLE_FILE, read_kv, read_role, write_role
 from w2vtk.errors import W2vtkError
 
 _PER_UTT = ("text", "utt2dur", "utt2num_frames", "feats.scp")
@@ -179,8 +180,6 @@ def _tables_of(dd: DataDir) -> dict[str, dict[str, str]]:
 def _write_selected(tables: dict[str, dict[str, str]], out: Path, keep: set[str],
                     src: Path) -> DataDir:
     """Write the tables restricted to utterances ``keep`` (with their recordings and speakers)."""
-    from w2vtk.data.kaldi_dir import read_kv
-
     src_reco2dur = read_kv(src / "reco2dur") if (src / "reco2dur").is_file() else None
     per_utt = {name: {u: v for u, v in t.items() if u in keep} for name, t in tables.items()
                if name in ("text", "utt2spk", "segments") + _PER_UTT or is_extra_name(name)}
@@ -390,8 +389,6 @@ __all__ = ["fix_data_dir", "subset_data_dir", "combine_data_dirs", "balanced_ord
 
 def _carry_role(sources: Sequence[Path], out: Path) -> None:
     """A subset or combination keeps its sources' role; any test source makes it a test set."""
-    from w2vtk.data.kaldi_dir import ROLE_FILE, read_role, write_role
-
     roles = {read_role(s) for s in sources}
     role = "test" if "test" in roles else (roles.pop() if len(roles) == 1 else None)
     if role is not None:

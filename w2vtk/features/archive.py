@@ -26,7 +26,7 @@ import numpy as np
 
 from w2vtk import faults
 from w2vtk.errors import W2vtkError
-from w2vtk.io import run_pipe
+from w2vtk.io import atomic_open, run_pipe
 
 DTYPES = ("float32", "float16")
 KALDI_SPEECH_FEATURE_COMPRESSION = 2
@@ -73,8 +73,6 @@ def write_matrix(fh: IO[bytes], utt_id: str, mat: np.ndarray, dtype: str, compre
 
 def write_npy(npy_dir: Path, utt_id: str, mat: np.ndarray, dtype: str) -> None:
     """``npy_dir/<utt_id>.npy`` (T', C) in ``dtype``, written atomically."""
-    from w2vtk.io import atomic_open
-
     with atomic_open(npy_dir / f"{utt_id}.npy", "wb", encoding=None) as fh:
         np.save(fh, np.ascontiguousarray(mat, dtype=np.dtype(dtype)))
 

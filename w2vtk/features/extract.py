@@ -31,10 +31,12 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from w2vtk.dist import barrier, env_info
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
-from w2vtk import faults
+from w2vtk import __version__, faults
 from w2vtk.io import atomic_open, atomic_write_text, remove_stale_temporaries
+from w2vtk.progress import progress
 
 SAMPLE_RATE = 16000
 FRAME_SHIFT_MS = 10
@@ -425,10 +427,6 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     barrier under torchrun).  Returns what was done; ``complete`` is False when shards of other
     processes are still missing.
     """
-    from w2vtk import __version__
-    from w2vtk.dist import barrier, env_info
-    from w2vtk.progress import progress
-
     check_dtype(opts.dtype, opts.compress)
     if opts.num_shards < 1:
         raise W2vtkError(f"--num-shards {opts.num_shards}: must be at least 1")

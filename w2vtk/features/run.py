@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from w2vtk.audio import audio_dir_sources, audio_sources
+from w2vtk.data import load_data_dir, read_kv, write_data_dir
+from w2vtk.data.kaldi_dir import read_role, write_role
+from w2vtk.dist import barrier, env_info, init, owned_group
 from w2vtk.errors import W2vtkError
 from w2vtk.features.extract import ExtractOptions, ExtractResult, extract_features
 
@@ -32,8 +36,6 @@ class ExtractRequest:
 
 def discover_sources(path: Path) -> tuple[list, Path | None]:
     """(sorted AudioSource list, data dir or None) for a data dir, a wav.scp file or an audio dir."""
-    from w2vtk.audio import audio_dir_sources, audio_sources
-
     path = Path(path)
     if path.is_dir():
         if (path / "wav.scp").is_file():
@@ -75,8 +77,6 @@ def _filter(table: dict[str, str] | None, keep: set[str]) -> dict[str, str] | No
 def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
                      utt2num_frames: dict[str, str]) -> None:
     """The input data dir's tables, restricted to the extracted utterances, plus the feature tables."""
-    from w2vtk.data import load_data_dir, write_data_dir
-
     dd = load_data_dir(in_dir, require_text=False)
     keep = set(feats_scp)
     if dd.segments is not None:
@@ -90,8 +90,6 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
     reco2dur = None
     reco_path = in_dir / "reco2dur"
     if reco_path.is_file():
-        from w2vtk.data import read_kv
-
         reco2dur = _filter(read_kv(reco_path), recos)
     write_data_dir(out_dir, wav_scp=_filter(dd.wav_scp, recos),
                    text=_filter(dd.text, keep) if (in_dir / "text").is_file() else None,
@@ -99,8 +97,6 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
                    spk2gender=_filter(dd.spk2gender, speakers), utt2num_frames=utt2num_frames,
                    feats_scp=feats_scp, extra={n: _filter(t, keep) for n, t in dd.extra.items()},
                    reco2dur=reco2dur)
-    from w2vtk.data.kaldi_dir import read_role, write_role
-
     role = read_role(in_dir)
     if role is not None:  # a feature dir of a test set is still a test set
         write_role(out_dir, role)
@@ -109,15 +105,11 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
                 progress_enabled: bool | None = None) -> ExtractResult:
     """Run ``w2vtk extract``; returns the result (``complete`` False on a rank that did not merge)."""
-    from w2vtk.dist import owned_group
-
     with owned_group():
         return _run_extract(req, log, progress_enabled)
 
 
 def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabled: bool | None) -> ExtractResult:
-    from w2vtk.dist import barrier, env_info, init
-
     if (req.out is None) == (req.out_dir is None) and not (req.out is None and req.npy_dir is not None):
         raise W2vtkError("give exactly one of --out FILE.ark and --out-dir DIR (or only --npy-dir)")
     if req.device not in ("auto", "cpu", "cuda"):
@@ -156,8 +148,6 @@ def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabl
             f"(listed in {result.scp.with_suffix('.skipped') if result.scp else 'feats.skipped'}): {shown}")
     if result.complete and env_info().is_main and req.out_dir is not None and data_dir is not None \
             and result.scp is not None:
-        from w2vtk.data import read_kv
-
         _write_data_copy(data_dir, Path(req.out_dir), read_kv(result.scp),
                          read_kv(Path(req.out_dir) / "utt2num_frames"))
     return result

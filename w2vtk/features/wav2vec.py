@@ -21,7 +21,6 @@ frames [a, b); a context layer (kernel k, causal, replication left pad) needs in
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from w2vtk.errors import W2vtkError
+from w2vtk.io import sha256_file
+from w2vtk.models.fairseq import load_wav2vec
+from w2vtk.models.wav2vec import conv_output_length, frame_lengths, moments_from_sums, parse_layer_name, receptive_field
 
 SAMPLE_RATE = 16000
 
@@ -40,8 +42,6 @@ class _Stages:
     whose output is the requested feature."""
 
     def __init__(self, model, layer: str):
-        from w2vtk.models.wav2vec import parse_layer_name
-
         self.model = model
         self.enc = list(model.encoder.layers)
         self.ctx = list(model.context.layers)
@@ -65,8 +65,6 @@ class _Stages:
         return self.enc[j] if self.is_enc(j) else self.ctx[j - len(self.enc)]
 
     def frames(self, j: int, num_samples: int) -> int:
-        from w2vtk.models.wav2vec import conv_output_length
-
         n = num_samples
         for lay in self.enc[: min(j, len(self.enc) - 1) + 1]:
             n = conv_output_length(n, lay.kernel_size, lay.stride)
@@ -133,8 +131,6 @@ def exact_chunked(model, wave: Tensor, layer: str = "c", chunk_samples: int = 48
     chunk, from the previous layer's kept output.  Peak memory: a chunk of ``chunk_samples`` through
     the widest encoder layer, plus about three times the output.
     """
-    from w2vtk.models.wav2vec import moments_from_sums
-
     st = _Stages(model, layer)
     wave = wave.reshape(1, -1)
     n = wave.shape[1]
@@ -191,8 +187,6 @@ def approx_chunked(model, wave: Tensor, layer: str = "c", chunk_samples: int = 4
     Chunks start at multiples of ``chunk_samples`` (rounded to the 160-sample frame stride) and
     overlap by the receptive field, so the frame count and positions equal the whole-file ones.
     """
-    from w2vtk.models.wav2vec import receptive_field
-
     rf, stride = receptive_field(model.cfg.conv_feature_layers)
     n = wave.shape[-1]
     total = model.num_frames(n)
@@ -246,8 +240,6 @@ def batched_forward(model, wave: Tensor, lengths: Tensor | None, layer: str = "c
     The model's own layers and parameters, with :func:`_norm_relu` as the normalisation (eval mode:
     dropout is the identity).
     """
-    from w2vtk.models.wav2vec import frame_lengths, parse_layer_name
-
     which = parse_layer_name(layer, len(model.context.layers))
     B = wave.shape[0]
     flen = None if lengths is None else lengths.to(device=wave.device, dtype=torch.int64)
@@ -286,8 +278,6 @@ class Wav2VecExtractor:
                  long_chunk_seconds: float = 60.0, approx_chunks: bool = False,
                  log: Callable[[str], None] | None = None, checkpoint: dict | None = None,
                  cpu_padded_batches: bool = False):
-        from w2vtk.models.wav2vec import parse_layer_name, receptive_field
-
         self.device = torch.device(device)
         # On CPU a batch dimension buys the convolutions nothing and padded frames cost (measured on
         # 2 cores: padded batches at 0.81x (base) / 0.91x (large) the per-utterance speed), so CPU
@@ -325,9 +315,6 @@ class Wav2VecExtractor:
     def from_checkpoint(cls, path: str | Path, *, layer: str = "c", device=None, precision: str = "fp32",
                         long_chunk_seconds: float = 60.0, approx_chunks: bool = False,
                         log: Callable[[str], None] | None = None) -> "Wav2VecExtractor":
-        from w2vtk.io import sha256_file
-        from w2vtk.models.fairseq import load_wav2vec
-
         path = Path(path)
         if not path.is_file():
             raise W2vtkError(f"--checkpoint {path}: no such file")

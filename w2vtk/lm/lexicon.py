@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, decode_utf8
+from w2vtk.tokens import fold_timit_phone
 
 def read_sentences(path: str | Path) -> Iterator[list[str]]:
     """LM text: one sentence per line, words separated by white space; empty lines are skipped."""
@@ -143,8 +144,6 @@ def build_lexicon(words: Sequence[str], tokens, pronunciations: dict[str, list[l
     else:
         if pronunciations is None:
             raise W2vtkError("a phone token set needs a pronunciation dictionary (--lexicon-dict FILE)")
-        from w2vtk.corpora.timit import fold_phone
-
         phone_set = tokens.info.phone_set or 48
         phones = set(tokens.tokens[1:])
         for w in words:
@@ -159,7 +158,7 @@ def build_lexicon(words: Sequence[str], tokens, pronunciations: dict[str, list[l
                 for p in pron:
                     p = re.sub(r"\d$", "", p.lower())
                     try:
-                        folded = fold_phone(p, phone_set)
+                        folded = fold_timit_phone(p, phone_set)
                     except W2vtkError:
                         folded = p
                     if folded is None:

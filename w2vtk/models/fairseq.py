@@ -48,9 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from w2vtk.checkpoint import load_checkpoint, save_checkpoint
+from w2vtk.config import from_dict, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.models.layer_spec import format_layer_spec, parse_layer_spec
 from w2vtk.models.wav2vec import Wav2VecConfig, Wav2VecModel
+import w2vtk
 
 ALLOWED_GLOBALS = [argparse.Namespace]
 
@@ -302,9 +305,6 @@ def _build(cfg: Wav2VecConfig, state: Mapping[str, Any], where: str) -> Wav2VecM
 def load_wav2vec(path: str | Path) -> tuple[Wav2VecModel, CheckpointInfo]:
     """Any wav2vec 1.0 checkpoint (w2vtk, fairseq 2019 ``args``, fairseq ``cfg``) -> (model in eval
     mode on CPU, info).  Refuses other checkpoints and unsafe pickles with a W2vtkError."""
-    from w2vtk.checkpoint import load_checkpoint
-    from w2vtk.config import from_dict
-
     where = str(path)
     try:
         ckpt = load_checkpoint(path, allow=ALLOWED_GLOBALS)
@@ -353,8 +353,6 @@ def load_wav2vec(path: str | Path) -> tuple[Wav2VecModel, CheckpointInfo]:
 def export_fairseq(model: Wav2VecModel, path: str | Path, num_updates: int = 0) -> None:
     """Write ``model`` as a fairseq 2019-format checkpoint (``args`` Namespace + fairseq-named state
     dict, the layout of the released wav2vec_large.pt), atomically."""
-    from w2vtk.checkpoint import save_checkpoint
-
     args = fairseq_args_from_config(model.cfg, num_updates)
     state = {k: v.detach().clone().cpu() for k, v in to_fairseq_state_dict(model.state_dict()).items()}
     save_checkpoint({
@@ -393,8 +391,5 @@ def export_checkpoint(src: str | Path, out: str | Path) -> CheckpointInfo:
 def w2vtk_checkpoint(model: Wav2VecModel, **extra: Any) -> dict[str, Any]:
     """The w2vtk checkpoint dict for ``model`` (layout in the module docstring); ``extra`` adds the
     training state (optimizer, scheduler, ...)."""
-    import w2vtk
-    from w2vtk.config import to_dict
-
     return {"w2vtk_version": w2vtk.__version__, "kind": "wav2vec", "config": to_dict(model.cfg),
             "model": model.state_dict(), **extra}

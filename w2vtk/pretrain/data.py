@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from w2vtk.audio import audio_dir_sources, audio_duration, audio_sources, load_audio
 from w2vtk.errors import W2vtkError
+from w2vtk.models.wav2vec import num_frames, receptive_field
+from w2vtk.objectives import make_generator, sample_negatives
 from w2vtk.training import derive_seed
 
 SAMPLE_RATE = 16000
@@ -43,8 +46,6 @@ class Utterance:
 
     def load(self):
         """(T,) float32 numpy samples at 16 kHz (W2vtkError naming the utterance on bad audio)."""
-        from w2vtk.audio import load_audio
-
         return load_audio(self.spec, start=self.start, end=self.end, name=self.utt_id)
 
 
@@ -96,8 +97,6 @@ def read_utterances(source: str | Path) -> list[Utterance]:
     Lengths come from ``utt2dur`` / ``segments`` / the manifest / the audio headers; pipes without
     a ``utt2dur`` are run once to measure them.
     """
-    from w2vtk.audio import audio_dir_sources, audio_duration, audio_sources
-
     path = Path(source)
     if path.is_file() and path.suffix == ".tsv":
         utts = read_manifest(path)
@@ -303,9 +302,6 @@ class CropDataset:
     def negatives(self, mb: MicroBatch):
         """(n, N, T') negative frame indices for the micro-batch, one generator per utterance keyed
         by (seed, step, utterance index) (validation: step -1 - batch index), never the target."""
-        from w2vtk.models.wav2vec import num_frames
-        from w2vtk.objectives import make_generator, sample_negatives
-
         frames = num_frames(mb.crop, self.conv_feature_layers)
         update = mb.step if mb.seed_key == "train" else -1 - mb.step
         gens = [make_generator(self.seed, update, idx) for idx in mb.utts]
@@ -341,8 +337,6 @@ def minimum_samples(conv_feature_layers: Sequence[tuple[int, int, int]], offset:
                     prediction_steps: int) -> int:
     """Shortest utterance (samples) that gives every step k = 1..K at least one positive
     (``offset + K`` frames) and a negative (2 frames): 2705 samples for base and large."""
-    from w2vtk.models.wav2vec import num_frames, receptive_field
-
     need = max(2, offset + prediction_steps)
     size, stride = receptive_field(conv_feature_layers)
     n = size + (need - 1) * stride

@@ -30,12 +30,20 @@ from pathlib import Path
 
 import torch
 
-from w2vtk import faults, objectives
+from w2vtk import dist, faults, objectives
+from w2vtk.checkpoint import load_checkpoint, load_state, require_entries
+from w2vtk.config import read_yaml, save_config, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.io import remove_stale_temporaries
-from w2vtk.pretrain.config import PretrainConfig
+from w2vtk.models.fairseq import w2vtk_checkpoint
+from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
+from w2vtk.pretrain.config import PretrainConfig, config_from_dict
 from w2vtk.pretrain.data import (CropDataset, TrainSampler, Utterance, make_loader,
                                  minimum_samples, plan_batches, read_utterances, valid_microbatches)
+from w2vtk.progress import console, progress
+from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput, autocast,
+                            capture_rng_state, make_grad_scaler, resolve_amp, restore_rng_state, resume_config,
+                            seed_everything, setup_cpu)
 
 # Order of the per-update statistics vector (all-reduced as one tensor).
 STATS = ("loss", "positives", "logits", "binary_correct", "ranking_correct", "samples")
@@ -114,8 +122,6 @@ class Objective(torch.nn.Module):
 
 def _log(msg: str, is_main: bool) -> None:
     if is_main:
-        from w2vtk.progress import console
-
         console.print(msg, highlight=False)
 
 
@@ -139,9 +145,6 @@ RUN_SETTINGS = ("threads", "device", "data.num_workers", "log_every")
 def _saved_config(exp_dir: Path, ckpt: dict) -> dict | None:
     """The experiment's resolved config as a plain dict (config.yaml, else the checkpoint's copy),
     pre-0.2 flat layouts translated; None when neither exists."""
-    from w2vtk.config import read_yaml, to_dict
-    from w2vtk.pretrain.config import config_from_dict
-
     path = exp_dir / "config.yaml"
     if path.is_file():
         return to_dict(config_from_dict(read_yaml(path), where=str(path)))
@@ -166,15 +169,6 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     mistake is found before anything in ``exp_dir`` is written.
     """
     import torch.distributed as tdist
-
-    from w2vtk import dist
-    from w2vtk.checkpoint import load_checkpoint, load_state, require_entries
-    from w2vtk.config import save_config, to_dict
-    from w2vtk.models.fairseq import w2vtk_checkpoint
-    from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
-    from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput,
-                                autocast, capture_rng_state, make_grad_scaler, resolve_amp, restore_rng_state,
-                                resume_config, seed_everything, setup_cpu)
 
     cfg.validate()
     exp_dir = Path(exp_dir)
@@ -340,8 +334,6 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
         window_updates = 0
         meter = Throughput()
         train_loss = None
-        from w2vtk.progress import progress
-
         with progress("pretrain", total=cfg.optim.max_update, unit="update", enabled=None) as bar:
             bar.update(completed=num_updates)
             end = cfg.optim.max_update if stop_at is None else min(cfg.optim.max_update, stop_at)
