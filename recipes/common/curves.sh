@@ -2,7 +2,7 @@
 # against minutes of labeled audio (log-mel and wav2vec) and WER of wav2vec against minutes of
 # pre-training audio. Each point is a mean over the AM seeds (--am-seeds), decoded with its
 # system's stage-5 parameters (no retuning). The shell only makes the subsets, models and decodes;
-# python -m w2vtk.results curves collects them into curves.json, two plots and RESULTS.md.
+# python -m w2vtk.curves collects them into curves.json, two plots and RESULTS.md.
 
 # minutes_list OPTION VAR: the amounts in $VAR rewritten canonically (5.0 -> 5, as the curve dirs
 # and curves.json keys spell them); stops with one line on a non-positive number or a repeat.
@@ -161,5 +161,5 @@ curves_stage() {
     log "stage 7: no curve left to collect"
     return 0
   fi
-  python -m w2vtk.results curves "${args[@]}"
+  python -m w2vtk.curves "${args[@]}"
 }

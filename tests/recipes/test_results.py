@@ -12,7 +12,8 @@ import pytest
 
 from recipe_helpers import ROOT, script_env
 from w2vtk.errors import W2vtkError
-from w2vtk.results import collect_curves, collect_results, main, markdown_table, plot_curves
+from w2vtk.curves import collect_curves, curves_main, plot_curves
+from w2vtk.results import collect_results, main, markdown_table
 
 
 def _score(exp: Path, am: str, set_name: str, **rates: float | None) -> None:
@@ -257,10 +258,10 @@ def test_plot_curves_writes_pngs(curve_exp, tmp_path):
 
 def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
     assert main(["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3"]) == 0
-    args = ["curves", "--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3",
+    args = ["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3",
             "--am-minutes", "2", "5", "20", "--main-am-minutes", "5", "--pretrain-minutes", "15",
             "--main-pretrain-minutes", "60"]
-    assert main(args) == 0
+    assert curves_main(args) == 0
     assert json.loads((curve_exp / "curves.json").read_text()) == _curves(curve_exp)
     for name in ("curve_am_minutes.png", "curve_pretrain_minutes.png"):
         assert (curve_exp / name).read_bytes().startswith(PNG)
@@ -273,7 +274,7 @@ def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
     assert "| dev | 12.44 (10.11-15.00) |" in md
     assert "WER against labeled minutes" in capsys.readouterr().out
     # a rerun replaces the section; stage 6 rewriting RESULTS.md keeps it
-    assert main(args) == 0
+    assert curves_main(args) == 0
     assert main(["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3"]) == 0
     md = (curve_exp / "RESULTS.md").read_text()
     assert md.count("## Curves") == 1 and md.count("curve_am_minutes.png") == 1
@@ -281,7 +282,7 @@ def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
 
 
 def test_curves_cli_error_is_one_line(curve_exp):
-    res = subprocess.run([sys.executable, "-m", "w2vtk.results", "curves", "--exp", str(curve_exp), "--sets", "dev",
+    res = subprocess.run([sys.executable, "-m", "w2vtk.curves", "--exp", str(curve_exp), "--sets", "dev",
                           "test", "--seeds", "1", "2", "4", "--am-minutes", "2", "--main-am-minutes", "5"],
                          capture_output=True, text=True, env=script_env(), cwd=ROOT)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
