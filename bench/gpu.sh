@@ -14,13 +14,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-bench/gpu_out}}
-mkdir -p "$out"
 python=${PYTHON:-python3}
+# before anything is written: without torch or a usable GPU, say so in one line and stop
+"$python" - <<'PY'
+import sys
+try:
+    import torch
+except ImportError:
+    sys.exit(f"bench/gpu.sh: {sys.executable} has no torch (activate the w2vtk venv or set PYTHON)")
+if not torch.cuda.is_available():
+    sys.exit("bench/gpu.sh: torch sees no CUDA GPU")
+PY
+mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
-"$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch sees no CUDA GPU'); " \
-  && "$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'cuDNN', torch.backends.cudnn.version())" \
+"$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'cuDNN', torch.backends.cudnn.version())" \
   | tee -a "$out/gpu.txt"
 
 echo "== 1. CUDA tests"
