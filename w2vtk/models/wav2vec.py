@@ -245,7 +245,8 @@ class MaskedGroupNorm(nn.Module):
         # (group_norm refuses a group of a single value, which `channel` meets on 1-frame input)
         if (lengths is None or bool((lengths == T).all())) and T * (self.num_channels // self.num_groups) > 1:
             if few_rows_on_gpu(h, self.num_groups):
-                var, mean = torch.var_mean(h.float().reshape(h.shape[0], self.num_groups, -1), dim=2, correction=0)
+                h = h.float()  # once: bf16 / fp16 activations under autocast, a no-op for fp32
+                var, mean = torch.var_mean(h.reshape(h.shape[0], self.num_groups, -1), dim=2, correction=0)
                 return self.normalize(h, mean, var)
             y = F.group_norm(h.float(), self.num_groups, self.weight, self.bias, self.eps)
             return torch.relu_(y)
