@@ -100,7 +100,7 @@ def summarize(label: str, seconds_audio: float, times_a: list[float], times_b: l
 
 def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float, device: str = "cpu",
                 precision: str = "fp32", scale: int = 1, random_lengths: bool = False) -> list[dict]:
-    from w2vtk.features.extract import _length_batches
+    from w2vtk.features.batches import length_batches
     from w2vtk.features.wav2vec import Wav2VecExtractor
 
     waves = workload(scale=scale, random_lengths=random_lengths)
@@ -110,7 +110,7 @@ def bench_w2vtk(models: list[str], repeats: int, batch_samples: int, peak: float
         model = build(name)
         ext = Wav2VecExtractor(model, layer="c", device=device, precision=precision)
         items = [(f"u{i}", w) for i, w in enumerate(waves)]
-        batches = _length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
+        batches = length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
 
         # Same numbers either way (the point of the padding-aware forward).
         one = ext.extract([items[0]])[0]
@@ -192,13 +192,13 @@ def profile_extract(name: str, device: str, precision: str, batch_samples: int, 
     """Profiler tables (by self device time) of one pass over the workload, batched then per utterance."""
     from torch.profiler import ProfilerActivity, profile as tprofile
 
-    from w2vtk.features.extract import _length_batches
+    from w2vtk.features.batches import length_batches
     from w2vtk.features.wav2vec import Wav2VecExtractor
 
     waves = workload()
     items = [(f"u{i}", w) for i, w in enumerate(waves)]
     ext = Wav2VecExtractor(build(name), layer="c", device=device, precision=precision)
-    batches = _length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
+    batches = length_batches({i: len(w) for i, w in enumerate(waves)}, batch_samples)
     runs = {"batched": lambda: [ext.extract([items[i] for i in b]) for b in batches],
             "per utterance": lambda: [ext.extract([it]) for it in items]}
     cuda = device == "cuda"

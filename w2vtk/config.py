@@ -16,8 +16,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
-import yaml
-
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text, decode_utf8
 
@@ -142,6 +140,8 @@ def to_dict(obj: Any) -> Any:
 
 
 def to_yaml(obj: Any) -> str:
+    import yaml  # here, not at the top: models and checkpoints import this module on GPU hosts without PyYAML
+
     return yaml.safe_dump(to_dict(obj), sort_keys=False, default_flow_style=None)
 
 # ----------------------------------------------------------------------------------------------
@@ -303,6 +303,8 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _yaml_load(text: str, where: str = "YAML") -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -34,6 +34,7 @@ import numpy as np
 from w2vtk.dist import barrier, env_info
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
+from w2vtk.features.batches import length_batches
 from w2vtk import __version__, faults
 from w2vtk.io import atomic_open, atomic_write_text, remove_stale_temporaries
 from w2vtk.progress import progress
@@ -214,28 +215,6 @@ def _iter_audio(sources: Sequence, indices: list[int], num_workers: int):
 # ------------------------------------------------------------------------------------ one shard
 
 
-def _length_batches(lengths: dict[int, int], batch_samples: int, max_padding: float = 0.05) -> list[list[int]]:
-    """Group item indices sorted by length (longest first) into batches of at most ``batch_samples``
-    padded samples (n * longest) that waste at most ``max_padding`` of them on padding (padded frames
-    are computed and thrown away); an item longer than the budget forms a batch of its own."""
-    order = sorted(lengths, key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    real = 0
-    for i in order:
-        if cur:
-            longest = lengths[cur[0]]
-            padded = (len(cur) + 1) * longest
-            if padded > batch_samples or (real + lengths[i]) < (1.0 - max_padding) * padded:
-                batches.append(cur)
-                cur, real = [], 0
-        cur.append(i)
-        real += lengths[i]
-    if cur:
-        batches.append(cur)
-    return batches
-
-
 def _run_shard(k: int, sources: Sequence, indices: list[int], extractor: FeatureExtractor,
                layout: _Layout, npy_dir: Path | None, opts: ExtractOptions,
                on_progress: Callable[[float], None]) -> dict:
@@ -252,7 +231,7 @@ def _run_shard(k: int, sources: Sequence, indices: list[int], extractor: Feature
     def process(window: dict[int, np.ndarray], fh) -> None:
         lengths = {i: len(w) for i, w in window.items()}
         feats: dict[int, np.ndarray] = {}
-        for batch in _length_batches(lengths, opts.batch_samples):
+        for batch in length_batches(lengths, opts.batch_samples):
             outs = extractor.extract([(sources[i].utt_id, window[i]) for i in batch])
             for i, mat in zip(batch, outs):
                 feats[i] = mat
