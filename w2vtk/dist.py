@@ -74,6 +74,13 @@ def all_reduce_sum(tensor):
     return tensor
 
 
+def reduce_to_cpu(tensor, device):
+    """Sum a small CPU tensor over ranks into a new CPU tensor (NCCL only reduces CUDA tensors)."""
+    if device.type == "cuda":
+        return all_reduce_sum(tensor.to(device)).cpu()
+    return all_reduce_sum(tensor.clone())
+
+
 def cleanup() -> None:
     import torch.distributed as tdist
 

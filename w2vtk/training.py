@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from w2vtk.checkpoint import save_checkpoint
+from w2vtk.checkpoint import load_checkpoint, save_checkpoint
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text
 
@@ -230,6 +230,48 @@ class CheckpointManager:
 
 # --------------------------------------------------------------------------------------------------
 # Metrics
+
+
+def average_model_states(paths: list[Path]) -> dict:
+    """The element-wise mean (accumulated in float64, returned as float32) of the ``model`` state
+    dicts of the checkpoints at ``paths``: checkpoint averaging (fairseq's average_checkpoints)."""
+    total = None
+    for p in paths:
+        state = load_checkpoint(p)["model"]
+        if total is None:
+            total = {k: v.double().clone() for k, v in state.items()}
+        else:
+            for k, v in state.items():
+                total[k] += v.double()
+    return {k: (v / len(paths)).float() for k, v in total.items()}
+
+
+def _epoch_files(exp_dir: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in exp_dir.glob("checkpoint_epoch*.pt"):
+        num = p.name[len("checkpoint_epoch"): -len(".pt")]
+        if num.isdigit():
+            out.append((int(num), p))
+    return sorted(out)
+
+
+def write_epoch_average(exp_dir: Path, n: int, template: dict | None) -> None:
+    """Keep the newest ``n`` ``checkpoint_epoch<N>.pt`` files of ``exp_dir`` and write their mean as
+    ``checkpoint_avg.pt``: ``template`` (else the newest epoch file) with the averaged ``model``."""
+    files = _epoch_files(exp_dir)
+    for _, p in files[:-n]:
+        p.unlink(missing_ok=True)
+    files = files[-n:]
+    if not files:
+        return
+    if template is None:
+        template = load_checkpoint(files[-1][1])
+    avg = dict(template)
+    avg["model"] = average_model_states([p for _, p in files])
+    epochs = [e for e, _ in files]
+    avg["source"] = f"average of epochs {epochs}"
+    avg["averaged_epochs"] = epochs
+    save_checkpoint(avg, exp_dir / "checkpoint_avg.pt")
 
 
 class MetricsLog:

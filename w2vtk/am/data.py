@@ -284,3 +284,32 @@ def epoch_order(num_batches: int, seed: int, epoch: int, world_size: int, multip
         order.append(order[i % num_batches])
         i += 1
     return order
+
+
+def pad_batch(fd: FeatureDir, utts: list[str], norm: Normaliser):
+    """Load, normalise and zero-pad ``utts``: ((B, T, C) float32 tensor, (B,) frame counts)."""
+    import torch
+
+    mats = [norm(fd.load(u)) for u in utts]
+    lengths = torch.tensor([m.shape[0] for m in mats], dtype=torch.long)
+    out = np.zeros((len(mats), int(lengths.max()), fd.dim), dtype=np.float32)
+    for i, m in enumerate(mats):
+        out[i, : m.shape[0]] = m
+    return torch.from_numpy(out), lengths
+
+
+def prefetch(batches: list[list[str]], load, depth: int = 2):
+    """Yield (batch, load(batch)) with the next ``depth`` batches read and normalised in a
+    background thread, so archive reading overlaps the model's compute (numpy and file reads
+    release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(load, b) for b in batches[:depth]]
+        for i, batch in enumerate(batches):
+            result = pending.pop(0).result()
+            if i + depth < len(batches):
+                pending.append(pool.submit(load, batches[i + depth]))
+            yield batch, result

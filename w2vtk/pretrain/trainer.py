@@ -168,275 +168,352 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     Runs under torchrun as one process per device (the process group is set up here).  Every user
     mistake is found before anything in ``exp_dir`` is written.
     """
-    import torch.distributed as tdist
-
     cfg.validate()
-    exp_dir = Path(exp_dir)
     with dist.owned_group():
-        info, device = dist.init(cfg.device)
-        is_main = info.is_main
-        W = info.world_size
-        amp = resolve_amp(cfg.amp, device)
-        if device.type == "cpu":
+        run = _Pretrainer(cfg, data, Path(exp_dir), valid, resume, allow_changes)
+        run.validate_at_start()
+        end = cfg.optim.max_update if stop_at is None else min(cfg.optim.max_update, stop_at)
+        with progress("pretrain", total=cfg.optim.max_update, unit="update", enabled=None) as bar:
+            bar.update(completed=run.num_updates)
+            while run.num_updates < end:
+                if run.train_one_update():
+                    bar.advance(1)
+                    run.log_train(end, bar)
+                    run.validate_and_save(end)
+        return run.finish()
+
+
+class _Pretrainer:
+    """One process's pre-training run, icefall-style: ``__init__`` checks everything a user can get
+    wrong, then builds (or resumes) model, optimiser, schedule and exp dir; ``train_one_update``,
+    ``log_train`` and ``validate_and_save`` repeat until the last update; ``finish`` returns the result.
+    Counters (``step``: consumed global batches, ``num_updates``: applied updates, ``best``) live on
+    the instance and in every checkpoint's ``train_state``."""
+
+    def __init__(self, cfg: PretrainConfig, data: str | Path, exp_dir: Path, valid: str | Path | None,
+                 resume: bool | None, allow_changes: bool):
+        self.cfg, self.exp_dir = cfg, exp_dir
+        self.info, self.device = dist.init(cfg.device)
+        self.is_main, self.W = self.info.is_main, self.info.world_size
+        self.amp = resolve_amp(cfg.amp, self.device)
+        if self.device.type == "cpu":
             setup_cpu(cfg.threads)
-        num_slots = W * cfg.optim.update_freq
+        self.num_slots = self.W * cfg.optim.update_freq
+        # everything a user can get wrong is checked before exp_dir is touched
+        self.train = prepare_data(data, cfg, self.num_slots, "training")
+        self.vdata = prepare_data(valid, cfg, self.W, "validation") if valid is not None else None
+        self.last_path = exp_dir / "checkpoint_last.pt"
+        ckpt = self._check_resume(self.last_path.is_file() if resume is None else resume, allow_changes)
+        self._build()
+        self.step = self.num_updates = 0
+        self.best = math.inf
+        self.resumed_from = None
+        if ckpt is not None:
+            self._restore(ckpt)
+        self._prepare_exp_dir(ckpt)
+        self.dataset = CropDataset(self.train.utterances, cfg.seed, cfg.model.num_negatives,
+                                   cfg.model.conv_feature_layers)
+        self.valid_ds = (CropDataset(self.vdata.utterances, cfg.seed, cfg.model.num_negatives,
+                                     cfg.model.conv_feature_layers) if self.vdata else None)
+        self.fresh = ckpt is None
+        self.last_valid = None
+        self.train_loss = None
 
-        # ---- everything a user can get wrong is checked before exp_dir is touched
-        train = prepare_data(data, cfg, num_slots, "training")
-        vdata = prepare_data(valid, cfg, W, "validation") if valid is not None else None
-        last_path = exp_dir / "checkpoint_last.pt"
-        if resume is None:
-            resume = last_path.is_file()
-        ckpt = None
-        if resume:
-            if not last_path.is_file():
-                raise W2vtkError(f"{exp_dir}: --resume given but there is no checkpoint_last.pt")
-            ckpt = load_checkpoint(last_path)
-            if not isinstance(ckpt, dict) or ckpt.get("kind") != "wav2vec" or "train_state" not in ckpt:
-                raise W2vtkError(f"{last_path}: not a w2vtk pre-training checkpoint")
-            require_entries(ckpt, last_path, "pre-training", {"model": dict, "optimizer": dict, "train_state": dict})
-            ts = ckpt["train_state"]
-            if not all(isinstance(ts.get(k), int) and not isinstance(ts.get(k), bool) and ts[k] >= 0
-                       for k in ("step", "num_updates")):
-                raise W2vtkError(f"{last_path}: not a usable pre-training checkpoint (train_state has no "
-                                 f"step / num_updates counts)")
-            if ckpt.get("config") != to_dict(cfg.model):
-                raise W2vtkError(f"{last_path}: the model config differs from the checkpoint's; use the "
-                                 "exp dir's config.yaml, or --no-resume with a new exp dir")
-            write_config = resume_config(exp_dir, _saved_config(exp_dir, ckpt), to_dict(cfg), allow_changes,
-                                         run_settings=RUN_SETTINGS, archive=is_main,
-                                         log=lambda m: _log(f"[yellow]{m}[/yellow]", is_main))
-        else:
-            write_config = True
+    def log(self, msg: str) -> None:
+        _log(msg, self.is_main)
 
-        # ---- model, optimiser, schedule
+    # ------------------------------------------------------------------------------------ setup
+
+    def _check_resume(self, resume: bool, allow_changes: bool) -> dict | None:
+        """checkpoint_last.pt checked against this run's config (None: a fresh start); sets ``write_config``."""
+        cfg, exp_dir, last_path = self.cfg, self.exp_dir, self.last_path
+        self.write_config = True
+        if not resume:
+            return None
+        if not last_path.is_file():
+            raise W2vtkError(f"{exp_dir}: --resume given but there is no checkpoint_last.pt")
+        ckpt = load_checkpoint(last_path)
+        if not isinstance(ckpt, dict) or ckpt.get("kind") != "wav2vec" or "train_state" not in ckpt:
+            raise W2vtkError(f"{last_path}: not a w2vtk pre-training checkpoint")
+        require_entries(ckpt, last_path, "pre-training", {"model": dict, "optimizer": dict, "train_state": dict})
+        ts = ckpt["train_state"]
+        if not all(isinstance(ts.get(k), int) and not isinstance(ts.get(k), bool) and ts[k] >= 0
+                   for k in ("step", "num_updates")):
+            raise W2vtkError(f"{last_path}: not a usable pre-training checkpoint (train_state has no "
+                             f"step / num_updates counts)")
+        if ckpt.get("config") != to_dict(cfg.model):
+            raise W2vtkError(f"{last_path}: the model config differs from the checkpoint's; use the "
+                             "exp dir's config.yaml, or --no-resume with a new exp dir")
+        self.write_config = resume_config(exp_dir, _saved_config(exp_dir, ckpt), to_dict(cfg), allow_changes,
+                                          run_settings=RUN_SETTINGS, archive=self.is_main,
+                                          log=lambda m: self.log(f"[yellow]{m}[/yellow]"))
+        return ckpt
+
+    def _build(self) -> None:
+        """Model (seeded), its DDP wrapper, optimiser, schedule, loss scaler and non-finite guard."""
+        cfg, device = self.cfg, self.device
         seed_everything(cfg.seed)
-        model = Wav2VecModel(cfg.model).to(device)
-        objective = Objective(model)
-        if info.distributed:
+        self.model = Wav2VecModel(cfg.model).to(device)
+        self.objective = Objective(self.model)
+        if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             # (wav2vec has no buffers, so DDP's buffer broadcasting has nothing to do.)
-            wrapped = DDP(objective, device_ids=[device.index] if device.type == "cuda" else None,
-                          gradient_as_bucket_view=True)
+            self.wrapped = DDP(self.objective, device_ids=[device.index] if device.type == "cuda" else None,
+                               gradient_as_bucket_view=True)
         else:
-            wrapped = objective
-        params = [p for p in model.parameters() if p.requires_grad]
+            self.wrapped = self.objective
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        o = cfg.optim
         # fused: one kernel over all parameters (CPU and CUDA) instead of ~10 ops per tensor; on CPU
         # the per-tensor loop took ~9% of a base training step.
-        optimizer = torch.optim.Adam(params, lr=cfg.optim.warmup_init_lr, betas=tuple(cfg.optim.adam_betas),
-                                     eps=cfg.optim.adam_eps, weight_decay=cfg.optim.weight_decay, fused=True)
-        o = cfg.optim
-        schedule = LRSchedule(peak_lr=o.lr, max_update=o.max_update, warmup_updates=o.warmup_updates,
-                              warmup_init_lr=o.warmup_init_lr, min_lr=o.min_lr, kind=o.lr_scheduler)
-        scaler = make_grad_scaler(amp, cfg.fp16_init_scale)
-        guard = NonFiniteGuard(cfg.max_nonfinite)
-        step = num_updates = 0
-        best = math.inf
-        resumed_from = None
-        if ckpt is not None:
-            ts = ckpt["train_state"]
-            load_state(model, ckpt["model"], last_path)
-            load_state(optimizer, ckpt["optimizer"], last_path, "optimizer")
-            if scaler is not None and ckpt.get("scaler"):
-                load_state(scaler, ckpt["scaler"], last_path, "grad scaler")
-            load_state(guard, ts.get("nonfinite", {}), last_path, "non-finite guard")
-            step, num_updates = int(ts["step"]), int(ts["num_updates"])
-            best = float(ts.get("best_loss", math.inf))
-            rng = ckpt.get("rng") or []
-            if len(rng) == W:
-                restore_rng_state(rng[info.rank])
-            if int(ts.get("num_slots", num_slots)) != num_slots:
-                _log(f"[yellow]note: the checkpoint was trained with world_size x update_freq = "
-                     f"{ts.get('num_slots')}, now {num_slots}: the batches differ from an uninterrupted run",
-                     is_main)
-            resumed_from = num_updates
-        # ---- outputs (rank 0)
-        manager = CheckpointManager(exp_dir, cfg.checkpoint.keep_last)
-        metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=is_main)
-        if is_main:
+        self.optimizer = torch.optim.Adam(self.params, lr=o.warmup_init_lr, betas=tuple(o.adam_betas),
+                                          eps=o.adam_eps, weight_decay=o.weight_decay, fused=True)
+        self.schedule = LRSchedule(peak_lr=o.lr, max_update=o.max_update, warmup_updates=o.warmup_updates,
+                                   warmup_init_lr=o.warmup_init_lr, min_lr=o.min_lr, kind=o.lr_scheduler)
+        self.scaler = make_grad_scaler(self.amp, cfg.fp16_init_scale)
+        self.guard = NonFiniteGuard(cfg.max_nonfinite)
+
+    def _restore(self, ckpt: dict) -> None:
+        ts, last_path = ckpt["train_state"], self.last_path
+        load_state(self.model, ckpt["model"], last_path)
+        load_state(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
+        if self.scaler is not None and ckpt.get("scaler"):
+            load_state(self.scaler, ckpt["scaler"], last_path, "grad scaler")
+        load_state(self.guard, ts.get("nonfinite", {}), last_path, "non-finite guard")
+        self.step, self.num_updates = int(ts["step"]), int(ts["num_updates"])
+        self.best = float(ts.get("best_loss", math.inf))
+        rng = ckpt.get("rng") or []
+        if len(rng) == self.W:
+            restore_rng_state(rng[self.info.rank])
+        if int(ts.get("num_slots", self.num_slots)) != self.num_slots:
+            self.log(f"[yellow]note: the checkpoint was trained with world_size x update_freq = "
+                     f"{ts.get('num_slots')}, now {self.num_slots}: the batches differ from an uninterrupted run")
+        self.resumed_from = self.num_updates
+
+    def _prepare_exp_dir(self, ckpt: dict | None) -> None:
+        """Outputs (rank 0): config.yaml, metrics.jsonl truncated to the resumed update, the start record."""
+        cfg, exp_dir, train, vdata = self.cfg, self.exp_dir, self.train, self.vdata
+        self.manager = CheckpointManager(exp_dir, cfg.checkpoint.keep_last)
+        self.metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=self.is_main)
+        if self.is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
             # a killed run's temporaries (a whole checkpoint each) are garbage once we restart
             remove_stale_temporaries(exp_dir, ("checkpoint_*.pt", "config.yaml", "metrics.jsonl"))
-            if write_config:
+            if self.write_config:
                 save_config(cfg, exp_dir / "config.yaml")
             if ckpt is not None:
-                metrics.truncate_after(num_updates)
-            elif metrics.path.exists():
-                metrics.path.unlink()
+                self.metrics.truncate_after(self.num_updates)
+            elif self.metrics.path.exists():
+                self.metrics.path.unlink()
         dist.barrier()
-        metrics.write({"split": "start", "update": num_updates, "step": step, "world_size": W,
-                       "update_freq": cfg.optim.update_freq, "device": str(device), "amp": amp,
-                       "parameters": count_parameters(model), "train": train.as_record(),
-                       "valid": vdata.as_record() if vdata else None, "resumed": ckpt is not None})
-        _log(f"pretrain: {train.used} utterances ({train.seconds / 3600:.2f} h; {train.skipped_short} "
-             f"shorter than {train.min_samples} samples skipped) in {train.num_batches} global batches; "
-             f"{count_parameters(model) / 1e6:.2f}M parameters; {W} process(es) x update_freq "
-             f"{cfg.optim.update_freq}; {device} {amp if amp != 'none' else 'fp32'}"
-             + (f"; resuming at update {num_updates}" if ckpt is not None else ""), is_main)
+        params = count_parameters(self.model)
+        self.metrics.write({"split": "start", "update": self.num_updates, "step": self.step, "world_size": self.W,
+                            "update_freq": cfg.optim.update_freq, "device": str(self.device), "amp": self.amp,
+                            "parameters": params, "train": train.as_record(),
+                            "valid": vdata.as_record() if vdata else None, "resumed": ckpt is not None})
+        self.log(f"pretrain: {train.used} utterances ({train.seconds / 3600:.2f} h; {train.skipped_short} "
+                 f"shorter than {train.min_samples} samples skipped) in {train.num_batches} global batches; "
+                 f"{params / 1e6:.2f}M parameters; {self.W} process(es) x update_freq "
+                 f"{cfg.optim.update_freq}; {self.device} {self.amp if self.amp != 'none' else 'fp32'}"
+                 + (f"; resuming at update {self.num_updates}" if ckpt is not None else ""))
 
-        dataset = CropDataset(train.utterances, cfg.seed, cfg.model.num_negatives, cfg.model.conv_feature_layers)
-        valid_ds = (CropDataset(vdata.utterances, cfg.seed, cfg.model.num_negatives,
-                                cfg.model.conv_feature_layers) if vdata else None)
+    # ------------------------------------------------------------------------ validation, saving
 
-        def run_valid() -> dict:
-            """Loss and accuracies on the validation set (fixed crops and negatives), all ranks."""
-            model.eval()
-            vec = torch.zeros(len(STATS), dtype=torch.float64)
-            mbs = valid_microbatches(vdata.batches, info.rank, W)
-            loader = make_loader(valid_ds, mbs, min(cfg.data.num_workers, max(1, len(mbs))))
-            with torch.no_grad():
-                for batch in loader:
-                    if "error" in batch:
-                        raise W2vtkError(batch["error"])
-                    if batch["dummy"]:
-                        continue
-                    with autocast(device, amp):
-                        out = objective(batch["wave"].to(device), batch["neg_idx"].to(device))
-                    vec += torch.tensor([float(x) for x in out] + [batch["wave"].numel()], dtype=torch.float64)
-            del loader
-            model.train()
-            vec = vec.to(device)
-            dist.all_reduce_sum(vec)
-            return _summarise(vec.cpu())
-
-        def save(is_best: bool, numbered: bool, valid_stats: dict | None) -> None:
-            rng = [capture_rng_state()]
-            if info.distributed:
-                rng = [None] * W
-                tdist.all_gather_object(rng, capture_rng_state())
-            if not is_main:
-                return
-            state = w2vtk_checkpoint(
-                model, num_updates=num_updates, train_config=to_dict(cfg),
-                optimizer=optimizer.state_dict(),
-                scheduler={"kind": schedule.kind, "num_updates": num_updates, "lr": schedule.lr_at(num_updates)},
-                scaler=scaler.state_dict() if scaler is not None else None,
-                rng=rng,
-                train_state={"step": step, "num_updates": num_updates, "num_slots": num_slots,
-                             "num_batches": train.num_batches, "epoch": step // train.num_batches,
-                             "best_loss": best, "nonfinite": guard.state_dict(),
-                             "valid": valid_stats, "world_size": W, "update_freq": cfg.optim.update_freq})
-            manager.save(state, num_updates, is_best=is_best, numbered=numbered)
-
-        last_valid = None
-        if vdata is not None and ckpt is None and cfg.checkpoint.validate_at_start:
-            last_valid = run_valid()
-            metrics.write({"split": "valid", "update": 0, **last_valid})
-            _log(f"valid @ 0: {_fmt(last_valid)}", is_main)
-
-        sampler = TrainSampler(train.batches, seed=cfg.seed, rank=info.rank, world_size=W,
-                               update_freq=cfg.optim.update_freq, start_step=step)
-        loader = make_loader(dataset, sampler, cfg.data.num_workers)
-        batches = iter(loader)
-        model.train()
-        window = torch.zeros(len(STATS), dtype=torch.float64)
-        window_updates = 0
-        meter = Throughput()
-        train_loss = None
-        with progress("pretrain", total=cfg.optim.max_update, unit="update", enabled=None) as bar:
-            bar.update(completed=num_updates)
-            end = cfg.optim.max_update if stop_at is None else min(cfg.optim.max_update, stop_at)
-            while num_updates < end:
-                lr = schedule.apply(optimizer, num_updates)
-                vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
-                for m in range(cfg.optim.update_freq):
-                    batch = next(batches)
-                    faults.hit("data_load")
-                    if "error" in batch:
-                        raise W2vtkError(batch["error"])
-                    if batch["step"] != step:
-                        raise RuntimeError(f"sampler out of sync: batch of step {batch['step']} at step {step}")
-                    if batch["dummy"] and not info.distributed:
-                        continue
-                    sync = (not info.distributed or m == cfg.optim.update_freq - 1)
-                    ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
-                    with ctx:
-                        with autocast(device, amp):
-                            out = wrapped(batch["wave"].to(device, non_blocking=True),
-                                          batch["neg_idx"].to(device, non_blocking=True))
-                        loss = out[0] * 0.0 if batch["dummy"] else out[0]
-                        (scaler.scale(loss) if scaler is not None else loss).backward()
-                    if not batch["dummy"]:
-                        vec += torch.stack([x.detach().to(torch.float64) for x in out]
-                                           + [torch.tensor(float(batch["wave"].numel()), dtype=torch.float64,
-                                                           device=device)])
-                dist.all_reduce_sum(vec)
-                count = float(vec[1])
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                factor = W / max(count, 1.0)
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(factor)
-                clip = cfg.optim.clip_norm
-                gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
-                loss_ok = bool(torch.isfinite(vec[0]))
-                grad_ok = bool(torch.isfinite(gnorm))
-                step += 1
-                if scaler is not None and loss_ok and not grad_ok:
-                    scaler.step(optimizer)  # finds the overflow and skips; update() lowers the scale
-                    applied = False
-                elif guard.ok(loss_ok and grad_ok, f"update {num_updates + 1} (step {step})"):
-                    if scaler is not None:
-                        scaler.step(optimizer)
-                    else:
-                        optimizer.step()
-                    applied = True
-                else:
-                    applied = False
-                    _log(f"[yellow]update {num_updates + 1}: non-finite loss/gradient, skipped "
-                         f"({guard.skipped} so far)", is_main)
-                if scaler is not None:
-                    scaler.update()
-                    if scaler.get_scale() < 1e-4:  # fairseq's --min-loss-scale
-                        raise W2vtkError(f"fp16 loss scale fell below 1e-4 at update {num_updates + 1}: the "
-                                         "gradients overflow even unscaled; use amp=bf16 or lower the lr")
-                optimizer.zero_grad(set_to_none=True)
-                if not applied:
+    def validate(self) -> dict:
+        """Loss and accuracies on the validation set (fixed crops and negatives), all ranks."""
+        device, amp = self.device, self.amp
+        self.model.eval()
+        vec = torch.zeros(len(STATS), dtype=torch.float64)
+        mbs = valid_microbatches(self.vdata.batches, self.info.rank, self.W)
+        loader = make_loader(self.valid_ds, mbs, min(self.cfg.data.num_workers, max(1, len(mbs))))
+        with torch.no_grad():
+            for batch in loader:
+                if "error" in batch:
+                    raise W2vtkError(batch["error"])
+                if batch["dummy"]:
                     continue
-                num_updates += 1
-                faults.hit("train_step")
-                stats_cpu = vec.cpu()
-                window += stats_cpu
-                window_updates += 1
-                meter.add(float(stats_cpu[5]) / 16000)
-                bar.advance(1)
+                with autocast(device, amp):
+                    out = self.objective(batch["wave"].to(device), batch["neg_idx"].to(device))
+                vec += torch.tensor([float(x) for x in out] + [batch["wave"].numel()], dtype=torch.float64)
+        del loader
+        self.model.train()
+        vec = vec.to(device)
+        dist.all_reduce_sum(vec)
+        return _summarise(vec.cpu())
 
-                if num_updates % cfg.log_every == 0 or num_updates == end:
-                    s = _summarise(window)
-                    train_loss = s["loss"]
-                    rate = meter.rate()
-                    rec = {"split": "train", "update": num_updates, "step": step,
-                           "epoch": step // train.num_batches, **s, "lr": lr, "gnorm": float(gnorm),
-                           "audio_s_per_s": rate, "updates": window_updates,
-                           "skipped_nonfinite": guard.skipped, "time": time.time()}
-                    metrics.write(rec)
-                    line = f"{_fmt(s)} lr {lr:.2e} gnorm {float(gnorm):.2f} {rate:,.1f} audio-s/s"
-                    bar.update(info=line)
-                    _log(f"update {num_updates}/{cfg.optim.max_update}: {line}", is_main)
-                    window.zero_()
-                    window_updates = 0
+    def validate_at_start(self) -> None:
+        if self.vdata is not None and self.fresh and self.cfg.checkpoint.validate_at_start:
+            self.last_valid = self.validate()
+            self.metrics.write({"split": "valid", "update": 0, **self.last_valid})
+            self.log(f"valid @ 0: {_fmt(self.last_valid)}")
 
-                do_valid = vdata is not None and (num_updates % cfg.checkpoint.valid_every == 0
-                                                  or num_updates == cfg.optim.max_update)
-                do_save = num_updates % cfg.checkpoint.save_every == 0 or num_updates == end
-                is_best = False
-                if do_valid:
-                    last_valid = run_valid()
-                    is_best = last_valid["loss"] < best
-                    if is_best:
-                        best = last_valid["loss"]
-                    metrics.write({"split": "valid", "update": num_updates, **last_valid, "best": is_best})
-                    _log(f"valid @ {num_updates}: {_fmt(last_valid)}{' (best)' if is_best else ''}", is_main)
-                    meter.rate()  # validation time is not training throughput
-                elif vdata is None and do_save and train_loss is not None and train_loss < best:
-                    best, is_best = train_loss, True  # no validation set: best by training loss
-                if do_save or is_best:
-                    save(is_best, numbered=num_updates % cfg.checkpoint.save_every == 0, valid_stats=last_valid)
-        del batches, loader
+    def save(self, is_best: bool, numbered: bool) -> None:
+        """checkpoint_last.pt (+ best / numbered copies): model, optimiser, schedule, scaler, every
+        rank's RNG state (gathered to rank 0) and the counters."""
+        cfg, n, W = self.cfg, self.num_updates, self.W
+        rng = [capture_rng_state()]
+        if self.info.distributed:
+            import torch.distributed as tdist
+
+            rng = [None] * W
+            tdist.all_gather_object(rng, capture_rng_state())
+        if not self.is_main:
+            return
+        state = w2vtk_checkpoint(
+            self.model, num_updates=n, train_config=to_dict(cfg),
+            optimizer=self.optimizer.state_dict(),
+            scheduler={"kind": self.schedule.kind, "num_updates": n, "lr": self.schedule.lr_at(n)},
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            rng=rng,
+            train_state={"step": self.step, "num_updates": n, "num_slots": self.num_slots,
+                         "num_batches": self.train.num_batches, "epoch": self.step // self.train.num_batches,
+                         "best_loss": self.best, "nonfinite": self.guard.state_dict(),
+                         "valid": self.last_valid, "world_size": W, "update_freq": cfg.optim.update_freq})
+        self.manager.save(state, n, is_best=is_best, numbered=numbered)
+
+    # --------------------------------------------------------------------------------- training
+
+    def _batches(self):
+        """The training batches from the current ``step`` on (built on first use: a resumed sampler
+        starts where the checkpoint stopped)."""
+        if not hasattr(self, "_iter"):
+            sampler = TrainSampler(self.train.batches, seed=self.cfg.seed, rank=self.info.rank, world_size=self.W,
+                                   update_freq=self.cfg.optim.update_freq, start_step=self.step)
+            self._loader = make_loader(self.dataset, sampler, self.cfg.data.num_workers)
+            self._iter = iter(self._loader)
+            self.model.train()
+            self.window = torch.zeros(len(STATS), dtype=torch.float64)
+            self.window_updates = 0
+            self.meter = Throughput()
+        return self._iter
+
+    def compute_loss(self, batch: dict, sync: bool):
+        """Forward and backward of one micro-batch's SUMMED contrastive loss (DDP syncs gradients
+        only when ``sync``; fp16 scales the loss); returns the objective's statistics tensors."""
+        ctx = contextlib.nullcontext() if sync else self.wrapped.no_sync()
+        with ctx:
+            with autocast(self.device, self.amp):
+                out = self.wrapped(batch["wave"].to(self.device, non_blocking=True),
+                                   batch["neg_idx"].to(self.device, non_blocking=True))
+            loss = out[0] * 0.0 if batch["dummy"] else out[0]
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        return out
+
+    def train_one_update(self) -> bool:
+        """Consume one global batch (``step`` += 1) and apply its update unless the loss or gradient is
+        not finite; True when the update was applied (``num_updates`` += 1)."""
+        cfg, device, info = self.cfg, self.device, self.info
+        batches = self._batches()
+        self.lr = self.schedule.apply(self.optimizer, self.num_updates)
+        vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
+        for m in range(cfg.optim.update_freq):
+            batch = next(batches)
+            faults.hit("data_load")
+            if "error" in batch:
+                raise W2vtkError(batch["error"])
+            if batch["step"] != self.step:
+                raise RuntimeError(f"sampler out of sync: batch of step {batch['step']} at step {self.step}")
+            if batch["dummy"] and not info.distributed:
+                continue
+            out = self.compute_loss(batch, sync=not info.distributed or m == cfg.optim.update_freq - 1)
+            if not batch["dummy"]:
+                vec += torch.stack([x.detach().to(torch.float64) for x in out]
+                                   + [torch.tensor(float(batch["wave"].numel()), dtype=torch.float64, device=device)])
+        dist.all_reduce_sum(vec)
+        self.step += 1
+        applied = self._apply_update(vec)
+        if applied:
+            self.num_updates += 1
+            faults.hit("train_step")
+            stats_cpu = vec.cpu()
+            self.window += stats_cpu
+            self.window_updates += 1
+            self.meter.add(float(stats_cpu[5]) / 16000)
+        return applied
+
+    def _apply_update(self, vec) -> bool:
+        """Gradients divided by the global positives (undoing DDP's averaging), clipped, stepped
+        unless non-finite (fp16 overflow: the scaler's business); True when the optimiser stepped."""
+        scaler, optimizer = self.scaler, self.optimizer
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        factor = self.W / max(float(vec[1]), 1.0)
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.mul_(factor)
+        clip = self.cfg.optim.clip_norm
+        self.gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else math.inf)
+        loss_ok = bool(torch.isfinite(vec[0]))
+        grad_ok = bool(torch.isfinite(self.gnorm))
+        if scaler is not None and loss_ok and not grad_ok:
+            scaler.step(optimizer)  # finds the overflow and skips; update() lowers the scale
+            applied = False
+        elif self.guard.ok(loss_ok and grad_ok, f"update {self.num_updates + 1} (step {self.step})"):
+            if scaler is not None:
+                scaler.step(optimizer)
+            else:
+                optimizer.step()
+            applied = True
+        else:
+            applied = False
+            self.log(f"[yellow]update {self.num_updates + 1}: non-finite loss/gradient, skipped "
+                     f"({self.guard.skipped} so far)")
+        if scaler is not None:
+            scaler.update()
+            if scaler.get_scale() < 1e-4:  # fairseq's --min-loss-scale
+                raise W2vtkError(f"fp16 loss scale fell below 1e-4 at update {self.num_updates + 1}: the "
+                                 "gradients overflow even unscaled; use amp=bf16 or lower the lr")
+        optimizer.zero_grad(set_to_none=True)
+        return applied
+
+    def log_train(self, end: int, bar) -> None:
+        """Every ``log_every`` updates (and the last): the window's statistics to metrics.jsonl and the log."""
+        cfg, n = self.cfg, self.num_updates
+        if not (n % cfg.log_every == 0 or n == end):
+            return
+        s = _summarise(self.window)
+        self.train_loss = s["loss"]
+        rate = self.meter.rate()
+        gnorm = float(self.gnorm)
+        self.metrics.write({"split": "train", "update": n, "step": self.step,
+                            "epoch": self.step // self.train.num_batches, **s, "lr": self.lr, "gnorm": gnorm,
+                            "audio_s_per_s": rate, "updates": self.window_updates,
+                            "skipped_nonfinite": self.guard.skipped, "time": time.time()})
+        line = f"{_fmt(s)} lr {self.lr:.2e} gnorm {gnorm:.2f} {rate:,.1f} audio-s/s"
+        bar.update(info=line)
+        self.log(f"update {n}/{cfg.optim.max_update}: {line}")
+        self.window.zero_()
+        self.window_updates = 0
+
+    def validate_and_save(self, end: int) -> None:
+        """Validate every ``valid_every`` updates (and at max_update), save every ``save_every`` (and
+        at ``end``) and whenever the validation (else training) loss is the best so far."""
+        cfg, n = self.cfg, self.num_updates
+        do_valid = self.vdata is not None and (n % cfg.checkpoint.valid_every == 0 or n == cfg.optim.max_update)
+        do_save = n % cfg.checkpoint.save_every == 0 or n == end
+        is_best = False
+        if do_valid:
+            self.last_valid = self.validate()
+            is_best = self.last_valid["loss"] < self.best
+            if is_best:
+                self.best = self.last_valid["loss"]
+            self.metrics.write({"split": "valid", "update": n, **self.last_valid, "best": is_best})
+            self.log(f"valid @ {n}: {_fmt(self.last_valid)}{' (best)' if is_best else ''}")
+            self.meter.rate()  # validation time is not training throughput
+        elif self.vdata is None and do_save and self.train_loss is not None and self.train_loss < self.best:
+            self.best, is_best = self.train_loss, True  # no validation set: best by training loss
+        if do_save or is_best:
+            self.save(is_best, numbered=n % cfg.checkpoint.save_every == 0)
+
+    def finish(self) -> PretrainResult:
+        if hasattr(self, "_iter"):
+            del self._iter, self._loader
         dist.barrier()
-        return PretrainResult(exp_dir=str(exp_dir), num_updates=num_updates, step=step, train_loss=train_loss,
-                              valid=last_valid, best_valid_loss=best if math.isfinite(best) else None,
-                              skipped_nonfinite=guard.skipped, train_data=train.as_record(),
-                              valid_data=vdata.as_record() if vdata else None, resumed_from=resumed_from)
+        best = self.best
+        return PretrainResult(exp_dir=str(self.exp_dir), num_updates=self.num_updates, step=self.step,
+                              train_loss=self.train_loss, valid=self.last_valid,
+                              best_valid_loss=best if math.isfinite(best) else None,
+                              skipped_nonfinite=self.guard.skipped, train_data=self.train.as_record(),
+                              valid_data=self.vdata.as_record() if self.vdata else None,
+                              resumed_from=self.resumed_from)
