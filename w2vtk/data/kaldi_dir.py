@@ -27,39 +27,20 @@ id and ``-`` (``-`` sorts before letters and digits).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, atomic_write_text
 
-# Files with a fixed meaning.  Anything else named ``text.*`` or ``utt2*`` is an extra per-utterance
-# file that must have the same keys as utt2spk; other files (cmvn.scp, conf/, feats dirs...) are
-# left alone except where noted.
-KNOWN_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "utt2dur", "utt2num_frames",
-               "feats.scp", "spk2gender", "reco2dur")
-SPK_FILES = ("spk2gender", "cmvn.scp")  # keyed by speaker: filtered to the kept speakers
-RECO_FILES = ("reco2dur", "reco2file_and_channel")  # keyed by recording
-FORBIDDEN_TOKENS = frozenset({"<s>", "</s>", "#0"})
+from w2vtk.data.checks import KNOWN_FILES, RECO_FILES, SPK_FILES, check_tables, is_extra_name, spk2utt_from_utt2spk
+
 BACKUP_DIR = ".backup"
 
 _FIELD_SPLIT = re.compile(r"[ \t]+")
-
-
-def is_extra_name(name: str) -> bool:
-    """True for a file name that is an extra per-utterance table (``text.words``, ``utt2lang``).
-
-    Hidden files, temporaries and backups (``.x``, ``*.tmp``, ``*.bak``, ``*~``) never count.
-    """
-    if name in KNOWN_FILES or name in RECO_FILES or name in SPK_FILES:
-        return False
-    if name.startswith(".") or name.endswith((".tmp", ".bak", "~")):
-        return False
-    return name.startswith("text.") or name.startswith("utt2")
 
 
 @dataclass
@@ -239,165 +220,6 @@ def write_kv(path: str | Path, mapping: Mapping[str, object]) -> None:
 # Content checks (shared by validate_data_dir and write_data_dir)
 # --------------------------------------------------------------------------------------------
 
-def _examples(keys: Iterable[str], limit: int = 3) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (", ..." if len(keys) > limit else "")
-
-
-def _positive(value: str, integer: bool) -> bool:
-    try:
-        number = int(value) if integer else float(value)
-    except ValueError:
-        return False
-    return math.isfinite(number) and number > 0
-
-
-def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> dict[str, str]:
-    """Derive spk2utt (speaker -> space-joined sorted utterance ids) from utt2spk."""
-    groups: dict[str, list[str]] = {}
-    for utt in sorted(utt2spk):
-        groups.setdefault(utt2spk[utt], []).append(utt)
-    return {spk: " ".join(utts) for spk, utts in groups.items()}
-
-
-def _check_tables(tables: dict[str, dict[str, str]], lines: dict[str, dict[str, int]],
-                  require_text: bool) -> list[str]:
-    """Content checks on parsed tables (file name -> table); ``lines`` gives line numbers for
-    messages (missing -> messages without a line).  Returns one string per problem."""
-    problems: list[str] = []
-
-    def where(name: str, key: str) -> str:
-        line = lines.get(name, {}).get(key)
-        return f"{name}:{line}" if line is not None else f"{name}: {key!r}"
-
-    for name in ("wav.scp", "utt2spk"):
-        if name not in tables:
-            problems.append(f"{name}: missing (required)")
-    if require_text and "text" not in tables:
-        problems.append("text: missing (required)")
-    if "wav.scp" not in tables or "utt2spk" not in tables:
-        return problems
-
-    wav = tables["wav.scp"]
-    for reco, value in wav.items():
-        if not value:
-            problems.append(f"{where('wav.scp', reco)}: recording {reco!r} has no path or command")
-        elif value.endswith("|"):
-            if not value[:-1].strip():
-                problems.append(f"{where('wav.scp', reco)}: empty pipe command")
-        else:
-            if value.startswith("~"):
-                problems.append(f"{where('wav.scp', reco)}: path {value!r} starts with '~' "
-                                "(not expanded by Kaldi tools: write the absolute path)")
-            elif "|" in value:
-                problems.append(f"{where('wav.scp', reco)}: '|' inside a path; a pipe command "
-                                "must end with ' |'")
-
-    if "text" in tables:
-        for utt, value in tables["text"].items():
-            bad = sorted(set(value.split()) & FORBIDDEN_TOKENS)
-            if bad:
-                problems.append(f"{where('text', utt)}: utterance {utt!r} contains reserved "
-                                f"token(s) {' '.join(bad)}")
-
-    utt2spk = tables["utt2spk"]
-    for utt, value in utt2spk.items():
-        fields = value.split()
-        if len(fields) != 1:
-            problems.append(f"{where('utt2spk', utt)}: expected exactly 2 fields "
-                            f"(<utt-id> <spk-id>), got {len(fields) + 1}")
-    # Grouped by speaker, the utterances must come out in the same order as sorted utterances:
-    # Kaldi tools iterate spk2utt and utt2spk in lockstep.
-    by_speaker = sorted(utt2spk, key=lambda u: (utt2spk[u], u))
-    for got, want in zip(by_speaker, sorted(utt2spk)):
-        if got != want:
-            problems.append(f"{where('utt2spk', want)}: not sorted when grouped by speaker: "
-                            f"{want!r} (speaker {utt2spk[want]!r}) vs {got!r} (speaker "
-                            f"{utt2spk[got]!r}); make the speaker id a prefix of the utterance id")
-            break
-    derived = spk2utt_from_utt2spk(utt2spk)
-
-    if "spk2utt" not in tables:
-        problems.append("spk2utt: missing (derive it from utt2spk: w2vtk prep fix DIR)")
-    else:
-        spk2utt = tables["spk2utt"]
-        for spk, value in spk2utt.items():
-            if spk not in derived:
-                problems.append(f"{where('spk2utt', spk)}: speaker {spk!r} is not in utt2spk")
-            elif value.split() != derived[spk].split():
-                problems.append(f"{where('spk2utt', spk)}: utterances of speaker {spk!r} differ "
-                                "from utt2spk")
-        missing = set(derived) - set(spk2utt)
-        if missing:
-            problems.append(f"spk2utt: {len(missing)} speaker(s) of utt2spk missing "
-                            f"({_examples(missing)})")
-
-    if "spk2gender" in tables:
-        genders = tables["spk2gender"]
-        for spk, value in genders.items():
-            if value not in ("m", "f"):
-                problems.append(f"{where('spk2gender', spk)}: gender of {spk!r} must be m or f, "
-                                f"got {value!r}")
-        _key_sets(problems, "spk2gender", set(genders), set(derived), "speaker", "utt2spk")
-
-    utts = set(utt2spk)
-    if "segments" in tables:
-        segments = tables["segments"]
-        for utt, value in segments.items():
-            fields = value.split()
-            if len(fields) != 3:
-                problems.append(f"{where('segments', utt)}: expected 4 fields "
-                                f"(<utt-id> <reco-id> <start> <end>), got {len(fields) + 1}")
-                continue
-            reco, start, end = fields
-            try:
-                t0, t1 = float(start), float(end)
-            except ValueError:
-                problems.append(f"{where('segments', utt)}: start/end not numbers: {start} {end}")
-                continue
-            if not (math.isfinite(t0) and math.isfinite(t1)) or t0 < 0 or t1 <= t0:
-                problems.append(f"{where('segments', utt)}: need 0 <= start < end, got "
-                                f"{start} {end}")
-            if reco not in wav:
-                problems.append(f"{where('segments', utt)}: recording {reco!r} not in wav.scp")
-        _key_sets(problems, "segments", set(segments), utts, "utterance", "utt2spk")
-    else:
-        _key_sets(problems, "wav.scp", set(wav), utts, "utterance", "utt2spk")
-    if "reco2dur" in tables:
-        for reco, value in tables["reco2dur"].items():
-            if not _positive(value, integer=False):
-                problems.append(f"{where('reco2dur', reco)}: duration must be > 0, got {value!r}")
-        _key_sets(problems, "reco2dur", set(tables["reco2dur"]), set(wav), "recording", "wav.scp")
-
-    for name, integer in (("utt2dur", False), ("utt2num_frames", True)):
-        if name in tables:
-            for utt, value in tables[name].items():
-                if not _positive(value, integer):
-                    kind = "an integer" if integer else "a number"
-                    problems.append(f"{where(name, utt)}: must be {kind} > 0, got {value!r}")
-    if "feats.scp" in tables:
-        for utt, value in tables["feats.scp"].items():
-            if not value:
-                problems.append(f"{where('feats.scp', utt)}: utterance {utt!r} has no rxfilename")
-    for name in sorted(tables):
-        if name in ("text", "utt2dur", "utt2num_frames", "feats.scp") or is_extra_name(name):
-            _key_sets(problems, name, set(tables[name]), utts, "utterance", "utt2spk")
-    return problems
-
-
-def _key_sets(problems: list[str], name: str, keys: set[str], ref: set[str], what: str,
-              ref_name: str) -> None:
-    missing = ref - keys
-    if missing:
-        problems.append(f"{name}: {len(missing)} {what}(s) of {ref_name} missing "
-                        f"({_examples(missing)})")
-    unknown = keys - ref
-    if unknown:
-        problems.append(f"{name}: {len(unknown)} {what}(s) not in {ref_name} "
-                        f"({_examples(unknown)})")
-
-
 # --------------------------------------------------------------------------------------------
 # Directory-level API
 # --------------------------------------------------------------------------------------------
@@ -448,7 +270,7 @@ def validate_data_dir(path: str | Path, *, require_text: bool = True) -> list[st
     path = _checked_dir(path)
     problems: list[str] = []
     tables, lines = _read_dir(path, problems)
-    problems.extend(_check_tables(tables, lines, require_text))
+    problems.extend(check_tables(tables, lines, require_text))
     return problems
 
 
@@ -481,7 +303,7 @@ def load_data_dir(path: str | Path, *, validate: bool = True, require_text: bool
     problems: list[str] = []
     tables, lines = _read_dir(path, problems)
     if validate:
-        problems.extend(_check_tables(tables, lines, require_text))
+        problems.extend(check_tables(tables, lines, require_text))
         if problems:
             _raise_problems(path, problems)
     for name in ("wav.scp", "utt2spk"):
@@ -540,7 +362,7 @@ def write_data_dir(out_dir: str | Path, *, wav_scp: Mapping[str, object],
             if "\n" in value or "\r" in value:
                 raise W2vtkError(f"{out_dir}/{name}: value of {key!r} contains a line break")
     tables["spk2utt"] = spk2utt_from_utt2spk(tables["utt2spk"])
-    problems = _check_tables(tables, {}, require_text=text is not None)
+    problems = check_tables(tables, {}, require_text=text is not None)
     if problems:
         _raise_problems(out_dir, problems)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from w2vtk.data.kaldi_dir import (BACKUP_DIR, FORBIDDEN_TOKENS, DataDir, _check_tables,
-                                  _checked_dir, _positive, _raise_problems, _read_dir, _table_files,
-                                  format_seconds, is_extra_name, iter_text_lines, load_data_dir,
-                                  spk2utt_from_utt2spk, write_data_dir, write_kv)
+from w2vtk.data.checks import FORBIDDEN_TOKENS, check_tables, is_extra_name, is_positive, spk2utt_from_utt2spk
+from w2vtk.data.kaldi_dir import (BACKUP_DIR, DataDir, _checked_dir, _raise_problems, _read_dir, _table_files,
+                                  format_seconds, iter_text_lines, load_data_dir, write_data_dir, write_kv)
 from w2vtk.data.kaldi_dir import ROLE_FILE, read_kv, read_role, write_role
 from w2vtk.errors import W2vtkError
 
@@ -69,7 +68,7 @@ def fix_data_dir(path: str | Path) -> tuple[int, int]:
         keep &= set(wav)
     for name, integer in (("utt2dur", False), ("utt2num_frames", True)):
         if name in tables:
-            tables[name] = {u: v for u, v in tables[name].items() if _positive(v, integer)}
+            tables[name] = {u: v for u, v in tables[name].items() if is_positive(v, integer)}
     if "feats.scp" in tables:
         tables["feats.scp"] = {u: v for u, v in tables["feats.scp"].items() if v}
     for name in tables:
@@ -311,7 +310,7 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
     for d in sources:
         problems: list[str] = []
         tables, lines = _read_dir(d, problems)
-        problems.extend(_check_tables(tables, lines, require_text=False))
+        problems.extend(check_tables(tables, lines, require_text=False))
         if problems:
             _raise_problems(d, problems)
         all_tables.append(tables)
