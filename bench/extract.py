@@ -40,7 +40,7 @@ LENGTHS_S = [8.1, 1.9, 7.9, 3.4, 3.3, 1.8]
 
 def model_flops(model, num_samples: int) -> float:
     """FLOPs of z and c for one utterance (convolutions only: they are > 99% of the work)."""
-    from w2vtk.models.wav2vec import conv_output_length
+    from w2vtk.models.frames import conv_output_length
 
     flops, n, c_in = 0.0, num_samples, 1
     for dim, k, s in model.cfg.conv_feature_layers:

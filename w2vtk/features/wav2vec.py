@@ -32,7 +32,8 @@ from torch import Tensor
 from w2vtk.errors import W2vtkError
 from w2vtk.io import sha256_file
 from w2vtk.models.fairseq import load_wav2vec
-from w2vtk.models.wav2vec import conv_output_length, frame_lengths, moments_from_sums, parse_layer_name, receptive_field
+from w2vtk.models.frames import conv_output_length, frame_lengths, receptive_field
+from w2vtk.models.wav2vec import moments_from_sums, parse_layer_name
 
 SAMPLE_RATE = 16000
 

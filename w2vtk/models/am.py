@@ -47,7 +47,9 @@ class AMConfig:
     followed by ``GLU 2``). Kernels must be odd ("same" padding). ``dropout`` follows every
     block (wav2letter ``DO``). ``activation`` only applies to ``conv`` blocks. ``weight_norm``
     wraps every conv / the projection in weight normalisation over the output channels
-    (wav2letter ``WN 3``).
+    (wav2letter ``WN 3``). ``norm``: ``layer`` puts a LayerNorm over the channels of every frame
+    between each conv and its activation (wav2letter's ``LN``; on small data it keeps a CTC model
+    from sitting on the all-blank plateau, recipes/mini/STUDY.md); ``none`` (the default) has none.
     """
 
     block: Literal["conv", "glu"] = "conv"
@@ -55,6 +57,7 @@ class AMConfig:
     activation: Literal["prelu", "relu"] = "prelu"
     dropout: float = 0.1
     weight_norm: bool = False
+    norm: Literal["none", "layer"] = "none"
 
     def validate(self) -> None:
         if not self.layers:
@@ -66,6 +69,8 @@ class AMConfig:
                 raise W2vtkError(f"model.layers[{i}]: kernel {k} must be odd for 'same' padding")
         if not 0.0 <= self.dropout < 1.0:
             raise W2vtkError(f"model.dropout: must be in [0, 1), got {self.dropout}")
+        if self.norm not in ("none", "layer"):
+            raise W2vtkError(f"model.norm: must be 'none' or 'layer', got '{self.norm}'")
 
     @property
     def stride(self) -> int:
@@ -88,11 +93,13 @@ def _wn(module: nn.Module, enabled: bool) -> nn.Module:
 
 class _Block(nn.Module):
     def __init__(self, block: str, in_ch: int, out_ch: int, kernel: int, stride: int,
-                 activation: str, dropout: float, weight_norm: bool):
+                 activation: str, dropout: float, weight_norm: bool, norm: str = "none"):
         super().__init__()
         self.kernel, self.stride = kernel, stride
         conv_out = 2 * out_ch if block == "glu" else out_ch
         self.conv = _wn(nn.Conv1d(in_ch, conv_out, kernel, stride=stride, padding=kernel // 2), weight_norm)
+        # Per frame, so padded frames stay independent of valid ones (they are zeroed after the block).
+        self.norm = nn.LayerNorm(conv_out) if norm == "layer" else None
         if block == "glu":
             self.act = nn.GLU(dim=1)
         elif activation == "prelu":
@@ -103,7 +110,11 @@ class _Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.act(self.conv(x)))
+        """(B, C_in, T) -> (B, C_out, T')."""
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.drop(self.act(x))
 
 
 class ConvAM(nn.Module):
@@ -120,7 +131,8 @@ class ConvAM(nn.Module):
         blocks = []
         in_ch = self.input_dim
         for ch, k, s in cfg.layers:
-            blocks.append(_Block(cfg.block, in_ch, ch, k, s, cfg.activation, cfg.dropout, cfg.weight_norm))
+            blocks.append(_Block(cfg.block, in_ch, ch, k, s, cfg.activation, cfg.dropout, cfg.weight_norm,
+                                 cfg.norm))
             in_ch = ch
         self.blocks = nn.ModuleList(blocks)
         # A 1x1 conv and a linear layer are the same map; the conv form keeps weight norm's

@@ -23,6 +23,12 @@ from w2vtk.errors import W2vtkError
 
 LayerSpec = tuple[int, int, int]
 
+# The released models' specs (fairseq's wav2vec base defaults and the wav2vec_large checkpoint).
+BASE_FEATURE_LAYERS: list[LayerSpec] = [(512, 10, 5), (512, 8, 4)] + [(512, 4, 2)] * 3
+LARGE_FEATURE_LAYERS: list[LayerSpec] = BASE_FEATURE_LAYERS + [(512, 1, 1)] * 2
+BASE_AGGREGATOR_LAYERS: list[LayerSpec] = [(512, 3, 1)] * 9
+LARGE_AGGREGATOR_LAYERS: list[LayerSpec] = [(512, k, 1) for k in range(2, 14)]
+
 # A spec with more layers than this is a typo or an attack (``[(1, 1, 1)] * 10**9``), not a model.
 MAX_LAYERS = 1000
 # Deeper nesting than this is no layer spec either; the bound keeps the tree walk off Python's

@@ -58,12 +58,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2vtk.errors import W2vtkError
-from w2vtk.models.layer_spec import LayerSpec, check_layers
-
-BASE_FEATURE_LAYERS: list[LayerSpec] = [(512, 10, 5), (512, 8, 4)] + [(512, 4, 2)] * 3
-LARGE_FEATURE_LAYERS: list[LayerSpec] = BASE_FEATURE_LAYERS + [(512, 1, 1)] * 2
-BASE_AGGREGATOR_LAYERS: list[LayerSpec] = [(512, 3, 1)] * 9
-LARGE_AGGREGATOR_LAYERS: list[LayerSpec] = [(512, k, 1) for k in range(2, 14)]
+from w2vtk.models.frames import auto_offset, conv_output_length, frame_lengths, num_frames, receptive_field  # noqa: F401
+from w2vtk.models.layer_spec import (BASE_AGGREGATOR_LAYERS, BASE_FEATURE_LAYERS, LARGE_AGGREGATOR_LAYERS,  # noqa: F401
+                                     LARGE_FEATURE_LAYERS, LayerSpec, check_layers)
 
 SAMPLE_RATE = 16000
 
@@ -154,45 +151,6 @@ def preset(name: str) -> Wav2VecConfig:
 
 
 PRESETS = ("base", "large")
-
-
-# ----------------------------------------------------------------------------------------------
-# frame arithmetic (pure Python)
-
-def conv_output_length(length: int, kernel: int, stride: int) -> int:
-    """Frames after one valid conv: floor((L - k) / s) + 1, or 0 when L < k."""
-    return 0 if length < kernel else (length - kernel) // stride + 1
-
-
-def num_frames(num_samples: int, conv_feature_layers: Sequence[LayerSpec] = BASE_FEATURE_LAYERS) -> int:
-    """Number of z / c frames for ``num_samples`` samples (16000 -> 98, 150000 -> 935, < 465 -> 0)."""
-    n = int(num_samples)
-    for _, k, s in conv_feature_layers:
-        n = conv_output_length(n, k, s)
-    return n
-
-
-def receptive_field(conv_feature_layers: Sequence[LayerSpec] = BASE_FEATURE_LAYERS) -> tuple[int, int]:
-    """(receptive field, stride) of one encoder frame in samples: (465, 160) for base and large."""
-    size, stride = 1, 1
-    for _, k, s in conv_feature_layers:
-        size += (k - 1) * stride
-        stride *= s
-    return size, stride
-
-
-def auto_offset(conv_feature_layers: Sequence[LayerSpec] = BASE_FEATURE_LAYERS) -> int:
-    """fairseq's ``offset='auto'``: ceil(receptive field / stride) (3 for base and large)."""
-    size, stride = receptive_field(conv_feature_layers)
-    return math.ceil(size / stride)
-
-
-def frame_lengths(lengths: Tensor, conv_layers: Sequence[LayerSpec]) -> Tensor:
-    """Tensor version of :func:`num_frames`: (B,) samples -> (B,) frames (int64)."""
-    n = lengths.to(torch.int64)
-    for _, k, s in conv_layers:
-        n = torch.where(n >= k, torch.div(n - k, s, rounding_mode="floor") + 1, torch.zeros_like(n))
-    return n
 
 
 # ----------------------------------------------------------------------------------------------

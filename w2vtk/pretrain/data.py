@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 from w2vtk.audio import audio_dir_sources, audio_duration, audio_sources, load_audio
 from w2vtk.errors import W2vtkError
-from w2vtk.models.wav2vec import num_frames, receptive_field
+from w2vtk.models.frames import num_frames, receptive_field
 from w2vtk.objectives import make_generator, sample_negatives
 from w2vtk.training import derive_seed
 
