@@ -49,3 +49,30 @@ def test_batches_respect_budget_and_cover_everything():
     assert len(order) % 6 == 0 and set(order) == set(range(len(batches)))
     assert order == epoch_order(len(batches), seed=1, epoch=2, world_size=2, multiple=3)
     assert order != epoch_order(len(batches), seed=1, epoch=3, world_size=2, multiple=3)
+
+
+def test_sortagrad_takes_the_first_epochs_shortest_first_then_shuffles():
+    frames = {f"u{i:02d}": 500 - 20 * i for i in range(20)}  # ids in the opposite order to lengths
+    batches = make_batches(list(frames), frames, max_frames=400, max_utts=2)
+    lengths = [max(frames[u] for u in b) for b in batches]
+    assert lengths == sorted(lengths)  # make_batches' order is shortest first
+    for epoch in (1, 2):
+        order = epoch_order(len(batches), seed=1, epoch=epoch, world_size=2, multiple=1, sortagrad=2)
+        assert order == list(range(len(batches)))  # already a multiple of 2: no wrap-around
+    shuffled = epoch_order(len(batches), seed=1, epoch=3, world_size=2, multiple=1, sortagrad=2)
+    assert shuffled == epoch_order(len(batches), seed=1, epoch=3, world_size=2, multiple=1)
+    assert shuffled != list(range(len(batches)))
+    assert epoch_order(len(batches), seed=1, epoch=50, world_size=1, multiple=1, sortagrad=-1) == list(range(len(batches)))
+    # a world size that does not divide the batches wraps around in sorted order too
+    assert epoch_order(5, seed=1, epoch=1, world_size=2, multiple=1, sortagrad=1) == [0, 1, 2, 3, 4, 0]
+
+
+def test_sortagrad_below_minus_one_is_refused():
+    import pytest
+
+    from w2vtk.am.config import TrainAMConfig
+    from w2vtk.config import load_config
+    from w2vtk.errors import W2vtkError
+
+    with pytest.raises(W2vtkError, match="sortagrad"):
+        load_config(TrainAMConfig, None, ["sortagrad=-2"])

@@ -48,11 +48,11 @@ def test_timit_blocks():
     assert cfg.paper["lr"] == 0.12 and cfg.paper["momentum"] == 0.9 and cfg.paper["batch_size"] == 16
 
 
-@pytest.mark.parametrize("block", ["conv", "glu"])
-def test_batched_equals_single(block):
+@pytest.mark.parametrize("block,norm", [("conv", "none"), ("glu", "none"), ("conv", "layer"), ("glu", "layer")])
+def test_batched_equals_single(block, norm):
     torch.manual_seed(0)
     cfg = AMConfig(block=block, layers=[(24, 5, 1), (24, 7, 2), (24, 3, 1)], dropout=0.0,
-                   weight_norm=block == "glu")
+                   weight_norm=block == "glu", norm=norm)
     model = build_am(cfg, 10, 7).eval()
     a, b = torch.randn(1, 23, 10), torch.randn(1, 9, 10)
     batch = torch.zeros(2, 23, 10)
@@ -74,6 +74,32 @@ def test_bad_model_configs():
         load_config(TrainAMConfig, None, ["model.dropout=1.5"])
     with pytest.raises(W2vtkError, match="unknown key"):
         load_config(TrainAMConfig, None, ["model.kernel=3"])
+    with pytest.raises(W2vtkError, match="model.norm"):
+        load_config(TrainAMConfig, None, ["model.norm=batch"])
     model = build_am(AMConfig(), 10, 5)
     with pytest.raises(W2vtkError, match="expects features"):
         model(torch.randn(1, 5, 11))
+
+
+def test_layer_norm_normalises_every_frame_and_is_off_by_default():
+    """``norm: layer``: each block's conv output is normalised over its channels per frame (so a
+    feature scaled by 100 gives the same first-block activations); the default adds no parameters,
+    so models trained before the option existed load unchanged."""
+    assert AMConfig().norm == "none"
+    plain = build_am(AMConfig(layers=[(16, 3, 1)] * 2), 6, 5)
+    assert not any("norm" in k for k in plain.state_dict())
+    torch.manual_seed(0)
+    model = build_am(AMConfig(layers=[(16, 3, 1)] * 2, dropout=0.0, norm="layer"), 6, 5).eval()
+    assert sum("norm" in k for k in model.state_dict()) == 4  # weight and bias of 2 LayerNorms
+    x = torch.randn(1, 12, 6)
+    blk = model.blocks[0]
+    conv = blk.conv(x.transpose(1, 2))
+    normed = blk.norm(conv.transpose(1, 2))
+    assert torch.allclose(normed.mean(-1), torch.zeros(1, 12), atol=1e-5)
+    assert torch.allclose(normed.var(-1, unbiased=False), torch.ones(1, 12), atol=1e-3)
+    # Bias-free first conv: scaling the input only scales its output, which the LayerNorm removes.
+    with torch.no_grad():
+        blk.conv.bias.zero_()
+        a = blk(x.transpose(1, 2))
+        b = blk((100 * x).transpose(1, 2))
+    assert torch.allclose(a, b, atol=2e-3)  # up to LayerNorm's eps

@@ -85,6 +85,8 @@ class TrainAMConfig:
     average_last: int = 5  # checkpoint_avg.pt = mean of the last N epoch-end weights (0: none)
     keep_epoch_checkpoints: int = 0  # extra checkpoint_epochN.pt files kept (0: none)
     best_metric: Literal["error", "loss"] = "error"
+    # epochs that take the batches shortest first before shuffling (SortaGrad; -1: all, 0: none)
+    sortagrad: int = 0
     paper: dict[str, Any] = field(default_factory=dict)
     note: Optional[str] = None
 
@@ -93,5 +95,7 @@ class TrainAMConfig:
             raise W2vtkError(f"max_epochs: must be >= 1, got {self.max_epochs}")
         if self.valid_every < 1:
             raise W2vtkError(f"valid_every: must be >= 1, got {self.valid_every}")
+        if self.sortagrad < -1:
+            raise W2vtkError(f"sortagrad: must be -1 (every epoch), 0 (off) or a number of epochs, got {self.sortagrad}")
         if self.save_interval_updates < 0 or self.average_last < 0:
             raise W2vtkError("save_interval_updates and average_last must be >= 0")

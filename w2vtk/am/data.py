@@ -271,12 +271,19 @@ def make_batches(ids: list[str], frames: dict[str, int], max_frames: int, max_ut
     return batches
 
 
-def epoch_order(num_batches: int, seed: int, epoch: int, world_size: int, multiple: int) -> list[int]:
+def epoch_order(num_batches: int, seed: int, epoch: int, world_size: int, multiple: int,
+                sortagrad: int = 0) -> list[int]:
     """Batch indices for ``epoch``: a seeded shuffle, padded by wrapping around to a multiple of
     ``world_size * multiple`` so every rank does the same number of updates (DDP would hang
-    otherwise). Rank r takes positions r, r + W, r + 2W, ..."""
-    rng = np.random.default_rng([seed, epoch])
-    order = [int(i) for i in rng.permutation(num_batches)]
+    otherwise). Rank r takes positions r, r + W, r + 2W, ...
+
+    ``sortagrad`` (ESPnet's option; SortaGrad of Deep Speech 2): the first ``sortagrad`` epochs
+    (-1: every epoch) take the batches in :func:`make_batches`' order, shortest first, instead."""
+    if sortagrad < 0 or epoch <= sortagrad:
+        order = list(range(num_batches))
+    else:
+        rng = np.random.default_rng([seed, epoch])
+        order = [int(i) for i in rng.permutation(num_batches)]
     unit = world_size * multiple
     total = int(math.ceil(num_batches / unit)) * unit
     i = 0

@@ -384,7 +384,8 @@ class _AMTrainer:
 
     def rank_batches(self, epoch: int) -> list[list[str]]:
         """This rank's batches of ``epoch``, in order (every W-th of the seeded epoch order)."""
-        order = epoch_order(len(self.batches), self.cfg.seed, epoch, self.info.world_size, self.accum)
+        order = epoch_order(len(self.batches), self.cfg.seed, epoch, self.info.world_size, self.accum,
+                            self.cfg.sortagrad)
         return [self.batches[i] for i in order[self.info.rank::self.info.world_size]]
 
     def compute_loss(self, batch: list[str], feats, lengths, tokens_in_update: float):
