@@ -86,20 +86,27 @@ def check_seeds(seeds: Iterable[int]) -> list[int]:
     return out
 
 
-def read_score(path: Path, metrics: list[str]) -> dict[str, float]:
-    """The unrounded rates (percent) of ``metrics`` in one ``score.json``; W2vtkError naming the
-    file when it is missing, malformed or lacks a metric."""
+def scored_metrics(path: Path) -> dict:
+    """The ``metrics`` mapping of one ``score.json``; W2vtkError naming the file when it is missing
+    or malformed."""
     if not path.is_file():
         raise W2vtkError(f"results: {path} is missing (made by stage 5 decode / stage 6 score)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         scored = data["metrics"]
-    except (ValueError, KeyError, TypeError, RecursionError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         # RecursionError: deeply nested JSON ("[" * 10**5)
         raise W2vtkError(f"results: {path} is not a w2vtk score.json "
                          f"({' '.join(str(err).split())[:120]})") from None
     if not isinstance(scored, dict):
         raise W2vtkError(f"results: {path} is not a w2vtk score.json ('metrics' is not a mapping)")
+    return scored
+
+
+def read_score(path: Path, metrics: list[str]) -> dict[str, float]:
+    """The unrounded rates (percent) of ``metrics`` in one ``score.json``; W2vtkError naming the
+    file when it is missing, malformed or lacks a metric."""
+    scored = scored_metrics(path)
     row = {}
     for metric in metrics:
         entry = scored.get(metric)
@@ -357,10 +364,7 @@ def discover(exp: str | Path) -> dict:
     metrics = None
     for d in dirs:
         for set_name in sets:
-            try:
-                found = set(json.loads((d / f"decode_{set_name}" / "score.json").read_text())["metrics"])
-            except (OSError, ValueError, KeyError, TypeError):
-                raise W2vtkError(f"{d / f'decode_{set_name}' / 'score.json'}: unreadable") from None
+            found = set(scored_metrics(d / f"decode_{set_name}" / "score.json"))
             metrics = found if metrics is None else metrics & found
     order = [m for m in METRICS if m in (metrics or set())]
     if not order:
@@ -382,31 +386,3 @@ def report_results(exp: str | Path, sets: list[str] | None = None, metrics: list
     paths = write_results(exp, results, sets, metrics, title=title, command=command)
     print_table(results, sets, metrics, title)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = ArgParser(prog="python -m w2vtk.results", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--exp", required=True, type=Path, help="Recipe experiment directory.")
-    parser.add_argument("--sets", required=True, nargs="+", help="Evaluation data-dir set names.")
-    parser.add_argument("--metrics", nargs="+", default=["wer", "ler"], help="wer, ler and/or per.")
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), help="logmel and/or wav2vec.")
-    parser.add_argument("--seeds", nargs="+", type=seed_arg, default=None,
-                        help="AM seeds: read am_<feat>_s<seed>/ and report mean, min, max (recipes' --am-seeds).")
-    parser.add_argument("--title", default="Results", help="Table title.")
-    parser.add_argument("--command", default=None, help="Command line to record in RESULTS.md.")
-    args = parser.parse_args(argv)
-    try:
-        results = collect_results(args.exp, args.sets, args.metrics, args.systems, seeds=args.seeds)
-        json_path, md_path = write_results(args.exp, results, args.sets, args.metrics, title=args.title,
-                                           command=args.command)
-    except W2vtkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print_table(results, args.sets, args.metrics, args.title)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -437,9 +437,8 @@ score_stage() {
   local metrics
   local -a seed_opts=()
   metrics=$(echo "$flags" | sed 's/--//g')
-  [ -z "$am_seeds" ] || seed_opts=(--seeds "${am_seed_list[@]}")
-  # shellcheck disable=SC2086
-  python -m w2vtk.results --exp "$exp" --sets "$@" --metrics $metrics --systems $systems "${seed_opts[@]}" \
+  [ -z "$am_seeds" ] || seed_opts=(--seeds "${am_seed_list[*]}")
+  w2vtk results "$exp" --sets "$*" --metrics "$metrics" --systems "$systems" "${seed_opts[@]}" \
     --title "$title" --command "$(cat "$exp/run.cmd")"
   # the plots (training curves, tuning trials, results) as one page; RESULTS.md links it
   log "$(w2vtk report "$exp" 2>&1 | tail -n 1)"

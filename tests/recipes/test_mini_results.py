@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from w2vtk.results import main as results_main
+from w2vtk.results import report_results
 
 MINI = Path(__file__).resolve().parents[2] / "recipes" / "mini"
 KEYS = ["wer", "ler", "wer_min", "wer_max", "ler_min", "ler_max", "seeds"]
@@ -81,7 +81,7 @@ def test_check_results_reads_what_the_recipe_writes(tmp_path):
                 out.mkdir(parents=True)
                 rates = {"wer": base + 1.237 * seed, "ler": base / 2 + 0.5 * seed}
                 (out / "score.json").write_text(json.dumps({"metrics": {m: {"rate": r} for m, r in rates.items()}}))
-    assert results_main(["--exp", str(tmp_path), "--sets", "dev", "test", "--seeds", "1", "2", "3"]) == 0
+    report_results(tmp_path, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     results = json.loads((tmp_path / "results.json").read_text())
     check_results(results, (tmp_path / "RESULTS.md").read_text())
     results["wav2vec"]["test"]["ler_max"] = 99.0

@@ -13,7 +13,7 @@ import pytest
 from recipe_helpers import ROOT, script_env
 from w2vtk.errors import W2vtkError
 from w2vtk.curves import collect_curves, curves_main, plot_curves
-from w2vtk.results import collect_results, main, markdown_table
+from w2vtk.results import collect_results, markdown_table, report_results
 
 
 def _score(exp: Path, am: str, set_name: str, **rates: float | None) -> None:
@@ -32,8 +32,7 @@ def exp(tmp_path: Path) -> Path:
 
 
 def test_results_json_shape_and_markdown(exp, capsys):
-    assert main(["--exp", str(exp), "--sets", "test_dev93", "test_eval92", "--metrics", "wer", "ler",
-                 "--title", "WSJ", "--command", "run.sh --stage 6"]) == 0
+    assert report_results(exp, ["test_dev93", "test_eval92"], ["wer", "ler"], title="WSJ", command="run.sh --stage 6")
     data = json.loads((exp / "results.json").read_text())
     assert data == {"logmel": {"test_dev93": {"wer": 10.12, "ler": 5.0}, "test_eval92": {"wer": 9.0, "ler": 3.33}},
                     "wav2vec": {"test_dev93": {"wer": 5.12, "ler": 2.5}, "test_eval92": {"wer": 4.0, "ler": 1.67}}}
@@ -63,8 +62,7 @@ def test_missing_metric_and_unknown_metric(exp):
 
 def test_cli_error_is_one_line_and_writes_nothing(exp):
     (exp / "am_w2v/decode_test_eval92/score.json").write_text("{not json")
-    res = subprocess.run([sys.executable, "-m", "w2vtk.results", "--exp", str(exp), "--sets", "test_dev93",
-                          "test_eval92"], capture_output=True, text=True, env=script_env(), cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(exp), "--sets", "test_dev93 test_eval92"], capture_output=True, text=True, env=script_env(), cwd=ROOT)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: results: ")
     assert "is not a w2vtk score.json" in res.stderr
@@ -74,7 +72,7 @@ def test_cli_error_is_one_line_and_writes_nothing(exp):
 def test_one_system_alone(tmp_path):
     """--systems logmel (the recipe's baseline-only run): only am_fbank is read and reported."""
     _score(tmp_path, "am_fbank", "dev", wer=12.0, ler=6.0)
-    assert main(["--exp", str(tmp_path), "--sets", "dev", "--systems", "logmel"]) == 0
+    report_results(tmp_path, ["dev"], ["wer", "ler"], ["logmel"])
     assert json.loads((tmp_path / "results.json").read_text()) == {"logmel": {"dev": {"wer": 12.0, "ler": 6.0}}}
     assert "| dev | 12.00 | 6.00 |" in (tmp_path / "RESULTS.md").read_text()
     with pytest.raises(W2vtkError, match="am_w2v/decode_dev/score.json is missing"):
@@ -86,7 +84,7 @@ def test_one_system_alone(tmp_path):
 def test_unseeded_results_md_is_unchanged(exp):
     """Without seeds RESULTS.md keeps its earlier text exactly (only the stamp and machine vary), plus
     the link to stage 6's report (issue 14)."""
-    assert main(["--exp", str(exp), "--sets", "test_dev93", "--metrics", "wer", "--title", "T"]) == 0
+    report_results(exp, ["test_dev93"], ["wer"], title="T")
     md = (exp / "RESULTS.md").read_text()
     md = "\n".join("- made X" if line.startswith("- made ") else "- machine: X" if line.startswith("- machine: ")
                    else line for line in md.split("\n"))
@@ -139,7 +137,7 @@ def test_seeded_results_follow_metrics_and_seed_order(seeded):
 
 
 def test_seeded_cli_writes_json_and_both_tables(seeded, capsys):
-    assert main(["--exp", str(seeded), "--sets", "dev", "test", "--seeds", "1", "2", "3", "--title", "Mini"]) == 0
+    report_results(seeded, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3], title="Mini")
     data = json.loads((seeded / "results.json").read_text())
     assert data == collect_results(seeded, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     md = (seeded / "RESULTS.md").read_text()
@@ -157,8 +155,8 @@ def test_missing_seed_score_is_named(seeded):
     (seeded / "am_w2v_s2/decode_test/score.json").unlink()
     with pytest.raises(W2vtkError, match=r"am_w2v_s2/decode_test/score.json is missing"):
         collect_results(seeded, ["dev", "test"], ["wer"], seeds=[1, 2, 3])
-    res = subprocess.run([sys.executable, "-m", "w2vtk.results", "--exp", str(seeded), "--sets", "dev", "test",
-                          "--seeds", "1", "2", "3"], capture_output=True, text=True, env=script_env(), cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(seeded), "--sets", "dev test",
+                          "--seeds", "1 2 3"], capture_output=True, text=True, env=script_env(), cwd=ROOT)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "am_w2v_s2/decode_test/score.json is missing" in res.stderr
     assert not (seeded / "results.json").exists()
@@ -172,10 +170,10 @@ def test_bad_seeds(seeded, seeds, message):
 
 
 def test_bad_cli_seed_is_one_line(seeded):
-    res = subprocess.run([sys.executable, "-m", "w2vtk.results", "--exp", str(seeded), "--sets", "dev",
-                          "--seeds", "1", "x"], capture_output=True, text=True, env=script_env(), cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(seeded), "--sets", "dev", "--seeds", "1 x"],
+                         capture_output=True, text=True, env=script_env(), cwd=ROOT)
     assert res.returncode == 1
-    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ") and "'x'" in res.stderr
+    assert res.stderr == "error: --seeds '1 x': expected non-negative integers\n"
 
 
 # ------------------------------------------------------------------ study curves (stage 7)
@@ -257,7 +255,7 @@ def test_plot_curves_writes_pngs(curve_exp, tmp_path):
 
 
 def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
-    assert main(["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3"]) == 0
+    report_results(curve_exp, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     args = ["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3",
             "--am-minutes", "2", "5", "20", "--main-am-minutes", "5", "--pretrain-minutes", "15",
             "--main-pretrain-minutes", "60"]
@@ -275,7 +273,7 @@ def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
     assert "WER against labeled minutes" in capsys.readouterr().out
     # a rerun replaces the section; stage 6 rewriting RESULTS.md keeps it
     assert curves_main(args) == 0
-    assert main(["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3"]) == 0
+    report_results(curve_exp, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     md = (curve_exp / "RESULTS.md").read_text()
     assert md.count("## Curves") == 1 and md.count("curve_am_minutes.png") == 1
     assert md.index("## Curves") < md.index("## Provenance") and "| dev | 2 | 12.22 |" in md
@@ -294,8 +292,7 @@ def test_w2vtk_results_discovers_what_the_exp_holds(seeded, tmp_path_factory):
     """`w2vtk results EXP` (no options) finds systems, seeds, sets and metrics itself and writes the
     same results.json as the recipes' explicit call."""
     explicit = tmp_path_factory.mktemp("explicit")
-    assert main(["--exp", str(seeded), "--sets", "dev", "test", "--metrics", "wer", "ler",
-                 "--seeds", "1", "2", "3"]) == 0
+    report_results(seeded, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     want = json.loads((seeded / "results.json").read_text())
     (seeded / "results.json").unlink()
     proc = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(seeded)], capture_output=True, text=True)

@@ -26,6 +26,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         seeds: Optional[str] = typer.Option(None, "--seeds", help="AM seeds, e.g. '1 2 3' (default: the "
                                             "am_<feat>_s<seed> dirs common to the systems)."),
         title: str = typer.Option("Results", "--title", help="Table title."),
+        command: Optional[str] = typer.Option(None, "--command", help="The command line that made EXP, "
+                                              "recorded in RESULTS.md (the recipes pass their own)."),
     ) -> None:
         """Mean, min and max over AM seeds per set and system: a table, EXP/results.json, EXP/RESULTS.md."""
         from w2vtk.errors import W2vtkError
@@ -37,5 +39,5 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
             raise W2vtkError(f"--seeds {seeds!r}: expected non-negative integers")
         json_path, md_path = report_results(exp, _list(sets), _list(metrics), _list(systems),
                                             None if seed_list is None else [int(s) for s in seed_list],
-                                            title=title)
+                                            title=title, command=command)
         console.print(f"wrote {json_path} and {md_path}", highlight=False, markup=False)
