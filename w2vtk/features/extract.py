@@ -35,6 +35,7 @@ from w2vtk.dist import barrier, env_info
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import bytes_per_frame, check_dtype, write_matrix, write_npy
 from w2vtk.features.batches import length_batches
+from w2vtk.features.loading import iter_audio
 from w2vtk import __version__, faults
 from w2vtk.io import atomic_open, atomic_write_text, remove_stale_temporaries
 from w2vtk.progress import progress
@@ -164,54 +165,6 @@ def _source_duration(src) -> float | None:
     return None
 
 
-class _AudioDataset:
-    """Map-style dataset decoding one utterance per item in a DataLoader worker.
-
-    Returns (index, samples or None, error message or None): a W2vtkError is passed back as text so
-    the main process raises it as one line (DataLoader would wrap it in a worker traceback).
-    """
-
-    def __init__(self, sources: Sequence):
-        self.sources = sources
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, i: int):
-        try:
-            return i, self.sources[i].load(), None
-        except W2vtkError as err:
-            return i, None, str(err)
-
-
-def _worker_init(_worker_id: int) -> None:
-    import torch
-
-    # Decoding is single-threaded work; leave the cores to the model.
-    torch.set_num_threads(1)
-
-
-def _iter_audio(sources: Sequence, indices: list[int], num_workers: int):
-    """Yield (index, samples) in ``indices`` order, decoding in ``num_workers`` processes."""
-    import torch
-
-    ds = _AudioDataset(sources)
-    if num_workers <= 0 or len(indices) <= 1:
-        for i in indices:
-            _, wave, err = ds[i]
-            if err is not None:
-                raise W2vtkError(err)
-            yield i, wave
-        return
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=indices,
-                                         num_workers=min(num_workers, len(indices)),
-                                         worker_init_fn=_worker_init, prefetch_factor=4)
-    for i, wave, err in loader:
-        if err is not None:
-            raise W2vtkError(err)
-        yield int(i), np.asarray(wave, dtype=np.float32)
-
-
 # ------------------------------------------------------------------------------------ one shard
 
 
@@ -251,7 +204,7 @@ def _run_shard(k: int, sources: Sequence, indices: list[int], extractor: Feature
     def loop(fh) -> None:
         window: dict[int, np.ndarray] = {}
         size = 0
-        for i, wave in _iter_audio(sources, indices, opts.num_workers):
+        for i, wave in iter_audio(sources, indices, opts.num_workers):
             if extractor.num_frames(len(wave)) < 1:
                 utt = sources[i].utt_id
                 if opts.fail_on_short:
@@ -406,39 +359,22 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     barrier under torchrun).  Returns what was done; ``complete`` is False when shards of other
     processes are still missing.
     """
-    check_dtype(opts.dtype, opts.compress)
-    if opts.num_shards < 1:
-        raise W2vtkError(f"--num-shards {opts.num_shards}: must be at least 1")
-    if opts.batch_samples < 1:
-        raise W2vtkError(f"--batch-samples {opts.batch_samples}: must be positive")
-    if opts.resume and opts.overwrite:
-        raise W2vtkError("--resume and --overwrite exclude each other")
+    _check_options(opts)
     info = env_info()
     rank = info.rank if rank is None else rank
     world_size = info.world_size if world_size is None else world_size
     is_main = rank == 0
     say = log if (log is not None and is_main) else (lambda _msg: None)
 
-    sources = sorted(sources, key=lambda s: s.utt_id.encode("utf-8"))
-    ids = [s.utt_id for s in sources]
-    if len(set(ids)) != len(ids):
-        raise W2vtkError("duplicate utterance ids in the input")
-    if not sources:
-        raise W2vtkError("no utterances to extract")
+    sources = _sorted_unique(sources)
     if npy_dir is not None:
         npy_dir = Path(npy_dir).absolute()
         if not npy_dir.parent.is_dir():
             raise W2vtkError(f"--npy-dir {npy_dir}: directory {npy_dir.parent} does not exist")
     layout = _layout(ark, npy_dir, opts.num_shards)
     manifest = _manifest(sources, extractor, opts, layout, npy_dir)
-
     if opts.fail_on_short:
-        for s in sources:
-            d = _source_duration(s)
-            if d is not None and extractor.num_frames(int(round(d * SAMPLE_RATE))) < 1:
-                raise W2vtkError(f"utterance {s.utt_id}: {d:.3f} s is shorter than the {extractor.min_samples}"
-                                 f" samples one {extractor.feature_type} frame needs (drop --fail-on-short "
-                                 f"to skip it)")
+        _refuse_short(sources, extractor)
     existing = layout.existing()
     if (existing == [layout.work] and not (layout.work / "manifest.json").exists()
             and not any(layout.work.glob("shard.*.json"))):
@@ -452,16 +388,7 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
         return _finished_result(layout)
     barrier()
     if is_main:
-        if opts.overwrite and existing:
-            _remove_outputs(layout)
-        layout.work.mkdir(parents=True, exist_ok=True)
-        # a killed run's temporaries are never valid (shard archives' are removed per shard)
-        remove_stale_temporaries(layout.work, ("manifest.json", "shard.*.json"))
-        remove_stale_temporaries(layout.meta_dir, (layout.scp.name, layout.utt2num_frames.name, layout.yaml.name,
-                                                   layout.skipped.name))
-        if npy_dir is not None:
-            npy_dir.mkdir(exist_ok=True)
-        atomic_write_text(layout.work / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _prepare_outputs(layout, manifest, npy_dir, remove_old=opts.overwrite and bool(existing))
     barrier()
     layout.work.mkdir(parents=True, exist_ok=True)
 
@@ -469,45 +396,95 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     shards = [list(range(len(sources) * k // n_shards, len(sources) * (k + 1) // n_shards))
               for k in range(n_shards)]
     todo = [k for k in range(n_shards) if k % world_size == rank and not layout.shard_record(k).is_file()]
-    done_before = sum(1 for k in range(n_shards) if layout.shard_record(k).is_file())
+    _announce(say, layout, sources, extractor, opts)
+    audio_done, wall = _run_shards(todo, shards, sources, extractor, layout, npy_dir, opts,
+                                   progress_enabled if is_main else False)
+    barrier()
+    missing = [k + 1 for k in range(n_shards) if not layout.shard_record(k).is_file()]
+    if missing or not is_main:
+        return ExtractResult(complete=not missing, scp=layout.scp if not missing else None,
+                             audio_seconds=audio_done, wall_seconds=wall)
+    return _merge(layout, sources, extractor, opts, npy_dir, audio_done, wall, __version__, manifest)
 
-    size, known_s, unknown = projected_size(sources, extractor, opts)
+
+def _check_options(opts: ExtractOptions) -> None:
+    check_dtype(opts.dtype, opts.compress)
+    if opts.num_shards < 1:
+        raise W2vtkError(f"--num-shards {opts.num_shards}: must be at least 1")
+    if opts.batch_samples < 1:
+        raise W2vtkError(f"--batch-samples {opts.batch_samples}: must be positive")
+    if opts.resume and opts.overwrite:
+        raise W2vtkError("--resume and --overwrite exclude each other")
+
+
+def _sorted_unique(sources: Sequence) -> list:
+    """``sources`` in byte order of their ids (Kaldi's sort order); W2vtkError on none or a duplicate."""
+    sources = sorted(sources, key=lambda s: s.utt_id.encode("utf-8"))
+    ids = [s.utt_id for s in sources]
+    if len(set(ids)) != len(ids):
+        raise W2vtkError("duplicate utterance ids in the input")
+    if not sources:
+        raise W2vtkError("no utterances to extract")
+    return sources
+
+
+def _refuse_short(sources: Sequence, extractor: FeatureExtractor) -> None:
+    """--fail-on-short: an utterance of known duration too short for one frame is an error."""
+    for s in sources:
+        d = _source_duration(s)
+        if d is not None and extractor.num_frames(int(round(d * SAMPLE_RATE))) < 1:
+            raise W2vtkError(f"utterance {s.utt_id}: {d:.3f} s is shorter than the {extractor.min_samples}"
+                             f" samples one {extractor.feature_type} frame needs (drop --fail-on-short "
+                             f"to skip it)")
+
+
+def _prepare_outputs(layout: _Layout, manifest: dict, npy_dir: Path | None, remove_old: bool) -> None:
+    """Rank 0, before any shard: old outputs removed (--overwrite), stale temporaries gone, the manifest."""
+    if remove_old:
+        _remove_outputs(layout)
+    layout.work.mkdir(parents=True, exist_ok=True)
+    # a killed run's temporaries are never valid (shard archives' are removed per shard)
+    remove_stale_temporaries(layout.work, ("manifest.json", "shard.*.json"))
+    remove_stale_temporaries(layout.meta_dir, (layout.scp.name, layout.utt2num_frames.name, layout.yaml.name,
+                                               layout.skipped.name))
+    if npy_dir is not None:
+        npy_dir.mkdir(exist_ok=True)
+    atomic_write_text(layout.work / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def _announce(say: Callable[[str], None], layout: _Layout, sources: Sequence, extractor: FeatureExtractor,
+              opts: ExtractOptions) -> None:
+    """The projected archive size, and how many shards a resumed run finds done."""
     if layout.ark is not None:
+        size, known_s, unknown = projected_size(sources, extractor, opts)
         extra = f"; {unknown} utterances of unknown duration not counted" if unknown else ""
         dur = f"{known_s / 3600:.2f} h" if known_s >= 360 else f"{known_s:.1f} s"
         say(f"projected archive size: {_human(size)} for {dur} of audio "
             f"({len(sources)} utterances, {extractor.dim} x {opts.dtype}"
             f"{' compressed' if opts.compress else ''} at 100 Hz{extra})")
+    done_before = sum(1 for k in range(opts.num_shards) if layout.shard_record(k).is_file())
     if done_before:
-        say(f"resuming: {done_before} of {n_shards} shards already complete")
+        say(f"resuming: {done_before} of {opts.num_shards} shards already complete")
 
-    my_seconds = 0.0
-    all_known = True
-    for k in todo:
-        for i in shards[k]:
-            d = _source_duration(sources[i])
-            if d is None:
-                all_known = False
-            else:
-                my_seconds += d
+
+def _run_shards(todo: list[int], shards: list[list[int]], sources: Sequence, extractor: FeatureExtractor,
+                layout: _Layout, npy_dir: Path | None, opts: ExtractOptions,
+                progress_enabled: bool | None) -> tuple[float, float]:
+    """This process's shards under one progress bar (audio-seconds, with an ETA when every duration is
+    known); returns (audio seconds extracted, wall seconds)."""
+    durations = [_source_duration(sources[i]) for k in todo for i in shards[k]]
+    total = None if any(d is None for d in durations) else sum(durations)
     t0 = time.perf_counter()
     audio_done = [0.0]
-    with progress(f"extract {extractor.feature_type}", total=my_seconds if all_known else None,
-                  unit="audio-s", enabled=progress_enabled if is_main else False) as bar:
+    with progress(f"extract {extractor.feature_type}", total=total, unit="audio-s",
+                  enabled=progress_enabled) as bar:
         def advance(seconds: float) -> None:
             audio_done[0] += seconds
             bar.advance(seconds)
 
         for k in todo:
             _run_shard(k, sources, shards[k], extractor, layout, npy_dir, opts, advance)
-    wall = time.perf_counter() - t0
-    barrier()
-
-    missing = [k + 1 for k in range(n_shards) if not layout.shard_record(k).is_file()]
-    if missing or not is_main:
-        return ExtractResult(complete=not missing, scp=layout.scp if not missing else None,
-                             audio_seconds=audio_done[0], wall_seconds=wall)
-    return _merge(layout, sources, extractor, opts, npy_dir, audio_done[0], wall, __version__, manifest)
+    return audio_done[0], time.perf_counter() - t0
 
 
 def _finished_result(layout: _Layout) -> ExtractResult:
