@@ -53,9 +53,26 @@ def fix_data_dir(path: str | Path) -> tuple[int, int]:
         if name not in tables:
             raise W2vtkError(f"{path}/{name}: missing (required; nothing to fix from)")
     total = len(tables["utt2spk"])
-
     wav = {r: v for r, v in tables["wav.scp"].items() if v and not v.startswith("~")}
     utt2spk = {u: v for u, v in tables["utt2spk"].items() if len(v.split()) == 1}
+    keep = _valid_everywhere(tables, wav, utt2spk)
+    if not keep:
+        raise W2vtkError(f"{path}: no utterance is present and valid in every file "
+                         f"({', '.join(sorted(tables))}); nothing written")
+    new = _kept_tables(tables, wav, utt2spk, keep)
+
+    backup = path / BACKUP_DIR
+    backup.mkdir(exist_ok=True)
+    for name in _table_files(path):
+        shutil.copy2(path / name, backup / name)
+    for name in sorted(new):
+        write_kv(path / name, new[name])
+    return len(keep), total
+
+
+def _valid_everywhere(tables: dict[str, dict[str, str]], wav: dict[str, str], utt2spk: dict[str, str]) -> set[str]:
+    """fix_data_dir's first half: drops invalid entries from ``tables`` (in place) and returns the
+    utterances valid in every per-utterance file whose speaker is in every speaker table."""
     keep = set(utt2spk)
     if "text" in tables:
         tables["text"] = {u: v for u, v in tables["text"].items()
@@ -80,10 +97,13 @@ def fix_data_dir(path: str | Path) -> tuple[int, int]:
         if name in tables:
             ok = {s for s, v in tables[name].items() if v and (name != "spk2gender" or v in ("m", "f"))}
             keep = {u for u in keep if utt2spk[u] in ok}
-    if not keep:
-        raise W2vtkError(f"{path}: no utterance is present and valid in every file "
-                         f"({', '.join(sorted(tables))}); nothing written")
+    return keep
 
+
+def _kept_tables(tables: dict[str, dict[str, str]], wav: dict[str, str], utt2spk: dict[str, str],
+                 keep: set[str]) -> dict[str, dict[str, str]]:
+    """fix_data_dir's second half: every table cut to the kept utterances, their recordings and
+    speakers; spk2utt rebuilt."""
     new: dict[str, dict[str, str]] = {}
     new["utt2spk"] = {u: utt2spk[u] for u in keep}
     for name in tables:
@@ -104,14 +124,7 @@ def fix_data_dir(path: str | Path) -> tuple[int, int]:
     if "cmvn.scp" in tables:
         new["cmvn.scp"] = {s: v for s, v in tables["cmvn.scp"].items() if s in speakers}
     new["spk2utt"] = spk2utt_from_utt2spk(new["utt2spk"])
-
-    backup = path / BACKUP_DIR
-    backup.mkdir(exist_ok=True)
-    for name in _table_files(path):
-        shutil.copy2(path / name, backup / name)
-    for name in sorted(new):
-        write_kv(path / name, new[name])
-    return len(keep), total
+    return new
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,8 +327,29 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
         if problems:
             _raise_problems(d, problems)
         all_tables.append(tables)
-
     warnings: list[str] = []
+    kept_names = _combinable_tables(out, sources, all_tables, warnings)
+    merged = _merge_tables(sources, all_tables, kept_names)
+    write_data_dir(
+        out,
+        wav_scp=merged["wav.scp"],
+        text=merged.get("text"),
+        utt2spk=merged["utt2spk"],
+        segments=merged.get("segments"),
+        utt2dur=merged.get("utt2dur"),
+        utt2num_frames=merged.get("utt2num_frames"),
+        feats_scp=merged.get("feats.scp"),
+        spk2gender=merged.get("spk2gender"),
+        extra={n: t for n, t in merged.items() if is_extra_name(n)},
+        reco2dur=merged.get("reco2dur"),
+    )
+    _carry_role([Path(d) for d in dirs], Path(out))
+    return warnings
+
+
+def _combinable_tables(out: Path, sources: list[Path], all_tables: list[dict], warnings: list[str]) -> list[str]:
+    """The table names every source has (others are warned about and left out); sources without
+    segments get whole-recording ones when others have segments (in place)."""
     names = set()
     for tables in all_tables:
         names.update(n for n in tables if n in _COMBINED or is_extra_name(n))
@@ -338,7 +372,12 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
                             f"not written to {out}")
         else:
             kept_names.append(name)
+    return kept_names
 
+
+def _merge_tables(sources: list[Path], all_tables: list[dict], kept_names: list[str]) -> dict[str, dict[str, str]]:
+    """The union of each kept table; W2vtkError on an utterance id in two sources or a recording /
+    speaker whose entries differ between sources."""
     merged: dict[str, dict[str, str]] = {name: {} for name in kept_names}
     owner: dict[str, dict[str, Path]] = {name: {} for name in kept_names}
     duplicate_utts: dict[str, list[str]] = {}
@@ -365,21 +404,7 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
     if conflicts:
         raise W2vtkError(f"combine: {conflicts[0]}" +
                          (f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""))
-    write_data_dir(
-        out,
-        wav_scp=merged["wav.scp"],
-        text=merged.get("text"),
-        utt2spk=merged["utt2spk"],
-        segments=merged.get("segments"),
-        utt2dur=merged.get("utt2dur"),
-        utt2num_frames=merged.get("utt2num_frames"),
-        feats_scp=merged.get("feats.scp"),
-        spk2gender=merged.get("spk2gender"),
-        extra={n: t for n, t in merged.items() if is_extra_name(n)},
-        reco2dur=merged.get("reco2dur"),
-    )
-    _carry_role([Path(d) for d in dirs], Path(out))
-    return warnings
+    return merged
 
 
 __all__ = ["fix_data_dir", "subset_data_dir", "combine_data_dirs", "balanced_order",
