@@ -26,7 +26,9 @@ import os
 import platform
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from w2vtk import __version__
 from w2vtk.errors import W2vtkError
@@ -264,11 +266,39 @@ def make_report(exp: str | Path, out: str | Path | None = None, log=None) -> Rep
         raise W2vtkError(f"{exp}: not a directory")
     out = Path(out) if out is not None else exp / "report"
     notes: list[str] = []
-    sections: list[str] = []
+    pending, provenance = _find_plots(exp, out, notes)
+    if not pending:
+        raise W2vtkError(f"{exp}: nothing to report (no readable metrics.jsonl, trials.tsv or results.json "
+                         f"under it)")
+    out.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []
-    provenance: list[tuple[str, str, str]] = []
-    pending: list[tuple[str, callable]] = []
+    sections: list[str] = []
+    for title, draw in pending:
+        try:
+            png = draw()
+        except Exception as err:  # noqa: BLE001 - a plot that cannot be drawn is a note, not a crash
+            notes.append(f"{title}: not plotted ({type(err).__name__}: {err})")
+            continue
+        if png is None:
+            notes.append(f"{title}: no data to plot")
+            continue
+        plots.append(png)
+        src = os.path.relpath(png, out)
+        sections.append(f"<h2>{html.escape(title)}</h2>\n<img src=\"{html.escape(src)}\" "
+                        f"alt=\"{html.escape(title)}\">\n")
+    index = out / "index.html"
+    atomic_write_text(index, _page(exp, sections, provenance, notes))
+    if log is not None:
+        for n in notes:
+            log(f"note: {n}")
+    return Report(index=index, plots=plots, notes=notes)
 
+
+def _find_plots(exp: Path, out: Path, notes: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str, str]]]:
+    """What EXP holds to plot, as (title, draw() -> PNG path or None) in page order, and its
+    provenance rows (dir, file, path or sha256); unreadable inputs become notes."""
+    pending: list[tuple[str, Any]] = []
+    provenance: list[tuple[str, str, str]] = []
     results_path = exp / "results.json"
     if results_path.is_file():
         try:
@@ -278,7 +308,6 @@ def make_report(exp: str | Path, out: str | Path | None = None, log=None) -> Rep
             pending.append(("Results", lambda p=out / "results.png", r=results: _plot_results(r, p)))
         except (OSError, ValueError, UnicodeDecodeError) as err:
             notes.append(f"{results_path}: unreadable ({err}); skipped")
-
     for d in _walk(exp):
         rel = d.relative_to(exp)
         if not rel.parts:  # EXP itself: named after its directory
@@ -308,30 +337,15 @@ def make_report(exp: str | Path, out: str | Path | None = None, log=None) -> Rep
                     provenance.append((name, ck, sha256_file(d / ck)))
                 except OSError as err:
                     notes.append(f"{d / ck}: unreadable ({err.strerror or err})")
+    return pending, provenance
 
-    if not pending:
-        raise W2vtkError(f"{exp}: nothing to report (no readable metrics.jsonl, trials.tsv or results.json "
-                         f"under it)")
-    out.mkdir(parents=True, exist_ok=True)
-    for title, draw in pending:
-        try:
-            png = draw()
-        except Exception as err:  # noqa: BLE001 - a plot that cannot be drawn is a note, not a crash
-            notes.append(f"{title}: not plotted ({type(err).__name__}: {err})")
-            continue
-        if png is None:
-            notes.append(f"{title}: no data to plot")
-            continue
-        plots.append(png)
-        src = os.path.relpath(png, out)
-        sections.append(f"<h2>{html.escape(title)}</h2>\n<img src=\"{html.escape(src)}\" "
-                        f"alt=\"{html.escape(title)}\">\n")
+
+def _page(exp: Path, sections: list[str], provenance: list[tuple[str, str, str]], notes: list[str]) -> str:
+    """index.html: the plot sections, the provenance table, the version / machine stamp, the notes."""
     prov_rows = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{html.escape(c)}"
                         f"</code></td></tr>\n" for a, b, c in provenance)
     note_items = "".join(f"<li>{html.escape(n)}</li>\n" for n in notes)
-    from datetime import datetime, timezone
-
-    page = (
+    return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>w2vtk report: {html.escape(str(exp))}</title>\n"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
@@ -344,9 +358,3 @@ def make_report(exp: str | Path, out: str | Path | None = None, log=None) -> Rep
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>\n" +
         (f"<h2>Notes</h2>\n<ul>\n{note_items}</ul>\n" if notes else "") +
         "</body></html>\n")
-    index = out / "index.html"
-    atomic_write_text(index, page)
-    if log is not None:
-        for n in notes:
-            log(f"note: {n}")
-    return Report(index=index, plots=plots, notes=notes)
