@@ -374,44 +374,12 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
         console.print(f"warning: {msg}", style="yellow", markup=False, highlight=False,
                       soft_wrap=True)
 
-    genders: dict[str, str] | None = None
     speakers_txt = root / "SPEAKERS.TXT"
-    if speakers_txt.is_file():
-        genders = read_speakers_txt(speakers_txt)
-    else:
+    genders = read_speakers_txt(speakers_txt) if speakers_txt.is_file() else None
+    if genders is None:
         warn(f"{speakers_txt} not found: no spk2gender written")
-
-    scanned: dict[str, _Subset] = {}
-    for name in chosen:
-        subset = scan_subset(found[name], warn=warn)
-        read_durations(subset, name)
-        scanned[set_name(name)] = subset
-    if all(part in scanned for part in TRAIN_960_PARTS):
-        combined = _Subset()
-        for part in TRAIN_960_PARTS:
-            for field in ("wav", "text", "reader", "chapter", "dur"):
-                getattr(combined, field).update(getattr(scanned[part], field))
-        scanned["train_960"] = combined
-
-    sets: dict[str, dict] = {}
-    for key, subset in scanned.items():
-        if speaker == "reader":
-            utt2spk = dict(subset.reader)
-        else:
-            utt2spk = {u: f"{subset.reader[u]}-{subset.chapter[u]}" for u in subset.reader}
-        spk2gender = None
-        if genders is not None:
-            spk2gender = {}
-            spk_reader = {utt2spk[u]: subset.reader[u] for u in utt2spk}
-            unknown = sorted({r for r in spk_reader.values() if r not in genders}, key=int)
-            if unknown:
-                warn(f"set {key}: reader(s) {', '.join(unknown[:5])} not in {speakers_txt}; "
-                     "no spk2gender for this set")
-                spk2gender = None
-            else:
-                spk2gender = {spk: genders[r] for spk, r in spk_reader.items()}
-        sets[key] = {"wav_scp": subset.wav, "text": subset.text, "utt2spk": utt2spk,
-                     "utt2dur": subset.dur, "spk2gender": spk2gender}
+    scanned = _scan_subsets(found, chosen, warn)
+    sets = {key: _set_tables(key, subset, speaker, genders, speakers_txt, warn) for key, subset in scanned.items()}
 
     heldout = _heldout_sentences(found, scanned)
     train_sets = [scanned[set_name(n)] for n in chosen if n.startswith("train")]
@@ -431,3 +399,41 @@ def prepare_librispeech(corpus_dir: str | Path, out_dir: str | Path, *,
         console.print(f"{corpus_name} LM text linked into {out_dir / 'local'} (in LibriSpeech's layout): "
                       f"{', '.join(resources)}", highlight=False)
     return summary
+
+
+def _scan_subsets(found: dict[str, Path], chosen: list[str], warn) -> dict[str, "_Subset"]:
+    """Each chosen subset scanned (with durations) under its set name, plus ``train_960`` when all
+    three training parts are there."""
+    scanned: dict[str, _Subset] = {}
+    for name in chosen:
+        subset = scan_subset(found[name], warn=warn)
+        read_durations(subset, name)
+        scanned[set_name(name)] = subset
+    if all(part in scanned for part in TRAIN_960_PARTS):
+        combined = _Subset()
+        for part in TRAIN_960_PARTS:
+            for field in ("wav", "text", "reader", "chapter", "dur"):
+                getattr(combined, field).update(getattr(scanned[part], field))
+        scanned["train_960"] = combined
+    return scanned
+
+
+def _set_tables(key: str, subset: "_Subset", speaker: str, genders: dict[str, str] | None, speakers_txt: Path,
+                warn) -> dict:
+    """One set's tables for finish_prep: speakers as readers or reader-chapters, genders from
+    SPEAKERS.TXT (none for the set when a reader is missing there)."""
+    if speaker == "reader":
+        utt2spk = dict(subset.reader)
+    else:
+        utt2spk = {u: f"{subset.reader[u]}-{subset.chapter[u]}" for u in subset.reader}
+    spk2gender = None
+    if genders is not None:
+        spk_reader = {utt2spk[u]: subset.reader[u] for u in utt2spk}
+        unknown = sorted({r for r in spk_reader.values() if r not in genders}, key=int)
+        if unknown:
+            warn(f"set {key}: reader(s) {', '.join(unknown[:5])} not in {speakers_txt}; "
+                 "no spk2gender for this set")
+        else:
+            spk2gender = {spk: genders[r] for spk, r in spk_reader.items()}
+    return {"wav_scp": subset.wav, "text": subset.text, "utt2spk": utt2spk, "utt2dur": subset.dur,
+            "spk2gender": spk2gender}
