@@ -116,6 +116,28 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
     never a train voice, so a train set larger than its voice pool reuses train voices (with other
     prosody) and never a held-out one.
     """
+    n_spk, n_held = _check_plan(minutes, seed, speakers, lm_sentences, held_speakers, held_minutes)
+    spk_list = _plan_speakers(seed, n_spk, n_held)
+    if held_minutes is None:
+        share = {s: minutes * 60.0 / n_spk for s in SUBSETS}
+    else:
+        share = {"dev": held_minutes * 60.0 / n_held, "test": held_minutes * 60.0 / n_held,
+                 "train": (minutes - 2 * held_minutes) * 60.0 / (n_spk - 2 * n_held)}
+    utterances, seen = _plan_sentences(seed, spk_list, share)
+    lm_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/lm")
+    extra = sentences(lm_rng, lm_sentences, exclude=seen)
+    return MiniPlan(speakers=spk_list, utterances=utterances, lm_sentences=extra)
+
+
+def _voice_pools() -> dict[str, list[str]]:
+    """espeak-ng voices (accent + variant) by gender, in a fixed order."""
+    return {"m": [f"{a}+{v}" for a in ACCENTS for v in MALE_VARIANTS],
+            "f": [f"{a}+{v}" for a in ACCENTS for v in FEMALE_VARIANTS]}
+
+
+def _check_plan(minutes: float, seed: int, speakers: int | None, lm_sentences: int, held_speakers: int | None,
+                held_minutes: float | None) -> tuple[int, int]:
+    """plan_mini's arguments checked (one W2vtkError per mistake); returns (speakers, held-out speakers per set)."""
     if not (minutes > 0) or math.isinf(minutes):
         raise W2vtkError(f"mini corpus: --minutes must be a positive number, got {minutes}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -129,8 +151,7 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
     if n_held < 1 or n_spk - 2 * n_held < 1:
         raise W2vtkError(f"mini corpus: {n_spk} speakers cannot hold {n_held} dev + {n_held} test "
                          "speakers and at least one train speaker (raise --speakers)")
-    pools = {"m": [f"{a}+{v}" for a in ACCENTS for v in MALE_VARIANTS],
-             "f": [f"{a}+{v}" for a in ACCENTS for v in FEMALE_VARIANTS]}
+    pools = _voice_pools()
     held_per_gender = n_held - n_held // 2        # the first gender's share of one held-out set
     if 2 * held_per_gender + 1 > min(len(p) for p in pools.values()):
         raise W2vtkError(f"mini corpus: {n_held} held-out speakers per set need more distinct "
@@ -141,6 +162,12 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
         if minutes - 2 * held_minutes <= 0:
             raise W2vtkError(f"mini corpus: --minutes {minutes:g} leaves no train audio after "
                              f"2 x {held_minutes:g} held-out minutes")
+    return n_spk, n_held
+
+
+def _plan_speakers(seed: int, n_spk: int, n_held: int) -> list[MiniSpeaker]:
+    """The speakers in set order (dev, test, train), voices split so dev / test voices are never train's."""
+    pools = _voice_pools()
     rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/speakers")
     for pool in pools.values():
         rng.shuffle(pool)
@@ -168,11 +195,13 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
             rate=rng.randint(150, 205), pitch=rng.randint(30, 70), pitch_range=rng.randint(35, 85),
             peak=round(rng.uniform(0.35, 0.85), 3), noise_dbfs=round(rng.uniform(-66.0, -50.0), 1)))
 
-    if held_minutes is None:
-        share = {s: minutes * 60.0 / n_spk for s in SUBSETS}
-    else:
-        share = {"dev": held_minutes * 60.0 / n_held, "test": held_minutes * 60.0 / n_held,
-                 "train": (minutes - 2 * held_minutes) * 60.0 / (n_spk - 2 * n_held)}
+    return spk_list
+
+
+def _plan_sentences(seed: int, spk_list: list[MiniSpeaker], share: dict[str, float]
+                    ) -> tuple[dict[str, list[tuple[str, str]]], set[str]]:
+    """Each speaker's (utterance id, sentence) list, about ``share[set]`` seconds each, every sentence
+    distinct; returns them and the set of sentences used."""
     text_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/sentences")
     seen: set[str] = set()
     utterances: dict[str, list[tuple[str, str]]] = {}
@@ -185,9 +214,7 @@ def plan_mini(minutes: float = 20.0, seed: int = 0, *, speakers: int | None = No
             utts.append((f"{spk.speaker_id}-{len(utts):04d}", text))
             total += estimate_seconds(text, spk.rate)
         utterances[spk.speaker_id] = utts
-    lm_rng = random.Random(f"w2vtk-mini/{MINI_FORMAT}/{seed}/lm")
-    extra = sentences(lm_rng, lm_sentences, exclude=seen)
-    return MiniPlan(speakers=spk_list, utterances=utterances, lm_sentences=extra)
+    return utterances, seen
 
 
 # ----------------------------------------------------------------------------------------------
