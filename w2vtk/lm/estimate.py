@@ -25,23 +25,41 @@ def estimate_kn_arpa(sentences: Iterable[Sequence[str]], order: int, out_path: P
     interpolate with the uniform distribution over the vocabulary (``<unk>`` included).  With
     ``vocab``, n-grams holding another word are dropped (as lmplz's ``--limit_vocab_file``).
     """
-    BOS, EOS = "<s>", "</s>"
-    raw: list[Counter] = [Counter() for _ in range(order + 1)]  # raw[n][ngram tuple]
+    raw = _raw_counts(sentences, order, vocab)
+    adj, discount = _adjusted_counts(raw, order)
+    prob, backoff = _kn_probabilities(adj, discount, order)
+    counts = {n: len(prob[n]) + (1 if n == 1 else 0) for n in range(1, order + 1)}
+    _write_arpa(out_path, prob, backoff, counts, order)
+    return counts
+
+
+_BOS, _EOS = "<s>", "</s>"
+
+
+def _raw_counts(sentences: Iterable[Sequence[str]], order: int, vocab: set[str] | None) -> list[Counter]:
+    """raw[n][n-gram tuple]: counts of every n-gram up to ``order`` (``<s>`` alone not counted),
+    n-grams with a word outside ``vocab`` dropped."""
+    raw: list[Counter] = [Counter() for _ in range(order + 1)]
     for words in sentences:
-        seq = [BOS] + list(words) + [EOS]
+        seq = [_BOS] + list(words) + [_EOS]
         for n in range(1, order + 1):
             for i in range(len(seq) - n + 1):
                 g = tuple(seq[i:i + n])
-                if g == (BOS,):
+                if g == (_BOS,):
                     continue
                 raw[n][g] += 1
     if not raw[1]:
         raise W2vtkError("the LM text has no words")
     if vocab is not None:
-        allowed = set(vocab) | {BOS, EOS}
+        allowed = set(vocab) | {_BOS, _EOS}
         for n in range(1, order + 1):
             raw[n] = Counter({g: c for g, c in raw[n].items() if all(w in allowed for w in g)})
-    # Adjusted counts: continuation counts below the top order.
+    return raw
+
+
+def _adjusted_counts(raw: list[Counter], order: int) -> tuple[list[Counter], list[float]]:
+    """Continuation counts below the top order (raw counts for n-grams starting with ``<s>``) and
+    one discount per order from its count-of-counts."""
     adj: list[Counter] = [Counter() for _ in range(order + 1)]
     adj[order] = raw[order]
     for n in range(order - 1, 0, -1):
@@ -49,20 +67,24 @@ def estimate_kn_arpa(sentences: Iterable[Sequence[str]], order: int, out_path: P
         for g in raw[n + 1]:
             cont[g[1:]] += 1
         for g, c in raw[n].items():
-            adj[n][g] = c if g[0] == BOS else cont.get(g, 0) or c
+            adj[n][g] = c if g[0] == _BOS else cont.get(g, 0) or c
     discount = [0.0] * (order + 1)
     for n in range(1, order + 1):
         coc = Counter(adj[n].values())
         n1, n2 = coc.get(1, 0), coc.get(2, 0)
         discount[n] = n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
-    # Context totals and distinct followers.
+    return adj, discount
+
+
+def _kn_probabilities(adj: list[Counter], discount: list[float], order: int) -> tuple[list[dict], dict]:
+    """(prob[n][n-gram], backoff[context]): interpolated Kneser-Ney, unigrams interpolated with the
+    uniform distribution over the vocabulary and ``<unk>``."""
     ctx_total: list[dict] = [defaultdict(int) for _ in range(order + 1)]
     ctx_types: list[dict] = [defaultdict(int) for _ in range(order + 1)]
     for n in range(1, order + 1):
         for g, c in adj[n].items():
             ctx_total[n][g[:-1]] += c
             ctx_types[n][g[:-1]] += 1
-
     vocab_words = sorted({g[0] for g in adj[1]} | {"<unk>"})
     prob: list[dict] = [dict() for _ in range(order + 1)]
     uniform = 1.0 / len(vocab_words)
@@ -88,8 +110,10 @@ def estimate_kn_arpa(sentences: Iterable[Sequence[str]], order: int, out_path: P
         for g, c in adj[n].items():
             h = g[:-1]
             prob[n][g] = max(c - discount[n], 0.0) / ctx_total[n][h] + backoff[h] * lower(g[1:])
+    return prob, backoff
 
-    counts = {n: len(prob[n]) + (1 if n == 1 else 0) for n in range(1, order + 1)}
+
+def _write_arpa(out_path: Path, prob: list[dict], backoff: dict, counts: dict[int, int], order: int) -> None:
     with atomic_open(out_path) as fh:
         fh.write("\\data\\\n")
         for n in range(1, order + 1):
@@ -98,17 +122,16 @@ def estimate_kn_arpa(sentences: Iterable[Sequence[str]], order: int, out_path: P
             fh.write(f"\n\\{n}-grams:\n")
             entries = sorted(prob[n].items())
             if n == 1:
-                entries = [((BOS,), None)] + entries
+                entries = [((_BOS,), None)] + entries
             for g, p in entries:
                 lp = -99.0 if p is None else math.log10(p)
                 line = f"{lp:.6f}\t{' '.join(g)}"
                 if n < order and g in backoff:
                     line += f"\t{math.log10(backoff[g]):.6f}"
-                elif n < order and g == (BOS,):
+                elif n < order and g == (_BOS,):
                     line += "\t0.0"
                 fh.write(line + "\n")
         fh.write("\n\\end\\\n")
-    return counts
 
 
 
