@@ -292,11 +292,11 @@ def parse_overrides(overrides: list[str] | None) -> dict:
     return data
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_dicts(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_dicts(out[k], v)
         else:
             out[k] = v
     return out
@@ -350,17 +350,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict = apply_renames(dict(base or {}), renamed, "saved config")
     where = "config"
     if path is not None:
-        data = _merge(data, apply_renames(read_yaml(path), renamed, str(path), own_notes))
+        data = merge_dicts(data, apply_renames(read_yaml(path), renamed, str(path), own_notes))
         where = str(path)
     extra = apply_renames(parse_overrides(overrides), renamed, "override", own_notes)
     check_override_keys(cls, extra, list(overrides or []))
-    data = _merge(data, extra)
-    if notes is None:
-        print_notes(own_notes)
+    data = merge_dicts(data, extra)
+    return build_config(cls, data, where if path is not None else None, own_notes if notes is None else None)
+
+
+def build_config(cls: type[T], data: dict, where: str | None, notes_to_print: list[str] | None) -> T:
+    """The last step of loading a config: print ``notes_to_print`` (renamed keys; None: nothing) and
+    build ``cls`` from the merged ``data``, an error naming ``where`` (the config file; None: none)."""
+    if notes_to_print is not None:
+        print_notes(notes_to_print)
     try:
         return from_dict(cls, data, where="config")
     except W2vtkError as err:
-        raise W2vtkError(f"{where}: {err}" if path is not None else str(err)) from None
+        raise W2vtkError(f"{where}: {err}" if where is not None else str(err)) from None
 
 
 def save_config(obj: Any, path: str | Path) -> None:

@@ -374,6 +374,17 @@ def write_data_dir(out_dir: str | Path, *, wav_scp: Mapping[str, object],
     return _tables_to_datadir(out_dir, tables)
 
 
+def write_tables(out_dir: str | Path, tables: Mapping[str, Mapping[str, object]]) -> DataDir:
+    """:func:`write_data_dir` from a ``{file name: table}`` mapping (``wav.scp``, ``utt2spk`` required;
+    ``text``, ``segments``, ``utt2dur``, ``utt2num_frames``, ``feats.scp``, ``spk2gender``,
+    ``reco2dur`` and extra per-utterance tables when present; other names are ignored)."""
+    return write_data_dir(
+        out_dir, wav_scp=tables["wav.scp"], text=tables.get("text"), utt2spk=tables["utt2spk"],
+        segments=tables.get("segments"), utt2dur=tables.get("utt2dur"), spk2gender=tables.get("spk2gender"),
+        utt2num_frames=tables.get("utt2num_frames"), feats_scp=tables.get("feats.scp"),
+        extra={n: t for n, t in tables.items() if is_extra_name(n)}, reco2dur=tables.get("reco2dur"))
+
+
 def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number, line without newline) of a UTF-8 text file; non-UTF-8 raises W2vtkError
     naming the file and line.  For lists such as ``--spk-list`` files."""

@@ -12,7 +12,8 @@ from typing import Iterable, Mapping, Sequence
 
 from w2vtk.data.checks import FORBIDDEN_TOKENS, check_tables, is_extra_name, is_positive, spk2utt_from_utt2spk
 from w2vtk.data.kaldi_dir import (BACKUP_DIR, DataDir, _checked_dir, _raise_problems, _read_dir, _table_files,
-                                  format_seconds, iter_text_lines, load_data_dir, write_data_dir, write_kv)
+                                  format_seconds, iter_text_lines, load_data_dir, write_kv,
+                                  write_tables)
 from w2vtk.data.kaldi_dir import ROLE_FILE, read_kv, read_role, write_role
 from w2vtk.errors import W2vtkError
 
@@ -202,19 +203,10 @@ def _write_selected(tables: dict[str, dict[str, str]], out: Path, keep: set[str]
     speakers = set(per_utt["utt2spk"].values())
     spk2gender = tables.get("spk2gender")
     reco2dur = {r: v for r, v in src_reco2dur.items() if r in recos} if src_reco2dur else None
-    dd = write_data_dir(
-        out,
-        wav_scp={r: v for r, v in tables["wav.scp"].items() if r in recos},
-        text=per_utt.get("text"),
-        utt2spk=per_utt["utt2spk"],
-        segments=per_utt.get("segments"),
-        utt2dur=per_utt.get("utt2dur"),
-        utt2num_frames=per_utt.get("utt2num_frames"),
-        feats_scp=per_utt.get("feats.scp"),
-        spk2gender={s: g for s, g in spk2gender.items() if s in speakers} if spk2gender else None,
-        extra={n: t for n, t in per_utt.items() if is_extra_name(n)},
-        reco2dur=reco2dur,
-    )
+    kept = {**per_utt, "wav.scp": {r: v for r, v in tables["wav.scp"].items() if r in recos},
+            "spk2gender": {s: g for s, g in spk2gender.items() if s in speakers} if spk2gender else None,
+            "reco2dur": reco2dur}
+    dd = write_tables(out, kept)
     # Tables write_data_dir does not own: per-speaker CMVN stats and the recording->file map
     # follow the kept speakers / recordings, as in Kaldi's subset_data_dir.sh.
     for name, keys in (("cmvn.scp", speakers), ("reco2file_and_channel", recos)):
@@ -330,19 +322,7 @@ def combine_data_dirs(out: str | Path, dirs: Sequence[str | Path]) -> list[str]:
     warnings: list[str] = []
     kept_names = _combinable_tables(out, sources, all_tables, warnings)
     merged = _merge_tables(sources, all_tables, kept_names)
-    write_data_dir(
-        out,
-        wav_scp=merged["wav.scp"],
-        text=merged.get("text"),
-        utt2spk=merged["utt2spk"],
-        segments=merged.get("segments"),
-        utt2dur=merged.get("utt2dur"),
-        utt2num_frames=merged.get("utt2num_frames"),
-        feats_scp=merged.get("feats.scp"),
-        spk2gender=merged.get("spk2gender"),
-        extra={n: t for n, t in merged.items() if is_extra_name(n)},
-        reco2dur=merged.get("reco2dur"),
-    )
+    write_tables(out, merged)
     _carry_role([Path(d) for d in dirs], Path(out))
     return warnings
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from w2vtk.config import (_merge, apply_renames, check_override_keys, from_dict, parse_overrides, print_notes,
+from w2vtk.config import (apply_renames, build_config, check_override_keys, from_dict, merge_dicts, parse_overrides,
                           read_yaml, to_dict)
 from w2vtk.errors import W2vtkError
 from w2vtk.models.wav2vec import Wav2VecConfig, preset
@@ -168,7 +168,7 @@ def _expand_preset(data: dict, where: str) -> dict:
             base = to_dict(preset(name))
         except W2vtkError as err:
             raise W2vtkError(f"{where}: model.preset: {err}") from None
-        model = _merge(base, model)
+        model = merge_dicts(base, model)
     return {**data, "model": model}
 
 
@@ -191,14 +191,9 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     if isinstance(model_extra, dict) and "preset" in model_extra and isinstance(data.get("model"), dict):
         data = {**data, "model": {k: v for k, v in data["model"].items() if k != "preset"}}
         data["model"] = {"preset": model_extra["preset"], **data["model"]}
-    data = _merge(data, extra)
+    data = merge_dicts(data, extra)
     data = _expand_preset(data, where)
-    if notes is None:
-        print_notes(own)
-    try:
-        return from_dict(PretrainConfig, data, where="config")
-    except W2vtkError as err:
-        raise W2vtkError(f"{where}: {err}" if path is not None else str(err)) from None
+    return build_config(PretrainConfig, data, where if path is not None else None, own if notes is None else None)
 
 
 def config_from_dict(data: dict, where: str = "checkpoint") -> PretrainConfig:
