@@ -28,6 +28,17 @@ def mini_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            quiet=True)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is as fast, and immune to OpenMP spinning on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _restore_process_float_state():
     """Constructing a Wav2VecModel (and training.setup_cpu) turns on flush-to-zero for denormals in

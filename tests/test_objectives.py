@@ -13,12 +13,7 @@ from w2vtk.objectives import contrastive_loss, fairseq_flat_logits, make_generat
 FIX = Path(__file__).resolve().parent / "fixtures" / "fairseq_wav2vec"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_negatives_never_the_target_and_uniform():

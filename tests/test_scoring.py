@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from w2vtk.cli import main
+from cli_helpers import run_main
 from w2vtk.errors import W2vtkError
 from w2vtk.scoring import (Counts, align, counts_of, error_counts, format_alignment, kaldi_wsj_filter,
                            letters_of, score_files, score_texts)
@@ -230,17 +230,10 @@ def test_format_alignment_pads_columns():
     assert text.splitlines()[:3] == ["u ref  hello ***", "u hyp  hullo x", "u op   S     I"]
 
 
-def _cli(capsys, args):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_cli_score_success_and_out_dir(tmp_path, capsys):
     ref = _write(tmp_path / "ref", ["u1 the cat sat", "u2 on the mat"])
     hyp = _write(tmp_path / "hyp", ["u1 the cat sat", "u2 on a mat"])
-    code, out, err = _cli(capsys, ["score", "--wer", str(ref), str(hyp), "--out-dir", str(tmp_path / "o")])
+    code, out, err = run_main(capsys, ["score", "--wer", str(ref), str(hyp), "--out-dir", str(tmp_path / "o")])
     assert code == 0, err
     assert "%WER 16.67 [ 1 / 6, 0 ins, 0 del, 1 sub ]" in out
     assert (tmp_path / "o" / "wer.txt").read_text().startswith("%WER 16.67")
@@ -248,7 +241,7 @@ def test_cli_score_success_and_out_dir(tmp_path, capsys):
     # default metrics: WER and LER; a data dir as REF means its text
     (tmp_path / "data").mkdir()
     ref.rename(tmp_path / "data" / "text")
-    code, out, _ = _cli(capsys, ["score", str(tmp_path / "data"), str(hyp)])
+    code, out, _ = run_main(capsys, ["score", str(tmp_path / "data"), str(hyp)])
     assert code == 0 and "%LER" in out and (tmp_path / "wer.txt").is_file()
 
 
@@ -258,8 +251,8 @@ def test_two_hypotheses_in_one_dir_keep_one_report_each(tmp_path, capsys):
     dec.mkdir()
     _write(dec / "hyp.txt", ["u1 the cat sat", "u2 on the mat"])
     _write(dec / "hyp_greedy.txt", ["u1 the cat sat", "u2 on a mat"])
-    assert _cli(capsys, ["score", "--wer", str(ref), str(dec / "hyp.txt")])[0] == 0
-    code, out, _ = _cli(capsys, ["score", "--wer", str(ref), str(dec / "hyp_greedy.txt")])
+    assert run_main(capsys, ["score", "--wer", str(ref), str(dec / "hyp.txt")])[0] == 0
+    code, out, _ = run_main(capsys, ["score", "--wer", str(ref), str(dec / "hyp_greedy.txt")])
     assert code == 0 and "wer_hyp_greedy.txt" in out
     assert (dec / "wer.txt").read_text().startswith("%WER 0.00")  # not overwritten by the second
     assert (dec / "wer_hyp_greedy.txt").read_text().startswith("%WER 16.67")
@@ -275,7 +268,7 @@ def test_two_hypotheses_in_one_dir_keep_one_report_each(tmp_path, capsys):
 def test_cli_score_bad_input_one_line_no_outputs(tmp_path, capsys, hyp_lines, expect):
     ref = _write(tmp_path / "ref", ["u1 the cat sat", "u2 on the mat"])
     hyp = _write(tmp_path / "hyp", hyp_lines)
-    code, out, err = _cli(capsys, ["score", "--wer", str(ref), str(hyp)])
+    code, out, err = run_main(capsys, ["score", "--wer", str(ref), str(hyp)])
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0]
     assert not any((tmp_path / n).exists() for n in ("wer.txt", "score.json", "alignments.txt"))
@@ -285,9 +278,9 @@ def test_cli_score_non_utf8_and_missing_file(tmp_path, capsys):
     ref = _write(tmp_path / "ref", ["u1 a"])
     hyp = tmp_path / "hyp"
     hyp.write_bytes(b"u1 a\nu2 \xff\n")
-    code, _, err = _cli(capsys, ["score", str(ref), str(hyp)])
+    code, _, err = run_main(capsys, ["score", str(ref), str(hyp)])
     assert code == 1 and f"{hyp}:2: not valid UTF-8" in err
-    code, _, err = _cli(capsys, ["score", str(ref), str(tmp_path / "nope")])
+    code, _, err = run_main(capsys, ["score", str(ref), str(tmp_path / "nope")])
     assert code == 1 and "nope: no such file" in err
-    code, _, err = _cli(capsys, ["score", str(ref), str(ref), "--mode", "sometimes"])
+    code, _, err = run_main(capsys, ["score", str(ref), str(ref), "--mode", "sometimes"])
     assert code == 1 and "unknown mode" in err

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from w2vtk.cli import main
+from cli_helpers import run_main
 from w2vtk.errors import W2vtkError
 from w2vtk.tokens import TokenSet, build_lang, read_tokens_txt, read_transcripts
 
@@ -150,26 +150,19 @@ def test_bad_tokens_txt(tmp_path):
         TokenSet.load(tmp_path)
 
 
-def _cli(capsys, args):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 def test_cli_prep_lang(tmp_path, capsys):
     text = _text(tmp_path / "text", LOWER)
-    code, out, err = _cli(capsys, ["prep", "lang", "--type", "letters", "--text", str(text),
+    code, out, err = run_main(capsys, ["prep", "lang", "--type", "letters", "--text", str(text),
                                    "--out", str(tmp_path / "lang")])
     assert code == 0, err
     assert "standard-lower" in out and (tmp_path / "lang" / "lang.yaml").is_file()
-    code, out, err = _cli(capsys, ["prep", "lang", "--type", "words", "--text", str(text),
+    code, out, err = run_main(capsys, ["prep", "lang", "--type", "words", "--text", str(text),
                                    "--out", str(tmp_path / "l2")])
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "letters, phones or spm" in lines[0]
     bad = tmp_path / "bad"
     bad.write_bytes(b"u1 ok\nu2 caf\xe9\n")
-    code, out, err = _cli(capsys, ["prep", "lang", "--type", "letters", "--text", str(bad),
+    code, out, err = run_main(capsys, ["prep", "lang", "--type", "letters", "--text", str(bad),
                                    "--out", str(tmp_path / "l3")])
     assert code == 1 and f"{bad}:2: not valid UTF-8" in err
     assert not (tmp_path / "l3" / "tokens.txt").exists()
