@@ -68,7 +68,7 @@ curves_stage() {
         "$exp/am_$(am_tag "$feat" "$seed")/decode_$test/score.json"
     done
   done
-  [[ "$kinds" != *" w2v "* ]] || require 2 "$(w2v_checkpoint)"
+  [[ "$kinds" != *" w2v "* ]] || require 2 "$w2v_model"
   main_am=$(awk -v m="$am_minutes" 'BEGIN { printf "%g", m }')
   for m in "${am_points[@]}"; do
     [ "$m" = "$main_am" ] || new_am+=("$m")
@@ -94,7 +94,16 @@ curves_stage() {
       --seed "$subset_seed" "$data/$train" "$data/${am_train}_${m}m"
     sets+=("${am_train}_${m}m")
   done
-  [ ${#sets[@]} -eq 0 ] || extract_stage "${sets[@]}"
+  for set in "${sets[@]}"; do
+    if has_feat fbank; then
+      run_step "extract_fbank_$set" launch extract --type logmel --in "$data/$set" --out-dir "$data/${set}_fbank" \
+        --num-shards "$nproc" --resume
+    fi
+    if has_feat w2v; then
+      run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$w2v_model" --dtype float16 \
+        --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v" --num-shards "$nproc" --resume
+    fi
+  done
 
   if [ ${#pre_points[@]} -gt 0 ]; then
     log "stage 7: pre-training on subsets of $src (${pre_points[*]} minutes; the main model: $main_pre)"
@@ -108,7 +117,9 @@ curves_stage() {
     run_queue
     for p in "${pre_points[@]}"; do
       for set in "$am_train" "$dev" "$test"; do
-        extract_w2v "extract_w2v_p${p}m_$set" "$exp/w2v_p${p}m/checkpoint_best.pt" "$set" "${set}_w2v_p${p}m"
+        run_step "extract_w2v_p${p}m_$set" launch extract --type wav2vec --checkpoint "$exp/w2v_p${p}m/checkpoint_best.pt" \
+          --dtype float16 --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v_p${p}m" \
+          --num-shards "$nproc" --resume
       done
     done
   fi

@@ -1,6 +1,7 @@
 # Shared shell helpers of recipes/*/run.sh (sourced after bin/log.sh). Recipes stay thin: every
-# piece of work is one `w2vtk` command; these helpers only skip finished steps, check inputs and
-# launch stages on several processes.
+# piece of work is one `w2vtk` command, spelled out in the recipe's own stage; these helpers only
+# skip finished steps (run_step), check inputs (require), launch stages on several processes
+# (launch) and run independent steps side by side (queue_step / run_queue).
 #
 # Expects $root (repository root) and, once options are parsed, $exp and $nproc.
 
@@ -79,6 +80,7 @@ run_queue() {
   _queue_names=()
   _queue_lines=()
   local i rc next=0 running=0 logfile
+  [ ${#names[@]} -gt 0 ] || return 0
   queue_slots
   if [ "$n_slots" -eq 0 ]; then
     for i in "${!names[@]}"; do
@@ -242,6 +244,12 @@ setup_recipe() {
   save_cmdline "$@"
   resolve_nproc
   data="$exp/data"
+  # the override strings as words (split on spaces, never globbed: [..] in values)
+  read -r -a pretrain_extra <<< "${pretrain_overrides:-}"
+  read -r -a am_extra <<< "${am_overrides:-}"
+  read -r -a decode_tune <<< "${decode_opts:-}"
+  read -r -a decode_common <<< "${decode_common_opts:-}"
+  w2v_model=$(w2v_checkpoint)  # what stage 3 extracts with
 }
 
 # feat_kinds: the feature kinds of --systems, in table order (logmel -> fbank, wav2vec -> w2v).
@@ -259,25 +267,6 @@ w2v_checkpoint() {
   else
     echo "$exp/w2v/checkpoint_best.pt"
   fi
-}
-
-# pretrain_stage DATA VALID: stage 2, unless --w2v-checkpoint names an existing model.
-pretrain_stage() {
-  local data=$1 valid=$2
-  if [[ " $(feat_kinds) " != *" w2v "* ]]; then
-    log "stage 2: skipped, --systems '$systems' has no wav2vec system"
-    return 0
-  fi
-  if [ -n "$w2v_checkpoint" ]; then
-    [ -f "$w2v_checkpoint" ] || die "--w2v-checkpoint $w2v_checkpoint: no such file"
-    log "stage 2: skipped, --w2v-checkpoint $w2v_checkpoint is used"
-    return 0
-  fi
-  require 0 "$data" "$valid"
-  local -a extra
-  read -r -a extra <<< "$pretrain_overrides"  # split on spaces, never glob ([..] in values)
-  run_step pretrain launch pretrain --conf "$pretrain_conf" --data "$data" --valid "$valid" \
-    --exp "$exp/w2v" "${extra[@]}"
 }
 
 # pretrain_input DEFAULT: the one path stage 2 trains on. Several --pretrain-data entries that are
@@ -306,142 +295,38 @@ combine_pretrain_data() {
   run_step combine_pretrain w2vtk prep combine "$exp/data/pretrain" "${dirs[@]}"
 }
 
-# extract_stage SET...: stage 3, log-mel (float32) and wav2vec (float16) feature data dirs.
-extract_stage() {
-  local ckpt="" set kinds
-  kinds=" $(feat_kinds) "
-  if [[ "$kinds" == *" w2v "* ]]; then
-    ckpt=$(w2v_checkpoint)
-    require 2 "$ckpt"
+# has_feat fbank|w2v: whether --systems includes that feature kind's system.
+has_feat() {
+  [[ " $(feat_kinds) " == *" $1 "* ]]
+}
+
+# pretrain_wanted: whether stage 2 trains a model; says why not (no wav2vec system, or
+# --w2v-checkpoint names an existing model) and returns 1 otherwise.
+pretrain_wanted() {
+  if ! has_feat w2v; then
+    log "stage 2: skipped, --systems '$systems' has no wav2vec system"
+    return 1
   fi
-  for set in "$@"; do
-    require 0 "$exp/data/$set/wav.scp"
-  done
-  for set in "$@"; do
-    [[ "$kinds" == *" fbank "* ]] && run_step "extract_fbank_$set" launch extract --type logmel \
-      --in "$exp/data/$set" --out-dir "$exp/data/${set}_fbank" --num-shards "$nproc" --resume
-    [[ "$kinds" == *" w2v "* ]] || continue
-    extract_w2v "extract_w2v_$set" "$ckpt" "$set" "${set}_w2v"
-  done
+  if [ -n "$w2v_checkpoint" ]; then
+    [ -f "$w2v_checkpoint" ] || die "--w2v-checkpoint $w2v_checkpoint: no such file"
+    log "stage 2: skipped, --w2v-checkpoint $w2v_checkpoint is used"
+    return 1
+  fi
 }
 
-# extract_w2v STEP CKPT SET OUT: float16 wav2vec features (layer --w2v-layer) of $exp/data/SET
-# extracted with CKPT into $exp/data/OUT.
-extract_w2v() {
-  local step=$1 ckpt=$2 set=$3 out=$4
-  run_step "$step" launch extract --type wav2vec --checkpoint "$ckpt" --dtype float16 \
-    --layer "${w2v_layer:-c}" --in "$exp/data/$set" --out-dir "$exp/data/$out" --num-shards "$nproc" --resume
+# am_step NAME CMD...: one AM of stage 4. With --am-seeds the AMs are queued (run_queue trains
+# several at once on a CPU, logs in $exp/log/NAME.log); without, it runs at once in the foreground.
+am_step() {
+  if [ -n "$am_seeds" ]; then
+    queue_step "$@"
+  else
+    run_step "$@"
+  fi
 }
 
-# train_am_stage LANG TRAIN DEV: stage 4, one CTC acoustic model per feature type in $exp/am_<feat>;
-# with --am-seeds one per feature type and seed in $exp/am_<feat>_s<seed> (train-am ... seed=N),
-# several at once on a CPU (run_queue).
-train_am_stage() {
-  local lang=$1 train=$2 dev=$3 feat seed tag
-  require 1 "$lang/tokens.txt"
-  for feat in $(feat_kinds); do
-    require 3 "$exp/data/${train}_$feat/feats.scp" "$exp/data/${dev}_$feat/feats.scp"
-  done
-  local -a extra
-  read -r -a extra <<< "$am_overrides"
-  for feat in $(feat_kinds); do
-    if [ -z "$am_seeds" ]; then
-      run_step "am_$feat" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
-        --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$feat" "${extra[@]}"
-      continue
-    fi
-    for seed in "${am_seed_list[@]}"; do
-      tag=$(am_tag "$feat" "$seed")
-      # seed=N last: it wins over a seed in --am-overrides
-      queue_step "am_$tag" launch train-am --conf "$am_conf" --lang "$lang" --train "$exp/data/${train}_$feat" \
-        --valid "$exp/data/${dev}_$feat" --exp "$exp/am_$tag" "${extra[@]}" "seed=$seed"
-    done
-  done
-  run_queue
-}
-
-# decode_stage LANG DEV TEST...: stage 5. With a word LM in LANG (lm.bin): the weights are tuned
-# on DEV only (`decode --tune`; the TEST sets are named so decode refuses to tune on them), then
-# applied to every TEST set. Without one: greedy decoding of every set. $decode_opts goes to --tune,
-# $decode_common_opts to every decode (e.g. "metrics=[per]"). With --am-seeds the weights are
-# tuned once per system, on the first seed's AM, and applied to every seed's DEV and TEST sets.
-decode_stage() {
-  local lang=$1 dev=$2; shift 2
-  local feat set out tests seed tag am first=${am_seed_list[0]}
-  for feat in $(feat_kinds); do
-    for seed in "${am_seed_list[@]}"; do
-      require 4 "$exp/am_$(am_tag "$feat" "$seed")/checkpoint_last.pt"
-    done
-    for set in "$dev" "$@"; do
-      require 3 "$exp/data/${set}_$feat/feats.scp"
-    done
-  done
-  tests=$(IFS=,; echo "$*")
-  local -a tune common sets
-  read -r -a tune <<< "${decode_opts:-}"
-  read -r -a common <<< "${decode_common_opts:-}"
-  for feat in $(feat_kinds); do
-    if [ -f "$lang/lm.bin" ] || [ -f "$lang/lm.arpa" ]; then
-      tag=$(am_tag "$feat" "$first")
-      out="$exp/am_$tag/decode_$dev"
-      run_step "decode_${tag}_$dev" w2vtk decode --am "$exp/am_$tag" --lang "$lang" --decoder lexicon \
-        --data "$exp/data/${dev}_$feat" --out "$out" --tune --test-sets "${tests:-none}" "${tune[@]}" \
-        "${common[@]}"
-      for seed in "${am_seed_list[@]}"; do
-        tag=$(am_tag "$feat" "$seed")
-        am="$exp/am_$tag"
-        sets=("$@")
-        # the first seed's DEV decode is the tuning run itself
-        [ "$seed" = "$first" ] || sets=("$dev" "$@")
-        for set in "${sets[@]}"; do
-          run_step "decode_${tag}_$set" w2vtk decode --am "$am" --lang "$lang" --decoder lexicon \
-            --params "$out/best.yaml" --data "$exp/data/${set}_$feat" --out "$am/decode_$set" \
-            "${common[@]}"
-        done
-      done
-    else
-      for seed in "${am_seed_list[@]}"; do
-        tag=$(am_tag "$feat" "$seed")
-        for set in "$dev" "$@"; do
-          run_step "decode_${tag}_$set" w2vtk decode --am "$exp/am_$tag" --decoder greedy \
-            --data "$exp/data/${set}_$feat" --out "$exp/am_$tag/decode_$set" "${common[@]}"
-        done
-      done
-    fi
-  done
-}
-
-# score_stage "METRIC_FLAGS" TITLE SET...: stage 6. Scores every decode dir against the set's own
-# text (reports in the decode dir), then the results table, results.json and RESULTS.md.
-score_stage() {
-  local flags=$1 title=$2; shift 2
-  local feat set dir seed tag
-  for feat in $(feat_kinds); do
-    for seed in "${am_seed_list[@]}"; do
-      for set in "$@"; do
-        require 5 "$exp/am_$(am_tag "$feat" "$seed")/decode_$set/hyp.txt"
-      done
-    done
-  done
-  for feat in $(feat_kinds); do
-    for seed in "${am_seed_list[@]}"; do
-      tag=$(am_tag "$feat" "$seed")
-      for set in "$@"; do
-        dir="$exp/am_$tag/decode_$set"
-        # shellcheck disable=SC2086
-        w2vtk score $flags --out-dir "$dir" "$exp/data/$set" "$dir/hyp.txt" > "$dir/score.log"
-        log "$tag $set: $(grep '^%' "$dir/wer.txt" | head -n 1)"
-      done
-    done
-  done
-  local metrics
-  local -a seed_opts=()
-  metrics=$(echo "$flags" | sed 's/--//g')
-  [ -z "$am_seeds" ] || seed_opts=(--seeds "${am_seed_list[*]}")
-  w2vtk results "$exp" --sets "$*" --metrics "$metrics" --systems "$systems" "${seed_opts[@]}" \
-    --title "$title" --command "$(cat "$exp/run.cmd")"
-  # the plots (training curves, tuning trials, results) as one page; RESULTS.md links it
-  log "$(w2vtk report "$exp" 2>&1 | tail -n 1)"
+# score_log DECODE_DIR: the first error-rate line of a scored decode dir, for the recipe's log.
+score_log() {
+  log "${1#"$exp"/}: $(grep '^%' "$1/wer.txt" | head -n 1)"
 }
 
 # lang_text OUT TEXT...: the transcripts a letter set is built from. The AM's training text plus

@@ -55,26 +55,73 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: wav2vec pre-training"
-  pretrain_stage "$(pretrain_input "$data/train")" "$data/dev"
+  if pretrain_wanted; then
+    pretrain_data_dir=$(pretrain_input "$data/train")
+    require 0 "$pretrain_data_dir" "$data/dev"
+    run_step pretrain launch pretrain --conf "$pretrain_conf" --data "$pretrain_data_dir" --valid "$data/dev" \
+      --exp "$exp/w2v" "${pretrain_extra[@]}"
+  fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: feature extraction"
-  extract_stage train dev test
+  if has_feat w2v; then require 2 "$w2v_model"; fi
+  for set in train dev test; do
+    require 0 "$data/$set/wav.scp"
+    if has_feat fbank; then
+      run_step "extract_fbank_$set" launch extract --type logmel --in "$data/$set" --out-dir "$data/${set}_fbank" \
+        --num-shards "$nproc" --resume
+    fi
+    if has_feat w2v; then
+      run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$w2v_model" --dtype float16 \
+        --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v" --num-shards "$nproc" --resume
+    fi
+  done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: acoustic models"
-  train_am_stage "$data/lang" train dev
+  require 1 "$data/lang/tokens.txt"
+  for feat in $(feat_kinds); do
+    require 3 "$data/train_$feat/feats.scp" "$data/dev_$feat/feats.scp"
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      am_step "am_$tag" launch train-am --conf "$am_conf" --lang "$data/lang" --train "$data/train_$feat" \
+        --valid "$data/dev_$feat" --exp "$exp/am_$tag" "${am_extra[@]}" ${seed:+"seed=$seed"}
+    done
+  done
+  run_queue
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: greedy decoding (the paper reports TIMIT without an LM)"
-  decode_stage "$data/lang" dev test
+  for feat in $(feat_kinds); do
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      require 4 "$exp/am_$tag/checkpoint_last.pt"
+      for set in dev test; do
+        run_step "decode_${tag}_$set" w2vtk decode --am "$exp/am_$tag" --decoder greedy --data "$data/${set}_$feat" \
+          --out "$exp/am_$tag/decode_$set" "${decode_common[@]}"
+      done
+    done
+  done
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: scoring"
-  score_stage "--per" "TIMIT PER (%), dev and core test" dev test
+  for feat in $(feat_kinds); do
+    for seed in "${am_seed_list[@]}"; do
+      for set in dev test; do
+        dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
+        require 5 "$dir/hyp.txt"
+        w2vtk score --per --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        score_log "$dir"
+      done
+    done
+  done
+  w2vtk results "$exp" --sets "dev test" --metrics "per" --systems "$systems" ${am_seeds:+--seeds "$am_seeds"} \
+    --title "TIMIT PER (%), dev and core test" --command "$(cat "$exp/run.cmd")"
+  log "$(w2vtk report "$exp" 2>&1 | tail -n 1)"  # the plots as one page; RESULTS.md links it
 fi
+
 log "done: stages $stage..$stop_stage in $exp"

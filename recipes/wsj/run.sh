@@ -92,27 +92,83 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: wav2vec pre-training"
-  pretrain_stage "$(pretrain_input "$data/train_si284")" "$data/test_dev93"
+  if pretrain_wanted; then
+    pretrain_data_dir=$(pretrain_input "$data/train_si284")
+    require 0 "$pretrain_data_dir" "$data/test_dev93"
+    run_step pretrain launch pretrain --conf "$pretrain_conf" --data "$pretrain_data_dir" --valid "$data/test_dev93" \
+      --exp "$exp/w2v" "${pretrain_extra[@]}"
+  fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: feature extraction"
-  extract_stage "$am_train" test_dev93 test_eval92
+  if has_feat w2v; then require 2 "$w2v_model"; fi
+  for set in "$am_train" test_dev93 test_eval92; do
+    require 0 "$data/$set/wav.scp"
+    if has_feat fbank; then
+      run_step "extract_fbank_$set" launch extract --type logmel --in "$data/$set" --out-dir "$data/${set}_fbank" \
+        --num-shards "$nproc" --resume
+    fi
+    if has_feat w2v; then
+      run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$w2v_model" --dtype float16 \
+        --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v" --num-shards "$nproc" --resume
+    fi
+  done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: acoustic models on $am_train"
-  train_am_stage "$data/lang" "$am_train" test_dev93
+  require 1 "$data/lang/tokens.txt"
+  for feat in $(feat_kinds); do
+    require 3 "$data/${am_train}_$feat/feats.scp" "$data/test_dev93_$feat/feats.scp"
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      am_step "am_$tag" launch train-am --conf "$am_conf" --lang "$data/lang" --train "$data/${am_train}_$feat" \
+        --valid "$data/test_dev93_$feat" --exp "$exp/am_$tag" "${am_extra[@]}" ${seed:+"seed=$seed"}
+    done
+  done
+  run_queue
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: lexicon + 4-gram decoding, tuned on test_dev93 (nov93dev) only"
   require 1 "$data/lang_4g/lexicon.txt"
-  decode_stage "$data/lang_4g" test_dev93 test_eval92
+  for feat in $(feat_kinds); do
+    # the LM weights: tuned once per system, on test_dev93 only, with the first seed's AM; applied to every AM
+    first=$(am_tag "$feat" "${am_seed_list[0]}")
+    tuned=$exp/am_$first/decode_test_dev93
+    require 4 "$exp/am_$first/checkpoint_last.pt"
+    run_step "decode_${first}_test_dev93" w2vtk decode --am "$exp/am_$first" --lang "$data/lang_4g" --decoder lexicon \
+      --data "$data/test_dev93_$feat" --out "$tuned" --tune --test-sets "test_eval92" "${decode_tune[@]}" \
+      "${decode_common[@]}"
+    for seed in "${am_seed_list[@]}"; do
+      tag=$(am_tag "$feat" "$seed")
+      require 4 "$exp/am_$tag/checkpoint_last.pt"
+      for set in test_dev93 test_eval92; do
+        [ "$exp/am_$tag/decode_$set" != "$tuned" ] || continue  # the tuning run decoded it
+        run_step "decode_${tag}_$set" w2vtk decode --am "$exp/am_$tag" --lang "$data/lang_4g" --decoder lexicon \
+          --params "$tuned/best.yaml" --data "$data/${set}_$feat" --out "$exp/am_$tag/decode_$set" \
+          "${decode_common[@]}"
+      done
+    done
+  done
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: scoring"
-  score_stage "--wer --ler" "WSJ WER / LER (%), test_dev93 = nov93dev, test_eval92 = nov92" test_dev93 test_eval92
+  for feat in $(feat_kinds); do
+    for seed in "${am_seed_list[@]}"; do
+      for set in test_dev93 test_eval92; do
+        dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
+        require 5 "$dir/hyp.txt"
+        w2vtk score --wer --ler --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        score_log "$dir"
+      done
+    done
+  done
+  w2vtk results "$exp" --sets "test_dev93 test_eval92" --metrics "wer ler" --systems "$systems" ${am_seeds:+--seeds "$am_seeds"} \
+    --title "WSJ WER / LER (%), test_dev93 = nov93dev, test_eval92 = nov92" --command "$(cat "$exp/run.cmd")"
+  log "$(w2vtk report "$exp" 2>&1 | tail -n 1)"  # the plots as one page; RESULTS.md links it
 fi
+
 log "done: stages $stage..$stop_stage in $exp"
