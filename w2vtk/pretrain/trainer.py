@@ -172,6 +172,7 @@ def pretrain(cfg: PretrainConfig, data: str | Path, exp_dir: str | Path, valid: 
     with dist.owned_group():
         run = _Pretrainer(cfg, data, Path(exp_dir), valid, resume, allow_changes)
         run.validate_at_start()
+        run.start_training()
         end = cfg.optim.max_update if stop_at is None else min(cfg.optim.max_update, stop_at)
         with progress("pretrain", total=cfg.optim.max_update, unit="update", enabled=None) as bar:
             bar.update(completed=run.num_updates)
@@ -215,7 +216,6 @@ class _Pretrainer:
                                    cfg.model.conv_feature_layers)
         self.valid_ds = (CropDataset(self.vdata.utterances, cfg.seed, cfg.model.num_negatives,
                                      cfg.model.conv_feature_layers) if self.vdata else None)
-        self.fresh = ckpt is None
         self.last_valid = None
         self.train_loss = None
 
@@ -343,7 +343,7 @@ class _Pretrainer:
         return _summarise(vec.cpu())
 
     def validate_at_start(self) -> None:
-        if self.vdata is not None and self.fresh and self.cfg.checkpoint.validate_at_start:
+        if self.vdata is not None and self.resumed_from is None and self.cfg.checkpoint.validate_at_start:
             self.last_valid = self.validate()
             self.metrics.write({"split": "valid", "update": 0, **self.last_valid})
             self.log(f"valid @ 0: {_fmt(self.last_valid)}")
@@ -374,19 +374,17 @@ class _Pretrainer:
 
     # --------------------------------------------------------------------------------- training
 
-    def _batches(self):
-        """The training batches from the current ``step`` on (built on first use: a resumed sampler
-        starts where the checkpoint stopped)."""
-        if not hasattr(self, "_iter"):
-            sampler = TrainSampler(self.train.batches, seed=self.cfg.seed, rank=self.info.rank, world_size=self.W,
-                                   update_freq=self.cfg.optim.update_freq, start_step=self.step)
-            self._loader = make_loader(self.dataset, sampler, self.cfg.data.num_workers)
-            self._iter = iter(self._loader)
-            self.model.train()
-            self.window = torch.zeros(len(STATS), dtype=torch.float64)
-            self.window_updates = 0
-            self.meter = Throughput()
-        return self._iter
+    def start_training(self) -> None:
+        """The training batches from the current ``step`` on (a resumed sampler starts where the
+        checkpoint stopped), the model in training mode, the logging window and throughput meter."""
+        sampler = TrainSampler(self.train.batches, seed=self.cfg.seed, rank=self.info.rank, world_size=self.W,
+                               update_freq=self.cfg.optim.update_freq, start_step=self.step)
+        self.loader = make_loader(self.dataset, sampler, self.cfg.data.num_workers)
+        self.batches = iter(self.loader)
+        self.model.train()
+        self.window = torch.zeros(len(STATS), dtype=torch.float64)
+        self.window_updates = 0
+        self.meter = Throughput()
 
     def compute_loss(self, batch: dict, sync: bool):
         """Forward and backward of one micro-batch's SUMMED contrastive loss (DDP syncs gradients
@@ -404,7 +402,7 @@ class _Pretrainer:
         """Consume one global batch (``step`` += 1) and apply its update unless the loss or gradient is
         not finite; True when the update was applied (``num_updates`` += 1)."""
         cfg, device, info = self.cfg, self.device, self.info
-        batches = self._batches()
+        batches = self.batches
         self.lr = self.schedule.apply(self.optimizer, self.num_updates)
         vec = torch.zeros(len(STATS), dtype=torch.float64, device=device)
         for m in range(cfg.optim.update_freq):
@@ -507,8 +505,7 @@ class _Pretrainer:
             self.save(is_best, numbered=n % cfg.checkpoint.save_every == 0)
 
     def finish(self) -> PretrainResult:
-        if hasattr(self, "_iter"):
-            del self._iter, self._loader
+        del self.batches, self.loader  # stops the loader's worker processes before the barrier
         dist.barrier()
         best = self.best
         return PretrainResult(exp_dir=str(self.exp_dir), num_updates=self.num_updates, step=self.step,
