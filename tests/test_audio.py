@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2vtk.audio import (AudioSource, audio_dir_sources, audio_duration, audio_sources, load_audio,
-                         read_sphere_header)
+from w2vtk.audio import (AudioSource, audio_dir_sources, audio_duration, audio_sources, discover_audio, load_audio,
+                         read_sphere_header, with_durations)
 from w2vtk.errors import W2vtkError
 
 sys.path.insert(0, str(Path(__file__).parent / "corpora"))
@@ -218,3 +218,29 @@ def test_audio_dir_sources(tmp_path, pcm):
     (tmp_path / "empty").mkdir()
     with pytest.raises(W2vtkError, match="no audio files"):
         audio_dir_sources(tmp_path / "empty")
+
+
+def test_discover_audio_reads_every_input_kind_alike(tmp_path, pcm):
+    root = tmp_path / "audio"
+    (root / "spk1").mkdir(parents=True)
+    sf.write(root / "spk1" / "a.wav", pcm, 16000, subtype="PCM_16")
+    sf.write(root / "b.flac", pcm[:1600], 16000, subtype="PCM_16")
+    from_dir, data_dir = discover_audio(root)
+    assert data_dir is None and [s.utt_id for s in from_dir] == ["b", "spk1-a"]
+    assert [s.num_samples for s in from_dir] == [1600, len(pcm)]
+    manifest = tmp_path / "train.tsv"
+    manifest.write_text(f"{root}\nspk1/a.wav\t{len(pcm)}\nb.flac\t1600\n")
+    from_tsv, _ = discover_audio(manifest)
+    assert [(s.utt_id, s.num_samples) for s in from_tsv] == [("spk1-a", len(pcm)), ("b", 1600)]  # file order
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("".join(f"{s.utt_id} {s.spec}\n" for s in from_dir))
+    from_scp, data_dir = discover_audio(data)
+    assert data_dir == data and [s.spec for s in from_scp] == [s.spec for s in from_dir]
+    assert from_scp[0].duration_s is None  # no utt2dur: measured on demand
+    assert [s.num_samples for s in with_durations(from_scp)] == [1600, len(pcm)]
+    assert np.array_equal(from_tsv[1].load(), from_dir[0].load())
+    with pytest.raises(W2vtkError, match="length unknown"):
+        from_scp[0].num_samples
+    with pytest.raises(W2vtkError, match="no such data dir, wav.scp, .tsv manifest or audio directory"):
+        discover_audio(tmp_path / "nowhere")

@@ -30,6 +30,7 @@ stop what would be non-finite.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shlex
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from w2vtk.data.kaldi_dir import load_data_dir
+from w2vtk.data.kaldi_dir import load_data_dir, read_kv
 from w2vtk.errors import W2vtkError
 from w2vtk.io import run_pipe
 
@@ -433,28 +434,92 @@ class AudioSource:
     end: float | None = None
     duration_s: float | None = None
 
+    @property
+    def num_samples(self) -> int:
+        """Declared length in samples at 16 kHz (pre-training plans its crops with it); needs
+        ``duration_s`` (:func:`with_durations` fills it in)."""
+        if self.duration_s is None:
+            raise W2vtkError(f"{self.utt_id}: length unknown (no utt2dur, segments or audio header read)")
+        return int(round(self.duration_s * TARGET_RATE))
+
     def load(self, sample_rate: int = TARGET_RATE, channel: int | None = None) -> np.ndarray:
         """(T,) float32 samples at ``sample_rate`` Hz."""
         return load_audio(self.spec, start=self.start, end=self.end, channel=channel,
                           sample_rate=sample_rate, name=self.utt_id)
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    table: dict[str, str] = {}
+def discover_audio(path: str | Path) -> tuple[list[AudioSource], Path | None]:
+    """The utterances behind an input path, and the data dir they came from (None otherwise).
+
+    ``path`` is a Kaldi data dir (``wav.scp`` [+ ``segments``, ``utt2dur``]), a ``wav.scp`` file, a
+    fairseq ``.tsv`` manifest or a directory of audio files (recursive). The one input discovery of
+    ``extract`` and ``pretrain``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "wav.scp").is_file():
+            return audio_sources(path), path
+        return audio_dir_sources(path), None
+    if path.is_file():
+        if path.suffix == ".tsv":
+            return read_manifest(path), None
+        return audio_sources(path), None
+    raise W2vtkError(f"{path}: no such data dir, wav.scp, .tsv manifest or audio directory")
+
+
+def with_durations(sources: list[AudioSource]) -> list[AudioSource]:
+    """``sources`` with every missing ``duration_s`` measured from the audio (headers; a pipe is run
+    once), so :attr:`AudioSource.num_samples` is known."""
+    out = []
+    for src in sources:
+        if src.duration_s is None:
+            dur = audio_duration(src.spec, src.utt_id)
+            if src.start or src.end is not None:
+                dur = (src.end if src.end is not None else dur) - src.start
+            src = dataclasses.replace(src, duration_s=dur)
+        out.append(src)
+    return out
+
+
+def read_manifest(path: str | Path) -> list[AudioSource]:
+    """A fairseq ``.tsv`` manifest: first line the root directory, then ``relpath<TAB>num_samples``.
+
+    Utterance id = relpath without extension, ``/`` -> ``-`` (as for audio directories).  As in
+    fairseq, ``num_samples`` counts samples of 16 kHz audio (other rates are resampled when read, and
+    the declared length must then be given at 16 kHz).  A relative root is taken from the current
+    directory when it exists there, else from the manifest's directory.  File order is kept.
+    """
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise W2vtkError(f"{path}: not UTF-8") from None
-    for num, line in enumerate(text.splitlines(), 1):
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise W2vtkError(f"{path}: cannot read manifest ({err})") from None
+    if not lines or not lines[0].strip():
+        raise W2vtkError(f"{path}: empty manifest (the first line must be the audio root directory)")
+    root = Path(lines[0].strip())
+    if not root.is_absolute():
+        root = (path.parent / root) if not root.is_dir() else root
+    out: list[AudioSource] = []
+    seen: set[str] = set()
+    for num, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
-        parts = line.strip().split(None, 1)
-        if len(parts) != 2:
-            raise W2vtkError(f"{path}:{num}: expected '<id> <value>'")
-        if parts[0] in table:
-            raise W2vtkError(f"{path}:{num}: duplicate id {parts[0]}")
-        table[parts[0]] = parts[1]
-    return table
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 2:
+            raise W2vtkError(f"{path}:{num}: expected '<relative path>\\t<num samples>'")
+        try:
+            n = int(parts[1])
+        except ValueError:
+            raise W2vtkError(f"{path}:{num}: number of samples {parts[1]!r} is not an integer") from None
+        rel = parts[0]
+        if Path(rel).name in ("", ".", ".."):
+            raise W2vtkError(f"{path}:{num}: {rel!r} does not name an audio file")
+        utt = str(Path(rel).with_suffix("")).replace("/", "-")
+        if utt in seen:
+            raise W2vtkError(f"{path}:{num}: duplicate entry {rel}")
+        seen.add(utt)
+        out.append(AudioSource(utt, str(root / rel), duration_s=n / TARGET_RATE))
+    return out
 
 
 def _float(value: str, where: str) -> float:
@@ -471,7 +536,7 @@ def audio_sources(data_dir_or_path: str | Path) -> list[AudioSource]:
     """
     path = Path(data_dir_or_path)
     if path.is_file():
-        wav_scp, segments, utt2dur = _read_table(path), None, None
+        wav_scp, segments, utt2dur = read_kv(path, any_order=True), None, None
     elif path.is_dir():
         if not (path / "wav.scp").is_file():
             raise W2vtkError(f"{path}: not a data dir (no wav.scp)")
@@ -480,9 +545,9 @@ def audio_sources(data_dir_or_path: str | Path) -> list[AudioSource]:
             dd = load_data_dir(path, require_text=False)
             wav_scp, segments, utt2dur = dd.wav_scp, dd.segments, dd.utt2dur
         else:
-            wav_scp = _read_table(path / "wav.scp")
-            segments = _read_table(path / "segments") if (path / "segments").is_file() else None
-            utt2dur = _read_table(path / "utt2dur") if (path / "utt2dur").is_file() else None
+            # a bare wav.scp [+ segments, utt2dur] directory: tables in any order, as a lone wav.scp
+            wav_scp, segments, utt2dur = (read_kv(path / name, any_order=True) if (path / name).is_file()
+                                          else None for name in ("wav.scp", "segments", "utt2dur"))
     else:
         raise W2vtkError(f"{path}: no such data dir or wav.scp")
     sources: list[AudioSource] = []

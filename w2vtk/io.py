@@ -63,6 +63,17 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+def existing_dir(path: str | Path, what: str = "directory") -> Path:
+    """``path`` as a Path; W2vtkError ``"<path>: <what> does not exist"`` or ``"<path>: not a
+    directory"`` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise W2vtkError(f"{path}: {what} does not exist")
+    if not path.is_dir():
+        raise W2vtkError(f"{path}: not a directory")
+    return path
+
+
 def decode_utf8(raw: bytes, path: str | Path, problem: str = "not valid UTF-8") -> str:
     """``raw`` (the bytes of file ``path``) as text; bad bytes are a W2vtkError ``PATH:LINE: problem``."""
     try:

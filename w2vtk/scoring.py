@@ -47,6 +47,7 @@ import struct
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from w2vtk.data.kaldi_dir import read_kv
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text
 from w2vtk.tokens import BOUNDARY, fold_phones, read_transcripts
@@ -401,8 +402,9 @@ def format_alignment(utt: str, alignment: Sequence[Pair]) -> str:
 
 
 def read_utt2spk(path: str | Path) -> dict[str, str]:
+    """``utt2spk`` for per-speaker scores (any order, as hypothesis files)."""
     path = Path(path)
-    out = read_transcripts(path)
+    out = read_kv(path, any_order=True, what="utterance id")
     for line_no, (utt, spk) in enumerate(out.items(), start=1):
         if len(spk.split()) != 1:
             raise W2vtkError(f"{path}:{line_no}: expected '<utt-id> <speaker-id>', got {utt} {spk!r}")

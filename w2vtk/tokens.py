@@ -36,6 +36,7 @@ import yaml
 from w2vtk import __version__
 from w2vtk.config import from_dict, read_yaml_file
 from w2vtk.errors import W2vtkError
+from w2vtk.data.kaldi_dir import read_kv
 from w2vtk.io import atomic_write_bytes, atomic_write_text, decode_utf8, sha256_file
 
 BLANK = "<blk>"
@@ -125,26 +126,16 @@ STANDARD_UPPER = ["'"] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 def read_transcripts(path: str | Path) -> dict[str, str]:
     """Read a Kaldi ``text`` file: ``<utt-id> <words...>`` per line -> {utt: "words ..."}.
 
-    A line holding only the id is an empty transcript.  Order is the file's.  Non-UTF-8 bytes,
-    CR line ends, blank lines and duplicate ids are errors naming the file and line.
+    A line holding only the id is an empty transcript; runs of white space become one space.
+    Order is the file's (hypothesis files need not be sorted).  Non-UTF-8 bytes, CR line ends,
+    blank lines and duplicate ids are errors naming the file and line (:func:`w2vtk.data.read_kv`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise W2vtkError(f"{path}: no such file")
-    content = decode_utf8(path.read_bytes(), path)
-    out: dict[str, str] = {}
-    for line_no, line in enumerate(content.split("\n"), start=1):
-        if "\r" in line:
-            raise W2vtkError(f"{path}:{line_no}: carriage return (CR) in line; use Unix line ends")
-        if not line.strip():
-            if line_no == content.count("\n") + 1:  # the text after the final newline
-                continue
-            raise W2vtkError(f"{path}:{line_no}: empty line")
-        fields = line.split(maxsplit=1)
-        utt = fields[0]
-        if utt in out:
-            raise W2vtkError(f"{path}:{line_no}: duplicate utterance id {utt!r}")
-        out[utt] = " ".join(fields[1].split()) if len(fields) > 1 else ""
+    out = {}
+    # no blank lines are allowed, so entry i is on line i + 1
+    for line_no, (utt, words) in enumerate(read_kv(path, any_order=True, what="utterance id").items(), 1):
+        if any(c.isspace() for c in utt):  # a vertical tab, a no-break space ...
+            raise W2vtkError(f"{path}:{line_no}: utterance id {utt!r} holds white space")
+        out[utt] = " ".join(words.split())
     return out
 
 

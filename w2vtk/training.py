@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from w2vtk.checkpoint import load_checkpoint, save_checkpoint
+from w2vtk.checkpoint import load_checkpoint, load_state, save_checkpoint
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text
 
@@ -134,6 +134,35 @@ def restore_rng_state(state: dict) -> None:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(distributed: bool, world_size: int) -> list[dict]:
+    """Every rank's :func:`capture_rng_state`, in rank order (an all-gather: call on every rank).
+    What a checkpoint keeps so that each rank resumes with its own dropout / sampling streams."""
+    if not distributed:
+        return [capture_rng_state()]
+    import torch.distributed as tdist
+
+    states: list = [None] * world_size
+    tdist.all_gather_object(states, capture_rng_state())
+    return states
+
+
+def restore_training_state(ckpt: dict, path: Path, *, model, optimizer, scaler, guard, guard_state: dict,
+                           rng_states: list, rank: int, world_size: int) -> bool:
+    """The part of a resume both trainers share: model, optimiser, grad scaler (when the run has
+    one and the checkpoint kept it), non-finite guard and this rank's RNG state from ``ckpt`` (read
+    from ``path``, which errors name). Returns False when the checkpoint's RNG states are for
+    another number of processes (left alone: the caller decides how to reseed)."""
+    load_state(model, ckpt["model"], path)
+    load_state(optimizer, ckpt["optimizer"], path, "optimizer")
+    if scaler is not None and ckpt.get("scaler"):
+        load_state(scaler, ckpt["scaler"], path, "grad scaler")
+    load_state(guard, guard_state, path, "non-finite guard")
+    if len(rng_states) != world_size:
+        return False
+    restore_rng_state(rng_states[rank])
+    return True
 
 
 def seed_everything(seed: int) -> None:

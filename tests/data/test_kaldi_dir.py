@@ -207,3 +207,18 @@ def test_load_without_text_when_allowed(tmp_path):
     with pytest.raises(W2vtkError, match="text: missing"):
         load_data_dir(tmp_path / "d")
     assert load_data_dir(tmp_path / "d", require_text=False).text == {}
+
+
+def test_read_kv_any_order_accepts_unsorted_and_unterminated_but_nothing_else(tmp_path):
+    path = tmp_path / "hyp.txt"
+    path.write_text("u2 b  c\nu1 a")
+    with pytest.raises(W2vtkError, match="hyp.txt:2: last line is not newline-terminated .and 1 more"):
+        read_kv(path)
+    assert list(read_kv(path, any_order=True).items()) == [("u2", "b  c"), ("u1", "a")]  # file order
+    path.write_text("u2 b\nu2 c\n")
+    with pytest.raises(W2vtkError, match="hyp.txt:2: duplicate utterance id 'u2'"):
+        read_kv(path, any_order=True, what="utterance id")
+    for bad, where in (("u2 b\r\nu1 a\n", "hyp.txt:1: contains a carriage return"), ("u2 b\n\nu1 a\n", "hyp.txt:2: empty line")):
+        path.write_text(bad)
+        with pytest.raises(W2vtkError, match=where):
+            read_kv(path, any_order=True)

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from w2vtk.audio import read_manifest
 from w2vtk.errors import W2vtkError
 from w2vtk.models.wav2vec import BASE_FEATURE_LAYERS, num_frames, preset
 from w2vtk.pretrain import load_pretrain_config
 from w2vtk.pretrain.data import (CropDataset, MicroBatch, TrainSampler, crop_offset, minimum_samples,
-                                 plan_batches, read_manifest, read_utterances)
+                                 plan_batches, read_utterances)
 from w2vtk.pretrain.trainer import prepare_data
 
 

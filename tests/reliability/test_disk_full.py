@@ -26,34 +26,27 @@ from reliability_resume_helpers import (EXTRACT_SHARDS, Campaign, assert_ok, ass
                                         train_am_cmd)
 
 
-def _pretrain_checkpoint_write(inp, refs, tmp_path):
+def _checkpoint_write(stage, inp, refs, tmp_path):
     exp = tmp_path / "exp"
-    cmd = pretrain_cmd(inp, exp)
-    # the 2nd checkpoint (update 4, written as checkpoint_4.pt, then linked as best and last) hits
-    # the full disk; the one of update 2 must survive
-    line = assert_one_line_error(cli(cmd, fault="ckpt_write:2:enospc"), "checkpoint_4.pt")
+    if stage == "pretrain":
+        cmd, check, compare = pretrain_cmd(inp, exp), check_pretrain_outputs, compare_pretrain
+        # the 2nd checkpoint (update 4, written as checkpoint_4.pt, then linked as best and last)
+        # hits the full disk; the one of update 2 must survive
+        fault, named, survivors = "ckpt_write:2:enospc", "checkpoint_4.pt", ["checkpoint_2.pt", "checkpoint_best.pt",
+                                                                          "checkpoint_last.pt"]
+    else:
+        cmd, check, compare = train_am_cmd(inp, exp), check_am_outputs, compare_am
+        # writes: last @2, last @4, then epoch 1's checkpoint_best.pt, which fails
+        fault, named, survivors = "ckpt_write:3:enospc", "checkpoint_best.pt", ["checkpoint_last.pt"]
+    line = assert_one_line_error(cli(cmd, fault=fault), named)
     assert "no space left" in line
-    check_pretrain_outputs(exp, refs["pretrain"])
+    check(exp, refs[stage])
     assert temporaries(exp) == []
-    assert load_ckpt(exp / "checkpoint_last.pt")["train_state"]["num_updates"] == 2
-    assert sorted(p.name for p in exp.glob("checkpoint_*.pt")) == ["checkpoint_2.pt", "checkpoint_best.pt",
-                                                                   "checkpoint_last.pt"]
+    last = load_ckpt(exp / "checkpoint_last.pt")
+    assert (last["train_state"]["num_updates"] if stage == "pretrain" else last["updates"]) == (2 if stage == "pretrain" else 4)
+    assert sorted(p.name for p in exp.glob("checkpoint_*.pt")) == survivors
     assert_ok(cli(cmd))
-    compare_pretrain(refs["pretrain"], exp)
-
-
-def _train_am_checkpoint_write(inp, refs, tmp_path):
-    exp = tmp_path / "exp"
-    cmd = train_am_cmd(inp, exp)
-    # writes: last @2, last @4, then epoch 1's checkpoint_best.pt
-    line = assert_one_line_error(cli(cmd, fault="ckpt_write:3:enospc"), "checkpoint_best.pt")
-    assert "no space left" in line
-    check_am_outputs(exp, refs["train-am"])
-    assert temporaries(exp) == []
-    assert load_ckpt(exp / "checkpoint_last.pt")["updates"] == 4
-    assert not (exp / "checkpoint_best.pt").exists()
-    assert_ok(cli(cmd))
-    compare_am(refs["train-am"], exp)
+    compare(refs[stage], exp)
 
 
 def _extract(fault, names, intact, inp, refs, tmp_path):
@@ -101,8 +94,8 @@ def _decode_output_write(inp, refs, tmp_path):
 
 
 SCENARIOS = {
-    "pretrain-ckpt_write": _pretrain_checkpoint_write,
-    "train_am-ckpt_write": _train_am_checkpoint_write,
+    "pretrain-ckpt_write": functools.partial(_checkpoint_write, "pretrain"),
+    "train_am-ckpt_write": functools.partial(_checkpoint_write, "train-am"),
     # the 5th utterance: the first of shard 3 (2 utterances per shard)
     "extract-ark_write": functools.partial(_extract, "ark_write:5:enospc", ("feats.3.ark",), 2),
     # shard 2's archive renamed, then its record cannot be written

@@ -20,11 +20,6 @@ from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import ScpReader
 
 
-def read_table(path: Path) -> dict[str, str]:
-    """A Kaldi table ``id rest-of-line`` (strict: sorted, unique ids; see :func:`w2vtk.data.read_kv`)."""
-    return read_kv(path)
-
-
 @dataclass
 class FeatureDir:
     """One feature data dir: ``ids`` (sorted), ``frames`` (T per id), ``texts``, ``dim`` C,
@@ -65,7 +60,7 @@ def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
     if not scp_path.is_file():
         raise W2vtkError(f"{path}: no feats.scp (make it with `w2vtk extract --in <data dir or audio> "
                          f"--out-dir {path}`)")
-    scp_table = read_table(scp_path)
+    scp_table = read_kv(scp_path)
     if not scp_table:
         raise W2vtkError(f"{scp_path}: empty")
     for key, value in scp_table.items():
@@ -75,7 +70,7 @@ def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
     if need_text or (path / "text").is_file():
         if not (path / "text").is_file():
             raise W2vtkError(f"{path}: no text file (transcripts are needed to train or score)")
-        texts = read_table(path / "text")
+        texts = read_kv(path / "text")
     # not kaldiio.load_scp: its reader would unpickle a PKL record (see w2vtk.features.archive)
     scp = ScpReader(scp_path, scp_table)
     if need_text:
@@ -90,7 +85,7 @@ def load_feature_dir(path: str | Path, need_text: bool = True) -> FeatureDir:
     frames: dict[str, int] = {}
     u2nf = path / "utt2num_frames"
     if u2nf.is_file():
-        for key, value in read_table(u2nf).items():
+        for key, value in read_kv(u2nf).items():
             try:
                 frames[key] = int(value)
             except ValueError:

@@ -9,31 +9,8 @@ The rates are those of ``w2vtk score`` (:mod:`w2vtk.scoring`, Kaldi compute-wer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from w2vtk.scoring import error_counts, metric_tokens
+from w2vtk.scoring import Counts, error_counts, metric_tokens
 from w2vtk.tokens import fold_phone
-
-
-@dataclass
-class ErrorTotals:
-    """Edit-distance totals (errors, reference length) for one unit (chars, words, phones)."""
-
-    errors: int = 0
-    ref_len: int = 0
-
-    @property
-    def rate(self) -> float:
-        """Percent; 0 for an empty reference with no errors."""
-        if self.ref_len == 0:
-            return 0.0 if self.errors == 0 else float("inf")
-        return 100.0 * self.errors / self.ref_len
-
-
-def _edit_counts(refs: list[list[str]], hyps: list[list[str]]) -> tuple[int, int]:
-    """(errors, reference length) summed over utterances."""
-    c = error_counts(refs, hyps)
-    return int(c.errors), int(c.ref_len)
 
 
 class DevScorer:
@@ -72,11 +49,9 @@ class DevScorer:
             return [phone]
         return [] if folded is None else [folded]
 
-    def totals(self) -> dict[str, ErrorTotals]:
-        out = {}
-        e, n = _edit_counts(self.refs_unit, self.hyps_unit)
-        out[self.unit_name] = ErrorTotals(e, n)
+    def totals(self) -> dict[str, Counts]:
+        """Edit counts per metric name (``LER`` and ``WER``, or ``PER``), as ``w2vtk score`` counts."""
+        out = {self.unit_name: error_counts(self.refs_unit, self.hyps_unit)}
         if self.kind != "phones":
-            e, n = _edit_counts(self.refs_word, self.hyps_word)
-            out["WER"] = ErrorTotals(e, n)
+            out["WER"] = error_counts(self.refs_word, self.hyps_word)
         return out

@@ -30,16 +30,16 @@ from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_fra
                            global_stats, load_feature_dir, make_batches, pad_batch, prefetch, stats_to_mean_std)
 from w2vtk.am.metrics import DevScorer
 from w2vtk.am.validate import evaluate, print_epoch_table
-from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, load_state, require_entries, save_checkpoint
+from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, require_entries, save_checkpoint
 from w2vtk.config import apply_renames, from_dict, load_config, save_config, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, atomic_write_bytes, remove_stale_temporaries
 from w2vtk.models.am import AMConfig, build_am, num_parameters, output_length
 from w2vtk.progress import console, progress
 from w2vtk.tokens import TokenSet
-from w2vtk.training import (LRSchedule, MetricsLog, NonFiniteGuard, autocast, capture_rng_state, write_epoch_average,
-                            make_grad_scaler, resolve_amp, restore_rng_state, resume_config, seed_everything,
-                            setup_cpu)
+from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, autocast, gather_rng_states,
+                            make_grad_scaler, resolve_amp, restore_training_state, resume_config, seed_everything,
+                            setup_cpu, write_epoch_average)
 
 CKPT_KIND = AM_CHECKPOINT_KIND  # (the name older code imported)
 LANG_FILES = ("tokens.txt", "spm.model", "lang.yaml")
@@ -164,7 +164,10 @@ class _AMTrainer:
         if not lang_dir.is_dir() or not (lang_dir / "tokens.txt").is_file():
             raise W2vtkError(f"{lang_dir}: no tokens.txt (make it with `w2vtk prep lang`)")
         self.tokens = TokenSet.load(lang_dir)
-        self.last_path = exp_dir / "checkpoint_last.pt"
+        # last and best as the pre-training trainer names them; no numbered files (epoch files and
+        # their average are written by write_epoch_average's rules instead)
+        self.manager = CheckpointManager(exp_dir, keep_last=-1)
+        self.last_path = self.manager.last_path
         self._load_data()
         ckpt = self._check_resume(allow_changes)
         seed_everything(cfg.seed + 1000 * self.info.rank)
@@ -346,17 +349,13 @@ class _AMTrainer:
     def _restore(self, ckpt: dict) -> None:
         """Model, optimiser, scaler, guard, position, best so far and RNG from checkpoint_last.pt."""
         info, last_path = self.info, self.last_path
-        load_state(self.model, ckpt["model"], last_path)
-        load_state(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
-        if self.scaler is not None and ckpt.get("scaler"):
-            load_state(self.scaler, ckpt["scaler"], last_path, "grad scaler")
-        load_state(self.guard, ckpt.get("guard", {}), last_path, "non-finite guard")
+        rng = ckpt.get("rng_per_rank") or []
+        same_ranks = restore_training_state(ckpt, last_path, model=self.model, optimizer=self.optimizer,
+                                            scaler=self.scaler, guard=self.guard, guard_state=ckpt.get("guard", {}),
+                                            rng_states=rng, rank=info.rank, world_size=info.world_size)
         self.epoch, self.pos, self.updates = int(ckpt["epoch"]), int(ckpt["position"]), int(ckpt["updates"])
         self.best_error, self.best_epoch = ckpt.get("best_error"), ckpt.get("best_epoch")
-        rng = ckpt.get("rng_per_rank") or []
-        if len(rng) == info.world_size:
-            restore_rng_state(rng[info.rank])
-        else:
+        if not same_ranks:
             self.log(f"[yellow]warning: resuming with {info.world_size} processes instead of {len(rng)}: "
                      f"dropout randomness is reseeded, so this run will not match an uninterrupted one[/yellow]")
             seed_everything(self.cfg.seed + 1000 * info.rank + 7919 * self.updates)
@@ -494,12 +493,7 @@ class _AMTrainer:
         sums = sums.clone()
         if info.distributed:
             sums = dist.reduce_to_cpu(sums, self.device)
-        rng_all = [capture_rng_state()]
-        if info.distributed:
-            import torch.distributed as tdist
-
-            rng_all = [None] * info.world_size
-            tdist.all_gather_object(rng_all, capture_rng_state())
+        rng_all = gather_rng_states(info.distributed, info.world_size)
         if info.is_main:
             state = self.payload("last")
             state.update({
@@ -509,7 +503,7 @@ class _AMTrainer:
                 "epoch_sums": sums, "epoch_done": bool(position >= self.per_rank),
                 "train_ids_sha256": _ids_digest(self.train_ids),
             })
-            save_checkpoint(state, self.last_path)
+            self.manager.save(state, self.updates)
         dist.barrier()
 
     def validates_now(self) -> bool:
@@ -556,7 +550,7 @@ class _AMTrainer:
             payload = self.payload(f"epoch {self.epoch}")
             if is_best:
                 payload["source"] = f"best: epoch {self.epoch} ({cfg.best_metric} {metric_value})"
-                save_checkpoint(payload, self.exp_dir / "checkpoint_best.pt")
+                save_checkpoint(payload, self.manager.best_path)
             if cfg.average_last > 0:
                 payload["source"] = f"epoch {self.epoch}"
                 save_checkpoint(payload, self.exp_dir / f"checkpoint_epoch{self.epoch}.pt")

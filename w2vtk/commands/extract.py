@@ -12,8 +12,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
         input: Path = typer.Option(..., "--in", help="Audio: a Kaldi data dir (wav.scp [+ segments]), a "
-                                   "wav.scp file, or a directory of audio files (recursive; utterance id "
-                                   "= relative path without extension, '/' -> '-')."),
+                                   "wav.scp file, a fairseq .tsv manifest, or a directory of audio files "
+                                   "(recursive; utterance id = relative path without extension, '/' -> '-')."),
         out: Optional[Path] = typer.Option(None, "--out", help="Archive DIR/feats.ark; feats.scp, "
                                            "utt2num_frames and feats.yaml are written beside it (for "
                                            "another name X.ark: X.scp, X.utt2num_frames, X.yaml)."),

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator
 from w2vtk.corpora.common import finish_prep, start_prep
 from w2vtk.errors import W2vtkError
 from w2vtk.data.kaldi_dir import iter_text_lines
-from w2vtk.io import atomic_write_text
+from w2vtk.io import atomic_write_text, existing_dir
 from w2vtk.progress import LoggedConsole, progress
 
 # utterances per subset (OpenSLR 12); a mismatch is a warning naming the set.
@@ -60,11 +60,7 @@ def set_name(subset: str) -> str:
 
 def find_librispeech_root(corpus_dir: str | Path) -> Path:
     """The ``LibriSpeech/`` directory for ``corpus_dir`` (itself or its ``LibriSpeech`` child)."""
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.exists():
-        raise W2vtkError(f"LibriSpeech corpus dir {corpus_dir} does not exist")
-    if not corpus_dir.is_dir():
-        raise W2vtkError(f"LibriSpeech corpus dir {corpus_dir} is not a directory")
+    corpus_dir = existing_dir(corpus_dir, "LibriSpeech corpus dir")
     child = corpus_dir / "LibriSpeech"
     if child.is_dir():
         return child

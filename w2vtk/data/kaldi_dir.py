@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_open, atomic_write_text
+from w2vtk.io import atomic_open, atomic_write_text, existing_dir
 
 from w2vtk.data.checks import KNOWN_FILES, RECO_FILES, SPK_FILES, check_tables, is_extra_name, spk2utt_from_utt2spk
 
@@ -96,14 +96,16 @@ class DataDir:
 # Reading
 # --------------------------------------------------------------------------------------------
 
-def _read_lines(path: Path, problems: list[str], *, repair: bool = False,
-                ) -> list[tuple[int, str, str]]:
+def _read_lines(path: Path, problems: list[str], *, repair: bool = False, any_order: bool = False,
+                what: str = "key") -> list[tuple[int, str, str]]:
     """Parse ``path`` into (line number, key, value) entries; file-level problems (CR, blank
     lines, missing final newline, order, duplicates) go to ``problems`` as
     ``"<name>:<line>: ..."``.
 
     Non-UTF-8 always raises, naming the line: no later step can trust such a file.  With
-    ``repair`` CRs and blank lines are dropped silently (fix_data_dir).
+    ``repair`` CRs and blank lines are dropped silently (fix_data_dir).  ``any_order``: keys in
+    any order and the final newline optional (a hypothesis file, a hand-written wav.scp).
+    ``what`` names a key in the duplicate message.
     """
     name = path.name
     try:
@@ -121,7 +123,7 @@ def _read_lines(path: Path, problems: list[str], *, repair: bool = False,
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the empty string after the final newline
-    elif not repair:
+    elif not repair and not any_order:
         problems.append(f"{name}:{len(lines)}: last line is not newline-terminated")
     has_cr = "\r" in text
     entries: list[tuple[int, str, str]] = []
@@ -149,10 +151,10 @@ def _read_lines(path: Path, problems: list[str], *, repair: bool = False,
             key, _, value = line.partition(" ")
             value = value.strip(" ")
         if key in seen:
-            problems.append(f"{name}:{lineno}: duplicate key {key!r} (first on line {seen[key]})")
+            problems.append(f"{name}:{lineno}: duplicate {what} {key!r} (first on line {seen[key]})")
         else:
             seen[key] = lineno
-            if key < prev_key:
+            if key < prev_key and not any_order:
                 problems.append(f"{name}:{lineno}: not sorted: {key!r} after {prev_key!r} "
                                 "(sort with LC_ALL=C sort -k1,1)")
             else:
@@ -161,15 +163,18 @@ def _read_lines(path: Path, problems: list[str], *, repair: bool = False,
     return entries
 
 
-def read_kv(path: str | Path) -> dict[str, str]:
-    """Read a Kaldi table ``<key> <rest of line>`` into a dict (key -> rest, ``""`` if none).
+def read_kv(path: str | Path, *, any_order: bool = False, what: str = "key") -> dict[str, str]:
+    """Read a Kaldi table ``<key> <rest of line>`` into a dict (key -> rest, ``""`` if none), in
+    the file's order. w2vtk's one table reader: data dirs, feats.scp, text and hypothesis files.
 
     Strict: non-UTF-8, a CR, a blank line, a missing final newline, an unsorted or a duplicate key
-    raises :class:`W2vtkError` naming the file and line.
+    raises :class:`W2vtkError` naming the file and line.  ``any_order`` accepts unsorted keys and
+    a missing final newline (files that are not a data dir's tables: hypotheses, a lone wav.scp);
+    ``what`` names a key in the duplicate message (``"utterance id"``).
     """
     path = Path(path)
     problems: list[str] = []
-    entries = _read_lines(path, problems)
+    entries = _read_lines(path, problems, any_order=any_order, what=what)
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise W2vtkError(f"{path.parent}/{problems[0]}{more}")
@@ -236,12 +241,7 @@ def _table_files(path: Path) -> list[str]:
 
 
 def _checked_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise W2vtkError(f"{path}: data directory does not exist")
-    if not path.is_dir():
-        raise W2vtkError(f"{path}: not a directory")
-    return path
+    return existing_dir(path, "data directory")
 
 
 def _read_dir(path: Path, problems: list[str], *, repair: bool = False,

@@ -27,6 +27,7 @@ from w2vtk.am.data import FeatureDir, Normaliser, check_provenance, load_feature
 from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, load_state, require_entries
 from w2vtk.config import from_dict
 from w2vtk.decoding.config import FRAME_SECONDS
+from w2vtk.data.kaldi_dir import read_kv
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import ScpReader
 from w2vtk.io import atomic_write_text, sha256_file
@@ -251,17 +252,14 @@ def read_emissions(cache_dir: str | Path) -> dict[str, np.ndarray]:
     scp = Path(cache_dir) / "emissions.scp"
     if not scp.is_file():
         raise W2vtkError(f"{scp}: no such file")
-    table: dict[str, str] = {}
     try:
-        lines = scp.read_bytes().decode("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        raise W2vtkError(f"{scp}: unreadable; delete {cache_dir}/emissions.* to recompute") from None
-    for num, line in enumerate(lines, 1):
-        fields = line.split(maxsplit=1)
-        if len(fields) != 2 or fields[0] in table:
-            raise W2vtkError(f"{scp}:{num}: expected '<utterance> <ark>:<offset>' with a new utterance id; "
-                             f"delete {cache_dir}/emissions.* to recompute")
-        table[fields[0]] = fields[1]
+        table = read_kv(scp, any_order=True, what="utterance")
+    except W2vtkError as err:
+        raise W2vtkError(f"{err}; delete {cache_dir}/emissions.* to recompute") from None
+    for utt, where in table.items():
+        if not where:
+            raise W2vtkError(f"{scp}: '{utt}' has no '<ark>:<offset>'; delete {cache_dir}/emissions.* to "
+                             f"recompute")
     # w2vtk's own reader (Kaldi matrices and NPY records only): kaldiio.load_scp would unpickle a
     # PKL record planted in the ark
     reader = ScpReader(scp, table)

@@ -97,13 +97,11 @@ class _Layout:
     ark: Path | None
     num_shards: int
 
-    @property
-    def work(self) -> Path:
-        return self.meta_dir / f".{self.stem}.work"
-
-    @property
-    def scp(self) -> Path:
-        return self.meta_dir / f"{self.stem}.scp"
+    # the files beside the archive (work: the .feats.work/ directory of an unfinished run)
+    work = property(lambda self: self.meta_dir / f".{self.stem}.work")
+    scp = property(lambda self: self.meta_dir / f"{self.stem}.scp")
+    yaml = property(lambda self: self.meta_dir / f"{self.stem}.yaml")
+    skipped = property(lambda self: self.meta_dir / f"{self.stem}.skipped")
 
     @property
     def utt2num_frames(self) -> Path:
@@ -111,14 +109,6 @@ class _Layout:
         # archives can share a directory.
         name = "utt2num_frames" if self.stem == "feats" else f"{self.stem}.utt2num_frames"
         return self.meta_dir / name
-
-    @property
-    def yaml(self) -> Path:
-        return self.meta_dir / f"{self.stem}.yaml"
-
-    @property
-    def skipped(self) -> Path:
-        return self.meta_dir / f"{self.stem}.skipped"
 
     def shard_ark(self, k: int) -> Path | None:
         """Archive of shard k (0-based; named with k + 1 as Kaldi's JOB)."""

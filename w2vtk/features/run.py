@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from w2vtk.audio import audio_dir_sources, audio_sources
+from w2vtk.audio import discover_audio
 from w2vtk.data import load_data_dir, read_kv, write_data_dir
 from w2vtk.data.kaldi_dir import read_role, write_role
 from w2vtk.dist import barrier, env_info, init, owned_group
@@ -32,18 +32,6 @@ class ExtractRequest:
     dither: float = 0.0
     seed: int = 0
     options: ExtractOptions = field(default_factory=ExtractOptions)
-
-
-def discover_sources(path: Path) -> tuple[list, Path | None]:
-    """(sorted AudioSource list, data dir or None) for a data dir, a wav.scp file or an audio dir."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "wav.scp").is_file():
-            return audio_sources(path), path
-        return audio_dir_sources(path), None
-    if path.is_file():
-        return audio_sources(path), None
-    raise W2vtkError(f"--in {path}: no such directory or wav.scp file")
 
 
 def make_extractor(req: ExtractRequest, log: Callable[[str], None], device=None):
@@ -119,7 +107,7 @@ def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabl
 
         if not torch.cuda.is_available():
             raise W2vtkError("--device cuda: no CUDA device is available to this torch build")
-    sources, data_dir = discover_sources(Path(req.input))
+    sources, data_dir = discover_audio(req.input)
     _, device = init(req.device if req.feature_type == "wav2vec" else "cpu")
     ark = None
     if req.out is not None:

@@ -22,100 +22,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from w2vtk.audio import audio_dir_sources, audio_duration, audio_sources, load_audio
+from w2vtk.audio import AudioSource, discover_audio, with_durations
 from w2vtk.errors import W2vtkError
 from w2vtk.models.frames import num_frames, receptive_field
 from w2vtk.objectives import make_generator, sample_negatives
 from w2vtk.training import derive_seed
 
-SAMPLE_RATE = 16000
 # The declared length (utt2dur, manifest) may exceed the decoded audio by rounding; up to this many
 # samples are tolerated (the crop is shifted left, then zero-padded as a last resort).
 LENGTH_TOLERANCE = 400
 
 
-@dataclass
-class Utterance:
-    """One usable utterance: id, declared length in samples at 16 kHz, how to read it."""
-
-    utt_id: str
-    num_samples: int
-    spec: str
-    start: float = 0.0
-    end: float | None = None
-
-    def load(self):
-        """(T,) float32 numpy samples at 16 kHz (W2vtkError naming the utterance on bad audio)."""
-        return load_audio(self.spec, start=self.start, end=self.end, name=self.utt_id)
-
-
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """A fairseq ``.tsv`` manifest: first line the root directory, then ``relpath<TAB>num_samples``.
-
-    Utterance id = relpath without extension, ``/`` -> ``-`` (as for audio directories).  As in
-    fairseq, ``num_samples`` counts samples of 16 kHz audio (other rates are resampled when read, and
-    the declared length must then be given at 16 kHz).  A relative root is taken from the current
-    directory when it exists there, else from the manifest's directory.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise W2vtkError(f"{path}: cannot read manifest ({err})") from None
-    if not lines or not lines[0].strip():
-        raise W2vtkError(f"{path}: empty manifest (the first line must be the audio root directory)")
-    root = Path(lines[0].strip())
-    if not root.is_absolute():
-        root = (path.parent / root) if not root.is_dir() else root
-    out: list[Utterance] = []
-    seen: set[str] = set()
-    for num, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue
-        parts = line.rstrip("\n").split("\t")
-        if len(parts) < 2:
-            raise W2vtkError(f"{path}:{num}: expected '<relative path>\\t<num samples>'")
-        try:
-            n = int(parts[1])
-        except ValueError:
-            raise W2vtkError(f"{path}:{num}: number of samples {parts[1]!r} is not an integer") from None
-        rel = parts[0]
-        if Path(rel).name in ("", ".", ".."):
-            raise W2vtkError(f"{path}:{num}: {rel!r} does not name an audio file")
-        utt = str(Path(rel).with_suffix("")).replace("/", "-")
-        if utt in seen:
-            raise W2vtkError(f"{path}:{num}: duplicate entry {rel}")
-        seen.add(utt)
-        out.append(Utterance(utt, n, str(root / rel)))
-    return out
-
-
-def read_utterances(source: str | Path) -> list[Utterance]:
+def read_utterances(source: str | Path) -> list[AudioSource]:
     """Utterances of a Kaldi data dir, a ``wav.scp`` file, a fairseq ``.tsv`` manifest or a
-    directory of audio files (recursive), with their lengths in samples.
+    directory of audio files (recursive), with their lengths (:func:`w2vtk.audio.discover_audio`).
 
     Lengths come from ``utt2dur`` / ``segments`` / the manifest / the audio headers; pipes without
     a ``utt2dur`` are run once to measure them.
     """
-    path = Path(source)
-    if path.is_file() and path.suffix == ".tsv":
-        utts = read_manifest(path)
-    else:
-        if path.is_dir() and not (path / "wav.scp").exists():
-            sources = audio_dir_sources(path)
-        else:
-            sources = audio_sources(path)
-        utts = []
-        for src in sources:
-            dur = src.duration_s
-            if dur is None:
-                dur = audio_duration(src.spec, src.utt_id)
-                if src.start or src.end is not None:
-                    dur = (src.end if src.end is not None else dur) - src.start
-            utts.append(Utterance(src.utt_id, int(round(dur * SAMPLE_RATE)), src.spec, src.start, src.end))
-    if not utts:
-        raise W2vtkError(f"{path}: no utterances")
-    return utts
+    sources, _ = discover_audio(source)
+    if not sources:
+        raise W2vtkError(f"{source}: no utterances")
+    return with_durations(sources)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +194,7 @@ class CropDataset:
     raises one clean W2vtkError instead of a worker traceback.
     """
 
-    def __init__(self, utterances: list[Utterance], seed: int, num_negatives: int = 0,
+    def __init__(self, utterances: list[AudioSource], seed: int, num_negatives: int = 0,
                  conv_feature_layers: Sequence[tuple[int, int, int]] = ()):
         self.utterances = utterances
         self.seed = seed

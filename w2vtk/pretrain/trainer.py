@@ -31,18 +31,19 @@ from pathlib import Path
 import torch
 
 from w2vtk import dist, faults, objectives
-from w2vtk.checkpoint import load_checkpoint, load_state, require_entries
+from w2vtk.checkpoint import load_checkpoint, require_entries
+from w2vtk.audio import AudioSource
 from w2vtk.config import read_yaml, save_config, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.io import remove_stale_temporaries
 from w2vtk.models.fairseq import w2vtk_checkpoint
 from w2vtk.models.wav2vec import Wav2VecModel, count_parameters
 from w2vtk.pretrain.config import PretrainConfig, config_from_dict
-from w2vtk.pretrain.data import (CropDataset, TrainSampler, Utterance, make_loader,
+from w2vtk.pretrain.data import (CropDataset, TrainSampler, make_loader,
                                  minimum_samples, plan_batches, read_utterances, valid_microbatches)
 from w2vtk.progress import console, progress
 from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput, autocast,
-                            capture_rng_state, make_grad_scaler, resolve_amp, restore_rng_state, resume_config,
+                            gather_rng_states, make_grad_scaler, resolve_amp, restore_training_state, resume_config,
                             seed_everything, setup_cpu)
 
 # Order of the per-update statistics vector (all-reduced as one tensor).
@@ -60,7 +61,7 @@ class DataSummary:
     min_samples: int
     seconds: float
     num_batches: int
-    utterances: list[Utterance] = field(repr=False, default_factory=list)
+    utterances: list[AudioSource] = field(repr=False, default_factory=list)
     batches: list = field(repr=False, default_factory=list)
 
     def as_record(self) -> dict:
@@ -276,16 +277,13 @@ class _Pretrainer:
 
     def _restore(self, ckpt: dict) -> None:
         ts, last_path = ckpt["train_state"], self.last_path
-        load_state(self.model, ckpt["model"], last_path)
-        load_state(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
-        if self.scaler is not None and ckpt.get("scaler"):
-            load_state(self.scaler, ckpt["scaler"], last_path, "grad scaler")
-        load_state(self.guard, ts.get("nonfinite", {}), last_path, "non-finite guard")
+        # with another number of processes the RNG streams are left as seeded (the batches differ
+        # anyway: the note below)
+        restore_training_state(ckpt, last_path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                               guard=self.guard, guard_state=ts.get("nonfinite", {}), rng_states=ckpt.get("rng") or [],
+                               rank=self.info.rank, world_size=self.W)
         self.step, self.num_updates = int(ts["step"]), int(ts["num_updates"])
         self.best = float(ts.get("best_loss", math.inf))
-        rng = ckpt.get("rng") or []
-        if len(rng) == self.W:
-            restore_rng_state(rng[self.info.rank])
         if int(ts.get("num_slots", self.num_slots)) != self.num_slots:
             self.log(f"[yellow]note: the checkpoint was trained with world_size x update_freq = "
                      f"{ts.get('num_slots')}, now {self.num_slots}: the batches differ from an uninterrupted run")
@@ -352,12 +350,7 @@ class _Pretrainer:
         """checkpoint_last.pt (+ best / numbered copies): model, optimiser, schedule, scaler, every
         rank's RNG state (gathered to rank 0) and the counters."""
         cfg, n, W = self.cfg, self.num_updates, self.W
-        rng = [capture_rng_state()]
-        if self.info.distributed:
-            import torch.distributed as tdist
-
-            rng = [None] * W
-            tdist.all_gather_object(rng, capture_rng_state())
+        rng = gather_rng_states(self.info.distributed, W)
         if not self.is_main:
             return
         state = w2vtk_checkpoint(
