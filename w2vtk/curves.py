@@ -1,7 +1,7 @@
 """The mini recipe's study curves (stage 7 of recipes/mini/run.sh): WER against minutes of labeled
 speech (log-mel and wav2vec) and against minutes of pre-training audio, each point the mean and
 range over AM seeds, into ``EXP/curves.json``, two PNG plots (matplotlib, Agg) and a section of
-``EXP/RESULTS.md``.  Run as ``python -m w2vtk.curves --exp EXP --sets dev test --seeds 1 2 3 ...``.
+``EXP/RESULTS.md``.  Run as ``w2vtk results EXP --curves --sets 'dev test' --seeds '1 2 3' ...``.
 """
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ from __future__ import annotations
 import io
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Iterable
 
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_bytes, atomic_write_text
 from w2vtk.progress import LoggedConsole
-from w2vtk.results import (CURVES_BEGIN, CURVES_END, SYSTEMS, ArgParser, am_dir_name, cell,
-                           check_metrics, check_seeds, choose_systems, read_score, rich_table, seed_arg,
-                           summarize_seeds, with_section)
+from w2vtk.results import (CURVES_BEGIN, CURVES_END, SYSTEMS, am_dir_name, cell, check_metrics, check_seeds,
+                           choose_systems, read_score, rich_table, summarize_seeds, with_section)
 
 CURVES = {"am_minutes": ("curve_am_minutes.png", "labeled minutes"),
           "pretrain_minutes": ("curve_pretrain_minutes.png", "pre-training minutes")}
@@ -220,33 +218,15 @@ def print_curves(curves: dict[str, dict], sets: list[str], metric: str) -> None:
                                   head, rows))
 
 
-def curves_main(argv: list[str]) -> int:
-    parser = ArgParser(prog="python -m w2vtk.curves",
-                     description="Collect the study curves (stage 7 of recipes/mini/run.sh).")
-    parser.add_argument("--exp", required=True, type=Path, help="Recipe experiment directory.")
-    parser.add_argument("--sets", required=True, nargs="+", help="Evaluation data-dir set names.")
-    parser.add_argument("--metrics", nargs="+", default=["wer", "ler"], help="wer, ler and/or per (the first is plotted).")
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), help="logmel and/or wav2vec.")
-    parser.add_argument("--seeds", required=True, nargs="+", type=seed_arg, help="AM seeds.")
-    parser.add_argument("--am-minutes", nargs="*", default=[], help="Labeled minutes of the AM curve.")
-    parser.add_argument("--main-am-minutes", default=None, help="The recipe's own labeled minutes (stage 4's AMs).")
-    parser.add_argument("--pretrain-minutes", nargs="*", default=[], help="Pre-training minutes below the main model's.")
-    parser.add_argument("--main-pretrain-minutes", default=None, help="Minutes the main wav2vec model was pre-trained on.")
-    parser.add_argument("--plot-set", default="test", help="The set the plots show.")
-    args = parser.parse_args(argv)
-    try:
-        curves = collect_curves(args.exp, sets=args.sets, metrics=args.metrics, seeds=args.seeds,
-                                systems=args.systems, am_minutes=args.am_minutes,
-                                main_am_minutes=args.main_am_minutes, pretrain_minutes=args.pretrain_minutes,
-                                main_pretrain_minutes=args.main_pretrain_minutes)
-        written = write_curves(args.exp, curves, args.sets, args.metrics, plot_set=args.plot_set)
-    except W2vtkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print_curves(curves, args.sets, args.metrics[0])
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(curves_main(sys.argv[1:]))
+def report_curves(exp: str | Path, *, sets: list[str], metrics: list[str], systems: list[str],
+                  seeds: list[int], am_minutes: list[str], main_am_minutes: str | None,
+                  pretrain_minutes: list[str], main_pretrain_minutes: str | None,
+                  plot_set: str = "test") -> list[Path]:
+    """``w2vtk results EXP --curves``: collect the study curves (stage 7 of recipes/mini/run.sh),
+    write curves.json, the plots and RESULTS.md's curves section, print them; the files written."""
+    curves = collect_curves(exp, sets=sets, metrics=metrics, seeds=seeds, systems=systems,
+                            am_minutes=am_minutes, main_am_minutes=main_am_minutes,
+                            pretrain_minutes=pretrain_minutes, main_pretrain_minutes=main_pretrain_minutes)
+    written = write_curves(exp, curves, sets, metrics, plot_set=plot_set)
+    print_curves(curves, sets, metrics[0])
+    return written

@@ -22,13 +22,11 @@ The mini recipe's study curves (stage 7) are :mod:`w2vtk.curves`; their RESULTS.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import platform
 import re
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -320,23 +318,6 @@ def print_table(results: dict, sets: list[str], metrics: list[str], title: str) 
         console.print(rich_table(f"{title}: every seed", ["set", "seed"] + head[1:], rows, left=2))
     else:
         console.print(rich_table(title, head, rows))
-
-
-# ------------------------------------------------------------------ command line
-
-
-class ArgParser(argparse.ArgumentParser):
-    """Bad arguments are one line ``error: ...`` and exit 1, as every w2vtk command."""
-
-    def error(self, message: str):
-        print(f"error: {self.prog}: {message}", file=sys.stderr)
-        sys.exit(1)
-
-
-def seed_arg(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a non-negative integer")
-    return int(text)
 
 
 def discover(exp: str | Path) -> dict:

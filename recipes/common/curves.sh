@@ -2,7 +2,7 @@
 # against minutes of labeled audio (log-mel and wav2vec) and WER of wav2vec against minutes of
 # pre-training audio. Each point is a mean over the AM seeds (--am-seeds), decoded with its
 # system's stage-5 parameters (no retuning). The shell only makes the subsets, models and decodes;
-# python -m w2vtk.curves collects them into curves.json, two plots and RESULTS.md.
+# `w2vtk results EXP --curves` collects them into curves.json, two plots and RESULTS.md.
 
 # minutes_list OPTION VAR: the amounts in $VAR rewritten canonically (5.0 -> 5, as the curve dirs
 # and curves.json keys spell them); stops with one line on a non-positive number or a repeat.
@@ -163,14 +163,13 @@ curves_stage() {
   done
 
   metrics=$(echo "$flags" | sed 's/--//g')
-  # shellcheck disable=SC2206
-  args=(--exp "$exp" --sets "$dev" "$test" --metrics $metrics --systems $systems --seeds "${am_seed_list[@]}"
+  args=(--sets "$dev $test" --metrics "$metrics" --systems "$systems" --seeds "${am_seed_list[*]}"
         --plot-set "$test")
-  [ ${#am_points[@]} -eq 0 ] || args+=(--am-minutes "${am_points[@]}" --main-am-minutes "$main_am")
-  [ ${#pre_points[@]} -eq 0 ] || args+=(--pretrain-minutes "${pre_points[@]}" --main-pretrain-minutes "$main_pre")
+  [ ${#am_points[@]} -eq 0 ] || args+=(--am-minutes "${am_points[*]}" --main-am-minutes "$main_am")
+  [ ${#pre_points[@]} -eq 0 ] || args+=(--pretrain-minutes "${pre_points[*]}" --main-pretrain-minutes "$main_pre")
   if [ ${#am_points[@]} -eq 0 ] && [ ${#pre_points[@]} -eq 0 ]; then
     log "stage 7: no curve left to collect"
     return 0
   fi
-  python -m w2vtk.curves "${args[@]}"
+  w2vtk results "$exp" --curves "${args[@]}"
 }

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_main
 from recipe_helpers import ROOT, script_env
 from w2vtk.errors import W2vtkError
-from w2vtk.curves import collect_curves, curves_main, plot_curves
+from w2vtk.curves import collect_curves, plot_curves
 from w2vtk.results import collect_results, markdown_table, report_results
 
 
@@ -256,10 +257,10 @@ def test_plot_curves_writes_pngs(curve_exp, tmp_path):
 
 def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
     report_results(curve_exp, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
-    args = ["--exp", str(curve_exp), "--sets", "dev", "test", "--seeds", "1", "2", "3",
-            "--am-minutes", "2", "5", "20", "--main-am-minutes", "5", "--pretrain-minutes", "15",
+    args = ["results", str(curve_exp), "--curves", "--sets", "dev test", "--seeds", "1 2 3",
+            "--am-minutes", "2 5 20", "--main-am-minutes", "5", "--pretrain-minutes", "15",
             "--main-pretrain-minutes", "60"]
-    assert curves_main(args) == 0
+    assert run_main(capsys, args)[0] == 0
     assert json.loads((curve_exp / "curves.json").read_text()) == _curves(curve_exp)
     for name in ("curve_am_minutes.png", "curve_pretrain_minutes.png"):
         assert (curve_exp / name).read_bytes().startswith(PNG)
@@ -270,9 +271,9 @@ def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
     assert "| 15 | 54.00 (52.00-56.00) | 54.00 (52.00-56.00) |" in md
     assert md.index("## Curves") < md.index("## Provenance")  # the rest of stage 6's file is kept
     assert "| dev | 12.44 (10.11-15.00) |" in md
-    assert "WER against labeled minutes" in capsys.readouterr().out
+    code, out, _ = run_main(capsys, args)
     # a rerun replaces the section; stage 6 rewriting RESULTS.md keeps it
-    assert curves_main(args) == 0
+    assert code == 0 and "WER against labeled minutes" in out
     report_results(curve_exp, ["dev", "test"], ["wer", "ler"], seeds=[1, 2, 3])
     md = (curve_exp / "RESULTS.md").read_text()
     assert md.count("## Curves") == 1 and md.count("curve_am_minutes.png") == 1
@@ -280,8 +281,8 @@ def test_curves_cli_writes_json_plots_and_a_results_section(curve_exp, capsys):
 
 
 def test_curves_cli_error_is_one_line(curve_exp):
-    res = subprocess.run([sys.executable, "-m", "w2vtk.curves", "--exp", str(curve_exp), "--sets", "dev",
-                          "test", "--seeds", "1", "2", "4", "--am-minutes", "2", "--main-am-minutes", "5"],
+    res = subprocess.run([sys.executable, "-m", "w2vtk", "results", str(curve_exp), "--curves", "--sets", "dev test",
+                          "--seeds", "1 2 4", "--am-minutes", "2", "--main-am-minutes", "5"],
                          capture_output=True, text=True, env=script_env(), cwd=ROOT)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     assert "am_fbank_2m_s4/decode_dev/score.json is missing" in res.stderr
