@@ -103,3 +103,23 @@ def test_layer_norm_normalises_every_frame_and_is_off_by_default():
         a = blk(x.transpose(1, 2))
         b = blk((100 * x).transpose(1, 2))
     assert torch.allclose(a, b, atol=2e-3)  # up to LayerNorm's eps
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_blank_bias_sets_the_blank_output_bias_only(weight_norm):
+    """``blank_bias``: the blank's output bias starts at the value (p(blank) ~ e^b / (e^b + V - 1)
+    for small weights); the other biases and the weights keep PyTorch's initialisation."""
+    torch.manual_seed(0)
+    plain = build_am(AMConfig(layers=[(16, 3, 1)], weight_norm=weight_norm), 6, 29)
+    torch.manual_seed(0)
+    biased = build_am(AMConfig(layers=[(16, 3, 1)], weight_norm=weight_norm, blank_bias=3.0), 6, 29)
+    a, b = plain.state_dict(), biased.state_dict()
+    assert b["proj.bias"][0] == 3.0 and torch.equal(a["proj.bias"][1:], b["proj.bias"][1:])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "proj.bias")
+    x = torch.randn(1, 40, 6)
+    with torch.no_grad():
+        p_plain = plain.eval()(x)[0].softmax(-1)[0, :, 0].mean()
+        p_biased = biased.eval()(x)[0].softmax(-1)[0, :, 0].mean()
+    assert p_plain < 0.1 < 0.3 < p_biased
+    with pytest.raises(W2vtkError, match="model.blank_bias"):
+        load_config(TrainAMConfig, None, ["model.blank_bias=.nan"])

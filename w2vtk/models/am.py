@@ -50,6 +50,11 @@ class AMConfig:
     (wav2letter ``WN 3``). ``norm``: ``layer`` puts a LayerNorm over the channels of every frame
     between each conv and its activation (wav2letter's ``LN``; on small data it keeps a CTC model
     from sitting on the all-blank plateau, recipes/mini/STUDY.md); ``none`` (the default) has none.
+    ``blank_bias``: initial bias of the blank's output (0: PyTorch's default initialisation, as every
+    other token). A positive value starts the model near the blank-dominated output CTC converges
+    to first (3 with 29 tokens: p(blank) about 0.4 instead of 1/29); with ``norm: layer`` some
+    seeds otherwise settle into an alignment with almost no blanks that they never leave
+    (recipes/mini/STUDY.md, session 7).
     """
 
     block: Literal["conv", "glu"] = "conv"
@@ -58,6 +63,7 @@ class AMConfig:
     dropout: float = 0.1
     weight_norm: bool = False
     norm: Literal["none", "layer"] = "none"
+    blank_bias: float = 0.0
 
     def validate(self) -> None:
         if not self.layers:
@@ -71,6 +77,8 @@ class AMConfig:
             raise W2vtkError(f"model.dropout: must be in [0, 1), got {self.dropout}")
         if self.norm not in ("none", "layer"):
             raise W2vtkError(f"model.norm: must be 'none' or 'layer', got '{self.norm}'")
+        if not math.isfinite(self.blank_bias):
+            raise W2vtkError(f"model.blank_bias: must be a finite number, got {self.blank_bias}")
 
     @property
     def stride(self) -> int:
@@ -138,6 +146,9 @@ class ConvAM(nn.Module):
         # A 1x1 conv and a linear layer are the same map; the conv form keeps weight norm's
         # per-output-channel grouping identical to wav2letter's "WN 3 C 500 NLABEL 1 1".
         self.proj = _wn(nn.Conv1d(in_ch, self.num_tokens, 1), cfg.weight_norm)
+        if cfg.blank_bias:
+            with torch.no_grad():
+                self.proj.bias[0] = cfg.blank_bias
 
     @property
     def stride(self) -> int:
