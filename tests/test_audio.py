@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2vtk.audio import (AudioSource, audio_dir_sources, audio_duration, audio_sources, discover_audio, load_audio,
-                         read_sphere_header, with_durations)
+from w2vtk.audio import audio_duration, load_audio, read_sphere_header
+from w2vtk.sources import AudioSource, audio_dir_sources, audio_sources, discover_audio, with_durations
 from w2vtk.errors import W2vtkError
 
 sys.path.insert(0, str(Path(__file__).parent / "corpora"))

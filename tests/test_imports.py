@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 # decoder worker processes (one per core, each would pay torch's import time and memory), the mini
 # corpus's synthesis workers, and the data / token / scoring / LM stages.
 TORCH_FREE = ["w2vtk.cli", "w2vtk.decoding", "w2vtk.decoding.pool", "w2vtk.corpora.mini", "w2vtk.am.data",
-              "w2vtk.data", "w2vtk.tokens", "w2vtk.scoring", "w2vtk.lm", "w2vtk.audio", "w2vtk.results"]
+              "w2vtk.data", "w2vtk.tokens", "w2vtk.scoring", "w2vtk.lm", "w2vtk.audio", "w2vtk.sources",
+              "w2vtk.results"]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

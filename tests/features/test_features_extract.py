@@ -96,7 +96,7 @@ def test_float16_and_compressed_storage(audio_dir, tmp_path):
 
 def test_resume_after_kill_is_identical_and_works_with_other_process_count(audio_dir, tmp_path):
     root, _ = audio_dir
-    from w2vtk.audio import audio_dir_sources
+    from w2vtk.sources import audio_dir_sources
 
     sources = audio_dir_sources(root)
     ext = LogMelExtractor()
@@ -254,7 +254,7 @@ def test_bad_inputs_give_one_error_line_and_no_half_archive(tmp_path, audio_dir)
 
 def test_two_torchrun_processes_write_the_same_archives(audio_dir, tmp_path):
     root, _ = audio_dir
-    from w2vtk.audio import audio_dir_sources
+    from w2vtk.sources import audio_dir_sources
 
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vtk.audio import read_manifest
+from w2vtk.sources import read_manifest
 from w2vtk.errors import W2vtkError
 from w2vtk.models.wav2vec import BASE_FEATURE_LAYERS, num_frames, preset
 from w2vtk.pretrain import load_pretrain_config

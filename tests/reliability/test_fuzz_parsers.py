@@ -1045,7 +1045,7 @@ def manifest_lines(draw) -> list[list[str]]:
 @given(case=file_bytes(manifest_lines(), sep="\t"))
 @example(case=(b"/r\n.\t1\n", 1))
 def test_pretrain_manifest(work, case):
-    from w2vtk.audio import read_manifest
+    from w2vtk.sources import read_manifest
 
     raw, mutations = case
     got, err = check(read_manifest, write(work / "pt" / "train.tsv", raw))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from w2vtk.audio import discover_audio
+from w2vtk.sources import discover_audio
 from w2vtk.data import load_data_dir, read_kv, write_data_dir
 from w2vtk.data.kaldi_dir import read_role, write_role
 from w2vtk.dist import barrier, env_info, init, owned_group

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from w2vtk.audio import AudioSource, discover_audio, with_durations
 from w2vtk.errors import W2vtkError
 from w2vtk.models.frames import num_frames, receptive_field
 from w2vtk.objectives import make_generator, sample_negatives
+from w2vtk.sources import AudioSource, discover_audio, with_durations
 from w2vtk.training import derive_seed
 
 # The declared length (utt2dur, manifest) may exceed the decoded audio by rounding; up to this many
@@ -35,7 +35,7 @@ LENGTH_TOLERANCE = 400
 
 def read_utterances(source: str | Path) -> list[AudioSource]:
     """Utterances of a Kaldi data dir, a ``wav.scp`` file, a fairseq ``.tsv`` manifest or a
-    directory of audio files (recursive), with their lengths (:func:`w2vtk.audio.discover_audio`).
+    directory of audio files (recursive), with their lengths (:func:`w2vtk.sources.discover_audio`).
 
     Lengths come from ``utt2dur`` / ``segments`` / the manifest / the audio headers; pipes without
     a ``utt2dur`` are run once to measure them.

@@ -32,7 +32,6 @@ import torch
 
 from w2vtk import dist, faults, objectives
 from w2vtk.checkpoint import load_checkpoint, require_entries
-from w2vtk.audio import AudioSource
 from w2vtk.config import read_yaml, save_config, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.io import remove_stale_temporaries
@@ -42,6 +41,7 @@ from w2vtk.pretrain.config import PretrainConfig, config_from_dict
 from w2vtk.pretrain.data import (CropDataset, TrainSampler, make_loader,
                                  minimum_samples, plan_batches, read_utterances, valid_microbatches)
 from w2vtk.progress import console, progress
+from w2vtk.sources import AudioSource
 from w2vtk.training import (CheckpointManager, LRSchedule, MetricsLog, NonFiniteGuard, Throughput, autocast,
                             gather_rng_states, make_grad_scaler, resolve_amp, restore_training_state, resume_config,
                             seed_everything, setup_cpu)
