@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from w2vtk.checkpoint import load_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "old_layout"
 AM_OVERRIDES = ["model.layers=[[16,3,1],[16,3,1]]", "model.dropout=0.0", "max_epochs=1",
@@ -67,6 +69,8 @@ def test_old_am_exp_dir_resumes_and_decodes(tmp_path):
     shutil.copytree(FIXTURE / "am", exp)
     before = _records(exp / "metrics.jsonl")
     assert [r["epoch"] for r in before] == [1]  # the fixture trained one epoch (max_epochs=1)
+    old = load_checkpoint(exp / "checkpoint_last.pt")
+    assert "train_state" not in old and len(old["rng_per_rank"]) == 1  # the layout before the shared one
     proc = _w2vtk("train-am", "--conf", str(exp / "config.yaml"), "--lang", str(lang), "--train", str(train),
                   "--valid", str(dev), "--exp", str(exp), "max_epochs=2", "--allow-changes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -75,6 +79,8 @@ def test_old_am_exp_dir_resumes_and_decodes(tmp_path):
     assert [r["epoch"] for r in after] == [1, 2] and after[0] == before[0]
     assert after[1]["updates"] > before[0]["updates"]
     assert (exp / "config.1.yaml").is_file()  # the old config kept beside the changed one
+    new = load_checkpoint(exp / "checkpoint_last.pt")  # rewritten in the shared layout
+    assert "rng_per_rank" not in new and len(new["rng"]) == 1 and new["train_state"]["best_epoch"] in (1, 2)
     for which in ("avg", "best"):
         out = tmp_path / f"decode_{which}"
         proc = _w2vtk("decode", "--am", str(exp), "--decoder", "greedy", "--data", str(dev), "--out", str(out),

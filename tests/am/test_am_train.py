@@ -262,7 +262,7 @@ def test_ddp_two_gloo_processes(am_data, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ck = load_checkpoint(tmp_path / "exp" / "checkpoint_last.pt")
-    assert ck["world_size"] == 2 and len(ck["rng_per_rank"]) == 2
+    assert ck["train_state"]["world_size"] == 2 and len(ck["rng"]) == 2
     recs = read_metrics(tmp_path / "exp" / "metrics.jsonl")
     assert [r["epoch"] for r in recs] == [1, 2]  # rank 0 alone writes
     # 24 utterances in batches of <= 8: each rank does half of the (wrapped-around) batches

@@ -388,7 +388,7 @@ def compare_am(ref: Path, got: Path) -> None:
             assert_same_tree(a.get(key), b.get(key), f"{name} {key}")
         if name == "checkpoint_last.pt":
             assert_same_tree(a["optimizer"], b["optimizer"], f"{name} optimizer")
-            assert_same_tree(a["rng_per_rank"], b["rng_per_rank"], f"{name} rng")
+            assert_same_tree(a["rng"], b["rng"], f"{name} rng")
     ma = [{k: v for k, v in r.items() if k not in AM_TIME_KEYS} for r in read_jsonl(ref / "metrics.jsonl")]
     mb = [{k: v for k, v in r.items() if k not in AM_TIME_KEYS} for r in read_jsonl(got / "metrics.jsonl")]
     assert [r["epoch"] for r in ma] == [r["epoch"] for r in mb]

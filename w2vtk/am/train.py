@@ -1,7 +1,8 @@
 """``w2vtk train-am``: CTC training of a conv acoustic model on a feature data dir.
 
-Exp dir contents: ``checkpoint_last.pt`` (everything needed to resume exactly: model, optimizer,
-update count, every rank's RNG states, sampler position, best so far), ``checkpoint_best.pt``
+Exp dir contents: ``checkpoint_last.pt`` (everything needed to resume exactly, in pre-training's
+layout: model, ``optimizer``, ``scaler``, ``rng`` (one state per rank) and ``train_state``: sampler
+position, best so far, non-finite guard, world size), ``checkpoint_best.pt``
 (model of the epoch with the lowest dev error), ``checkpoint_epoch<N>.pt`` (model only, the last
 ``average_last`` epochs), ``checkpoint_avg.pt`` (their mean), ``tokens.txt`` (+ ``spm.model``),
 ``feats.yaml`` (the training features' provenance), ``config.yaml`` (resolved), ``global_cmvn.npz``
@@ -84,6 +85,25 @@ def _ids_digest(ids: list[str]) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
+# checkpoint_last.pt entries that AM checkpoints written before the shared layout (w2vtk <= session 6)
+# kept at the top level; with_train_state moves them where the current layout has them
+_OLD_TOP_LEVEL = ("position", "epoch_done", "best_error", "best_epoch", "world_size", "epoch_sums",
+                  "train_ids_sha256")
+
+
+def with_train_state(ckpt: dict) -> dict:
+    """``ckpt`` (an AM checkpoint_last.pt) in the current layout: ``train_state`` (with the guard
+    under ``nonfinite``) and ``rng``, as pre-training's. Older files kept these at the top level
+    (``guard``, ``rng_per_rank``); they are read as if written now, so they still resume."""
+    if isinstance(ckpt.get("train_state"), dict):
+        return ckpt
+    out = {k: v for k, v in ckpt.items() if k not in _OLD_TOP_LEVEL + ("guard", "rng_per_rank")}
+    out["train_state"] = {k: ckpt[k] for k in _OLD_TOP_LEVEL if k in ckpt}
+    out["train_state"]["nonfinite"] = ckpt.get("guard", {})
+    out["rng"] = ckpt.get("rng_per_rank") or []
+    return out
 
 
 def model_payload(model, cfg: TrainAMConfig, *, input_dim: int, tokens: list[str], norm: Normaliser,
@@ -190,7 +210,8 @@ class _AMTrainer:
             self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.metrics = MetricsLog(exp_dir / "metrics.jsonl", enabled=self.info.is_main, key="epoch")
         if ckpt is not None:
-            epoch_done = ckpt.get("epoch_done", int(ckpt["position"]) >= self.per_rank)
+            ts = ckpt["train_state"]
+            epoch_done = ts.get("epoch_done", int(ts["position"]) >= self.per_rank)
             self.metrics.truncate_after(int(ckpt["epoch"]) - (0 if epoch_done else 1))
         else:
             self.metrics.truncate_after(0)
@@ -200,7 +221,7 @@ class _AMTrainer:
         # the epoch sums of an interrupted epoch (rank 0 keeps them)
         self.carried = torch.zeros(3, dtype=torch.float64)
         if ckpt is not None and self.info.is_main and self.pos > 0:
-            self.carried = ckpt.get("epoch_sums", self.carried).double()
+            self.carried = ckpt["train_state"].get("epoch_sums", self.carried).double()
 
     def log(self, msg: str) -> None:
         _log(msg, self.info)
@@ -242,9 +263,12 @@ class _AMTrainer:
         ckpt = load_checkpoint(last_path)
         if not isinstance(ckpt, dict) or ckpt.get("kind") != CKPT_KIND or "optimizer" not in ckpt:
             raise W2vtkError(f"{last_path}: not a w2vtk acoustic-model training checkpoint")
+        ckpt = with_train_state(ckpt)
         require_entries(ckpt, last_path, "acoustic-model training",
                         {"model_config": dict, "model": dict, "optimizer": dict, "input_dim": int,
-                         "tokens": list, "normaliser": dict, "epoch": int, "position": int, "updates": int})
+                         "tokens": list, "normaliser": dict, "epoch": int, "updates": int})
+        if not isinstance(ckpt["train_state"].get("position"), int):
+            raise W2vtkError(f"{last_path}: not a usable acoustic-model training checkpoint (no 'position')")
         if not isinstance(ckpt["normaliser"].get("mode"), str):
             raise W2vtkError(f"{last_path}: not a usable acoustic-model training checkpoint (bad 'normaliser')")
         old_model = from_dict(AMConfig, ckpt["model_config"], where=f"{last_path}:model")
@@ -348,23 +372,23 @@ class _AMTrainer:
 
     def _restore(self, ckpt: dict) -> None:
         """Model, optimiser, scaler, guard, position, best so far and RNG from checkpoint_last.pt."""
-        info, last_path = self.info, self.last_path
-        rng = ckpt.get("rng_per_rank") or []
+        info, last_path, ts = self.info, self.last_path, ckpt["train_state"]
+        rng = ckpt.get("rng") or []
         same_ranks = restore_training_state(ckpt, last_path, model=self.model, optimizer=self.optimizer,
-                                            scaler=self.scaler, guard=self.guard, guard_state=ckpt.get("guard", {}),
+                                            scaler=self.scaler, guard=self.guard, guard_state=ts.get("nonfinite", {}),
                                             rng_states=rng, rank=info.rank, world_size=info.world_size)
-        self.epoch, self.pos, self.updates = int(ckpt["epoch"]), int(ckpt["position"]), int(ckpt["updates"])
-        self.best_error, self.best_epoch = ckpt.get("best_error"), ckpt.get("best_epoch")
+        self.epoch, self.pos, self.updates = int(ckpt["epoch"]), int(ts["position"]), int(ckpt["updates"])
+        self.best_error, self.best_epoch = ts.get("best_error"), ts.get("best_epoch")
         if not same_ranks:
             self.log(f"[yellow]warning: resuming with {info.world_size} processes instead of {len(rng)}: "
                      f"dropout randomness is reseeded, so this run will not match an uninterrupted one[/yellow]")
             seed_everything(self.cfg.seed + 1000 * info.rank + 7919 * self.updates)
-        if ckpt.get("epoch_done", self.pos >= self.per_rank):
+        if ts.get("epoch_done", self.pos >= self.per_rank):
             self.epoch, self.pos = self.epoch + 1, 0
-        elif int(ckpt.get("world_size", 1)) != info.world_size:
+        elif int(ts.get("world_size", 1)) != info.world_size:
             # same place in the epoch's global batch order, rounded down to a whole update
-            self.pos = (self.pos * int(ckpt.get("world_size", 1)) // info.world_size) // self.accum * self.accum
-        if ckpt.get("train_ids_sha256") not in (None, _ids_digest(self.train_ids)):
+            self.pos = (self.pos * int(ts.get("world_size", 1)) // info.world_size) // self.accum * self.accum
+        if ts.get("train_ids_sha256") not in (None, _ids_digest(self.train_ids)):
             self.log(f"[yellow]warning: the training utterances differ from the ones {last_path} was trained "
                      f"on: the epoch's batches change, so this run will not match an uninterrupted one[/yellow]")
         self.log(f"resuming {self.exp_dir} at epoch {self.epoch}, update {self.updates}")
@@ -496,12 +520,16 @@ class _AMTrainer:
         rng_all = gather_rng_states(info.distributed, info.world_size)
         if info.is_main:
             state = self.payload("last")
+            # the layout of pre-training's checkpoint_last.pt: optimizer, scaler, rng (one state per
+            # rank) and train_state (position, best so far, non-finite guard, world size)
             state.update({
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
-                "guard": self.guard.state_dict(), "position": int(position), "rng_per_rank": rng_all,
-                "best_error": self.best_error, "best_epoch": self.best_epoch, "world_size": info.world_size,
-                "epoch_sums": sums, "epoch_done": bool(position >= self.per_rank),
-                "train_ids_sha256": _ids_digest(self.train_ids),
+                "rng": rng_all,
+                "train_state": {
+                    "position": int(position), "epoch_done": bool(position >= self.per_rank),
+                    "best_error": self.best_error, "best_epoch": self.best_epoch, "world_size": info.world_size,
+                    "nonfinite": self.guard.state_dict(), "epoch_sums": sums,
+                    "train_ids_sha256": _ids_digest(self.train_ids)},
             })
             self.manager.save(state, self.updates)
         dist.barrier()
