@@ -5,7 +5,8 @@ import yaml
 
 from cli_helpers import run_main
 from w2vtk.errors import W2vtkError
-from w2vtk.tokens import TokenSet, build_lang, read_tokens_txt, read_transcripts
+from w2vtk.tokens import (TokenSet, asg_collapse, build_lang, pack_replabels, read_tokens_txt, read_transcripts,
+                          unpack_replabels)
 
 LOWER = ["u1 it's a dog", "u2 the cat sat on the mat", "u3 mr. smith went home", "u4"]
 UPPER = ["1-2-0001 IT'S A DOG", "1-2-0002 THE QUICK BROWN FOX", "1-2-0003 JUMPS OVER THE LAZY DOG"]
@@ -176,3 +177,36 @@ def test_digits_in_a_letters_set_are_reported(tmp_path):
     assert "1 transcript(s) contain digits (e.g. u1: '1990')" in tset.warnings[0]
     text.write_text("u1 the year nineteen ninety\n")
     assert build_lang(text, tmp_path / "lang2", "letters").warnings == []
+
+
+@pytest.mark.parametrize("ids,packed", [
+    ([5, 5, 6], [5, 1, 6]),            # "ee" -> e 1
+    ([5, 5, 5, 6, 6], [5, 2, 6, 1]),   # "eee" -> e 2
+    ([5, 5, 5, 5], [5, 2, 5]),         # a run longer than N + 1 starts again
+    ([5, 6, 5], [5, 6, 5]),
+    ([], []),
+])
+def test_replabels_pack_and_unpack_like_wav2letter(ids, packed):
+    rep = [1, 2]  # token ids of "1" and "2" (--replabel 2)
+    assert pack_replabels(ids, rep) == packed
+    assert unpack_replabels(packed, rep) == ids
+    assert all(a != b for a, b in zip(packed, packed[1:]))  # what ASG needs
+    assert unpack_replabels([2, 5, 1], rep) == [5, 5]  # a leading repetition label is dropped
+
+
+def test_asg_collapse_merges_runs_without_a_blank():
+    assert asg_collapse([3, 3, 0, 0, 4, 3, 3]) == [3, 0, 4, 3]
+
+
+def test_replabels_equal_flashlight_texts():
+    from flashlight.lib.text.dictionary import Dictionary
+    from flashlight.lib.text.dictionary import pack_replabels as fl_pack
+
+    d = Dictionary()
+    for tok in ["|", "a", "b", "<1>", "<2>", "<3>"]:
+        d.add_entry(tok)
+    rep = [d.get_index(f"<{k}>") for k in (1, 2, 3)]
+    for word in ("aaaab", "aab", "abba", "aaaaaaab", "b"):
+        ids = [d.get_index(c) for c in word]
+        for n in (1, 2, 3):
+            assert pack_replabels(ids, rep[:n]) == list(fl_pack(ids, d, n)), (word, n)

@@ -494,3 +494,53 @@ def ctc_collapse(ids: Iterable[int], blank: int = 0) -> list[int]:
             out.append(t)
         prev = t
     return out
+
+
+# --- repetition labels (ASG) --------------------------------------------------------------------
+
+def pack_replabels(ids: Iterable[int], replabel_ids: list[int]) -> list[int]:
+    """wav2letter's repetition labels (``--replabel N``, flashlight-text ``pack_replabels``): a token
+    repeated k more times (1 <= k <= N) becomes the token followed by ``replabel_ids[k - 1]`` (the
+    tokens "1" .. "N" of wav2letter's recipes, ``<1>`` .. ``<N>`` in flashlight-text's dictionary);
+    a run longer than N + 1 starts again (``a a a a`` with N = 2: ``a 2 a``).
+    ASG cannot score two equal adjacent tokens, so its targets are packed first."""
+    out: list[int] = []
+    limit = len(replabel_ids)
+    prev, count = None, 0
+    for tok in ids:
+        tok = int(tok)
+        if tok == prev and count < limit:
+            count += 1
+            continue
+        if count:
+            out.append(replabel_ids[count - 1])
+        out.append(tok)
+        prev, count = tok, 0
+    if count:
+        out.append(replabel_ids[count - 1])
+    return out
+
+
+def unpack_replabels(ids: Iterable[int], replabel_ids: list[int]) -> list[int]:
+    """Inverse of :func:`pack_replabels`: ``replabel_ids[k - 1]`` after a token repeats it k more
+    times (a repetition label with no token before it, as a decoder may emit, is dropped)."""
+    rep = {r: k + 1 for k, r in enumerate(replabel_ids)}
+    out: list[int] = []
+    for tok in ids:
+        tok = int(tok)
+        if tok in rep:
+            if out:
+                out.extend([out[-1]] * rep[tok])
+            continue
+        out.append(tok)
+    return out
+
+
+def asg_collapse(path: Iterable[int]) -> list[int]:
+    """The token sequence of an ASG frame path: runs merged (no blank)."""
+    out: list[int] = []
+    for tok in path:
+        tok = int(tok)
+        if not out or out[-1] != tok:
+            out.append(tok)
+    return out
