@@ -210,3 +210,18 @@ def test_replabels_equal_flashlight_texts():
         ids = [d.get_index(c) for c in word]
         for n in (1, 2, 3):
             assert pack_replabels(ids, rep[:n]) == list(fl_pack(ids, d, n)), (word, n)
+
+
+def test_prep_lang_replabel_appends_repetition_labels(tmp_path, capsys):
+    from cli_helpers import run_main
+
+    (tmp_path / "text").write_text("u1 the cat\nu2 see a bee\n")
+    code, out, _ = run_main(capsys, ["prep", "lang", "--type", "letters", "--text", str(tmp_path / "text"),
+                                     "--out", str(tmp_path / "lang"), "--replabel", "2"])
+    assert code == 0 and "repetition labels" in out
+    ts = TokenSet.load(tmp_path / "lang")
+    assert ts.tokens[-2:] == ["<1>", "<2>"] and ts.replabel_ids == [len(ts) - 2, len(ts) - 1]
+    ids = ts.encode("see a bee")
+    assert ts.decode(unpack_replabels(pack_replabels(ids, ts.replabel_ids), ts.replabel_ids)) == "see a bee"
+    with pytest.raises(W2vtkError, match="--replabel 12"):
+        build_lang(tmp_path / "text", tmp_path / "lang2", "letters", replabel=12)

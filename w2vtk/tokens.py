@@ -154,6 +154,7 @@ class LangInfo:
     spm_type: str | None = None      # "unigram" | "bpe"
     vocab_size: int | None = None
     unk_token: str | None = None
+    replabel: int = 0                # repetition labels <1> .. <N> at the end of the set (ASG)
     source_text: str | None = None
     source_text_sha256: str | None = None
     num_tokens: int = 0
@@ -189,6 +190,11 @@ class TokenSet:
 
     def index(self, token: str) -> int:
         return self._index[token]
+
+    @property
+    def replabel_ids(self) -> list[int]:
+        """Ids of the repetition labels ``<1>`` .. ``<N>`` (``lang.yaml`` ``replabel: N``; empty for none)."""
+        return [self._index[replabel_token(k)] for k in range(1, self.info.replabel + 1)]
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -377,15 +383,21 @@ def _letters_for(texts: dict[str, str]) -> tuple[list[str], str, str | None]:
     return sorted(chars), "data", case
 
 
+def replabel_token(k: int) -> str:
+    """The token of k repetitions (flashlight-text's dictionary names them ``<1>``, ``<2>``, ...)."""
+    return f"<{k}>"
+
+
 def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "letters", *,
                vocab_size: int = 500, spm_type: str = "unigram", phone_set: int = 48,
-               unk_token: str | None = None) -> TokenSet:
+               unk_token: str | None = None, replabel: int = 0) -> TokenSet:
     """Build a lang dir (tokens.txt, lang.yaml[, spm.model]) from a Kaldi ``text`` file.
 
     ``token_type``: letters | phones | spm.  ``vocab_size`` and ``spm_type`` (unigram | bpe) apply
     to spm; ``phone_set`` (48 | 39) to phones; ``unk_token`` adds a token to which symbols outside
     the set are mapped at encode time (for spm it names sentencepiece's unknown piece).
-    Every transcript is encoded once as a check, so a bad utterance fails here, named.
+    ``replabel`` N > 0 appends the repetition labels ``<1>`` .. ``<N>`` (ASG targets; letters and
+    phones only).  Every transcript is encoded once as a check, so a bad utterance fails here, named.
     Files are written atomically, lang.yaml last.
     """
     text_path, out_dir = Path(text_path), Path(out_dir)
@@ -419,6 +431,14 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
         spm_bytes = _train_spm(texts, vocab_size, spm_type, unk_token or "<unk>", text_path)
         tokens = _spm_pieces(spm_bytes)
         info.case = _letters_for(texts)[2]
+    if replabel:
+        if token_type == "spm" or not 0 < replabel <= 9:
+            raise W2vtkError(f"--replabel {replabel}: must be 1..9, for letters or phones")
+        clash = [replabel_token(k) for k in range(1, replabel + 1) if replabel_token(k) in tokens]
+        if clash:
+            raise W2vtkError(f"--replabel: {clash[0]} is already a token of the set")
+        tokens = tokens + [replabel_token(k) for k in range(1, replabel + 1)]
+        info.replabel = replabel
     info.boundary = tokens.index(BOUNDARY) if token_type == "letters" else None
     info.num_tokens = len(tokens)
 

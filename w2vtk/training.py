@@ -68,10 +68,11 @@ class LRSchedule:
         return self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
     def apply(self, optimizer, num_updates: int) -> float:
-        """Set every param group's lr for the next update; returns it."""
+        """Set every param group's lr for the next update (times the group's ``lr_scale``, 1 unless
+        set: ASG's transitions); returns it."""
         lr = self.lr_at(num_updates)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
 

@@ -27,6 +27,7 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 10.0  # 0 disables gradient clipping
+    transitions_lr: float = 0.0  # ASG: lr of the transitions (wav2letter's --lrcrit); 0: optim.lr
     max_update: int = 0  # 0: no limit; stops (and saves) after this many updates (pretrain's optim.max_update)
 
     def validate(self) -> None:
@@ -34,6 +35,8 @@ class OptimConfig:
             raise W2vtkError(f"optim.max_update: must be >= 0, got {self.max_update}")
         if self.lr <= 0:
             raise W2vtkError(f"optim.lr: must be > 0, got {self.lr}")
+        if self.transitions_lr < 0:
+            raise W2vtkError(f"optim.transitions_lr: must be >= 0, got {self.transitions_lr}")
         if self.clip_norm < 0:
             raise W2vtkError(f"optim.clip_norm: must be >= 0, got {self.clip_norm}")
 
@@ -87,6 +90,10 @@ class TrainAMConfig:
     best_metric: Literal["error", "loss"] = "error"
     # epochs that take the batches shortest first before shuffling (SortaGrad; -1: all, 0: none)
     sortagrad: int = 0
+    # ASG only (model.criterion: asg): wav2letter's loss scaling, -log p(target) per utterance divided by
+    # its output frames (input), their square root (input-sqrt), its target length (target) or its
+    # square root (target-sqrt: wav2letter's --onorm target --sqnorm); none keeps CTC's per-token scale
+    asg_scaling: Literal["none", "input", "input-sqrt", "target", "target-sqrt"] = "none"
     paper: dict[str, Any] = field(default_factory=dict)
     note: Optional[str] = None
 
@@ -95,6 +102,8 @@ class TrainAMConfig:
             raise W2vtkError(f"max_epochs: must be >= 1, got {self.max_epochs}")
         if self.valid_every < 1:
             raise W2vtkError(f"valid_every: must be >= 1, got {self.valid_every}")
+        if self.asg_scaling not in ("none", "input", "input-sqrt", "target", "target-sqrt"):
+            raise W2vtkError(f"asg_scaling: none, input, input-sqrt, target or target-sqrt, got {self.asg_scaling!r}")
         if self.sortagrad < -1:
             raise W2vtkError(f"sortagrad: must be -1 (every epoch), 0 (off) or a number of epochs, got {self.sortagrad}")
         if self.save_interval_updates < 0 or self.average_last < 0:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from w2vtk import __version__, dist, faults
 from w2vtk.am.config import TrainAMConfig
-from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, ctc_min_frames, epoch_order,
+from w2vtk.am.criterion import make_criterion
+from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, epoch_order,
                            global_stats, load_feature_dir, make_batches, pad_batch, prefetch, stats_to_mean_std)
 from w2vtk.am.metrics import DevScorer
 from w2vtk.am.validate import evaluate, print_epoch_table
@@ -192,6 +192,7 @@ class _AMTrainer:
         ckpt = self._check_resume(allow_changes)
         seed_everything(cfg.seed + 1000 * self.info.rank)
         self.model = build_am(cfg.model, self.train_fd.dim, len(self.tokens.tokens)).to(self.device)
+        self.criterion = make_criterion(self.model, self.tokens, cfg.asg_scaling)
         self._drop_short()
         self.norm = self._normaliser(ckpt)
         self._prepare_exp_dir(fresh=ckpt is None)
@@ -291,23 +292,25 @@ class _AMTrainer:
         return ckpt
 
     def _drop_short(self) -> None:
-        """CTC feasibility: drop (and count) utterances too short for their labels."""
+        """Feasibility under the criterion: drop (and count) utterances too short for their labels."""
+        crit = self.criterion
+
         def feasible(fd: FeatureDir, labels: dict[str, list[int]]) -> tuple[list[str], list[str]]:
             ok, short = [], []
             for utt in fd.ids:
                 t_out = output_length(fd.frames[utt], self.cfg.model.layers)
-                (ok if t_out >= ctc_min_frames(labels[utt]) and t_out > 0 else short).append(utt)
+                (ok if t_out >= crit.min_frames(crit.targets(labels[utt])) and t_out > 0 else short).append(utt)
             return ok, short
 
         self.train_ids, self.train_short = feasible(self.train_fd, self.train_labels)
         _, self.valid_short = feasible(self.valid_fd, self.valid_labels)
         if self.train_short:
             self.log(f"[yellow]{self.train_dir}: {len(self.train_short)} utterances are too short for their "
-                     f"transcript under CTC at stride {self.model.stride} and are skipped "
+                     f"transcript under {crit.name.upper()} at stride {self.model.stride} and are skipped "
                      f"(e.g. {', '.join(self.train_short[:3])})[/yellow]")
         if self.valid_short:
             self.log(f"[yellow]{self.valid_dir}: {len(self.valid_short)} utterances are too short for their "
-                     f"transcript under CTC: left out of the dev loss, kept in the dev error rates[/yellow]")
+                     f"transcript under {crit.name.upper()}: left out of the dev loss, kept in the dev error rates[/yellow]")
         if not self.train_ids:
             raise W2vtkError(f"{self.train_dir}: no training utterance left after filtering "
                              f"({len(self.train_short)} too short for their transcripts)")
@@ -356,7 +359,13 @@ class _AMTrainer:
         self.valid_batches = make_batches(self.valid_fd.ids, self.valid_fd.frames, cfg.batch.valid_max_frames, 10 ** 9)
 
     def _make_optimiser(self) -> None:
-        cfg, params = self.cfg, self.model.parameters()
+        cfg, model = self.cfg, self.model
+        params: list = list(model.parameters())
+        if model.transitions is not None and cfg.optim.transitions_lr > 0:
+            # ASG's transitions on their own lr (wav2letter's --lrcrit), as a fixed share of the schedule's
+            rest = [p for p in params if p is not model.transitions]
+            params = [{"params": rest},
+                      {"params": [model.transitions], "lr_scale": cfg.optim.transitions_lr / cfg.optim.lr}]
         if cfg.optim.name == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                              nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
@@ -412,22 +421,19 @@ class _AMTrainer:
         return [self.batches[i] for i in order[self.info.rank::self.info.world_size]]
 
     def compute_loss(self, batch: list[str], feats, lengths, tokens_in_update: float):
-        """CTC loss of one micro-batch, summed over utterances, and it backpropagated scaled by the
-        world size over the update's target tokens (a per-token loss over all ranks)."""
-        labs = [self.train_labels[u] for u in batch]
-        targets = torch.tensor([i for lab in labs for i in lab], dtype=torch.long)
-        target_lengths = torch.tensor([len(lab) for lab in labs], dtype=torch.long)
+        """The criterion's loss (CTC or ASG) of one micro-batch, summed over utterances, and it
+        backpropagated scaled by the world size over the update's target tokens (a per-token loss
+        over all ranks)."""
+        targets = [self.criterion.targets(self.train_labels[u]) for u in batch]
         with autocast(self.device, self.amp):
             logits, out_lengths = self.net(feats, lengths)
-        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-        loss = F.ctc_loss(log_probs, targets.to(self.device), out_lengths, target_lengths.to(self.device),
-                          blank=0, reduction="sum", zero_infinity=False)
+        loss = self.criterion.loss(self.model, logits, out_lengths, targets, batch)
         scaled = loss * (self.info.world_size / max(tokens_in_update, 1.0))
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
         else:
             scaled.backward()
-        return loss.detach(), float(target_lengths.sum())
+        return loss.detach(), float(sum(len(self.train_labels[u]) for u in batch))
 
     def _step(self) -> None:
         """Clip, then step the optimiser unless the gradient is not finite."""
@@ -542,8 +548,8 @@ class _AMTrainer:
     def validate(self) -> dict:
         """Dev loss and greedy error rates of this epoch, or an empty record when it skips validation."""
         if self.validates_now():
-            dev = evaluate(self.model, self.valid_fd, self.valid_labels, self.valid_batches, self.norm, self.tokens,
-                           self.device, self.amp, self.info)
+            dev = evaluate(self.model, self.criterion, self.valid_fd, self.valid_labels, self.valid_batches, self.norm,
+                           self.tokens, self.device, self.amp, self.info)
             self.dev_unit = dev["unit"]
             return dev
         return {"loss": None, "unit": self.dev_unit, "error": None, "wer": None, "time_s": 0.0}

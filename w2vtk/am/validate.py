@@ -6,19 +6,18 @@ import time
 from typing import Any
 
 from w2vtk import dist
-from w2vtk.am.data import FeatureDir, Normaliser, ctc_min_frames, pad_batch, prefetch
+from w2vtk.am.data import FeatureDir, Normaliser, pad_batch, prefetch
 from w2vtk.am.metrics import DevScorer
 from w2vtk.progress import console
-from w2vtk.tokens import ctc_collapse
 from w2vtk.training import autocast
 
 
-def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[list[str]], norm: Normaliser,
-             tokens, device, amp: str, info) -> dict[str, Any]:
-    """Dev loss (per token, over utterances CTC can align) and greedy error rates (all utterances),
-    computed on this rank's share of ``batches`` and summed over ranks."""
+def evaluate(model, criterion, fd: FeatureDir, labels: dict[str, list[int]], batches: list[list[str]],
+             norm: Normaliser, tokens, device, amp: str, info) -> dict[str, Any]:
+    """Dev loss (per token, over utterances the criterion can align) and greedy error rates (all
+    utterances), computed on this rank's share of ``batches`` and summed over ranks. ``criterion``:
+    :mod:`w2vtk.am.criterion` (CTC or ASG); ``labels`` are token ids before any packing."""
     import torch
-    import torch.nn.functional as F
 
     t0 = time.perf_counter()
     model.eval()
@@ -29,23 +28,20 @@ def evaluate(model, fd: FeatureDir, labels: dict[str, list[int]], batches: list[
         for utts, (feats, lengths) in prefetch(mine, lambda b: pad_batch(fd, b, norm)):
             with autocast(device, amp):
                 logits, out_lengths = model(feats.to(device), lengths.to(device))
-            log_probs = logits.float().log_softmax(-1)
-            best = log_probs.argmax(-1).cpu()
-            out_lengths = out_lengths.cpu()
+            logits = logits.float()
+            cpu_logits, out_cpu = logits.cpu(), out_lengths.cpu()
             ok = []
             for i, utt in enumerate(utts):
                 lab = labels[utt]
-                n = int(out_lengths[i])
-                scorer.add(lab, ctc_collapse(best[i, :n].tolist()))
-                if n >= ctc_min_frames(lab) and n > 0:
+                n = int(out_cpu[i])
+                scorer.add(lab, criterion.greedy(model, cpu_logits[i], n))
+                if n >= criterion.min_frames(criterion.targets(lab)) and n > 0:
                     ok.append(i)
             if ok:
                 labs = [labels[utts[i]] for i in ok]
-                losses = F.ctc_loss(log_probs[ok].transpose(0, 1),
-                                    torch.tensor([t for lab in labs for t in lab], dtype=torch.long, device=device),
-                                    out_lengths[ok].to(device), torch.tensor([len(lab) for lab in labs], device=device),
-                                    blank=0, reduction="none")
-                loss_sum += float(losses.sum())
+                loss = criterion.loss(model, logits[ok], out_lengths[ok], [criterion.targets(lab) for lab in labs],
+                                      [utts[i] for i in ok])
+                loss_sum += float(loss)
                 tok_sum += sum(len(lab) for lab in labs)
     totals = scorer.totals()
     names = sorted(totals)

@@ -18,6 +18,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         phone_set: int = typer.Option(48, "--phone-set", help="phones: TIMIT 48 or 39 (text folded to 39)."),
         unk_token: str = typer.Option(None, "--unk-token", help="Map symbols outside the set to this token "
                                       "(added to the set) instead of failing."),
+        replabel: int = typer.Option(0, "--replabel", help="ASG: add the repetition labels <1> .. <N> "
+                                     "(wav2letter's --replabel; 0: none)."),
     ) -> None:
         """Build the token set shared by train-am, prep lm, decode and score (blank <blk> = 0)."""
         from rich.table import Table
@@ -25,7 +27,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         from w2vtk.tokens import build_lang
 
         tset = build_lang(text, out, token_type, vocab_size=vocab_size, spm_type=spm_type,
-                          phone_set=phone_set, unk_token=unk_token)
+                          phone_set=phone_set, unk_token=unk_token, replabel=replabel)
         info = tset.info
         table = Table(title=f"lang: {out}")
         table.add_column("field")
@@ -39,6 +41,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
             table.add_row("phone set", str(info.phone_set))
         table.add_row("case", str(info.case))
         table.add_row("unk token", str(info.unk_token))
+        if info.replabel:
+            table.add_row("repetition labels", str(info.replabel))
         shown = " ".join(tset.tokens[1:41]) + (" ..." if len(tset) > 41 else "")
         table.add_row("tokens", shown)
         from rich.markup import escape

@@ -55,6 +55,9 @@ class AMConfig:
     to first (3 with 29 tokens: p(blank) about 0.4 instead of 1/29); with ``norm: layer`` some
     seeds otherwise settle into an alignment with almost no blanks that they never leave
     (recipes/mini/STUDY.md, session 7).
+    ``criterion``: ``ctc`` or ``asg`` (:mod:`w2vtk.am.criterion`); an ASG model has a learned
+    ``transitions`` (V, V) parameter, ``[prev, next]``, initialised to ``transdiag`` on the diagonal
+    and 0 elsewhere (wav2letter's ``--transdiag``).
     """
 
     block: Literal["conv", "glu"] = "conv"
@@ -64,6 +67,8 @@ class AMConfig:
     weight_norm: bool = False
     norm: Literal["none", "layer"] = "none"
     blank_bias: float = 0.0
+    criterion: Literal["ctc", "asg"] = "ctc"
+    transdiag: float = 0.0
 
     def validate(self) -> None:
         if not self.layers:
@@ -77,6 +82,10 @@ class AMConfig:
             raise W2vtkError(f"model.dropout: must be in [0, 1), got {self.dropout}")
         if self.norm not in ("none", "layer"):
             raise W2vtkError(f"model.norm: must be 'none' or 'layer', got '{self.norm}'")
+        if self.criterion not in ("ctc", "asg"):
+            raise W2vtkError(f"model.criterion: must be 'ctc' or 'asg', got '{self.criterion}'")
+        if not math.isfinite(self.transdiag):
+            raise W2vtkError(f"model.transdiag: must be a finite number, got {self.transdiag}")
         if not math.isfinite(self.blank_bias):
             raise W2vtkError(f"model.blank_bias: must be a finite number, got {self.blank_bias}")
 
@@ -149,6 +158,10 @@ class ConvAM(nn.Module):
         if cfg.blank_bias:
             with torch.no_grad():
                 self.proj.bias[0] = cfg.blank_bias
+        # ASG's transition scores, [prev, next] (w2vtk.am.asg); CTC models have none, so their
+        # state dicts are what they always were
+        self.transitions = (nn.Parameter(torch.eye(self.num_tokens) * cfg.transdiag) if cfg.criterion == "asg"
+                            else None)
 
     @property
     def stride(self) -> int:

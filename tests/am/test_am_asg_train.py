@@ -1,0 +1,52 @@
+"""train-am with ASG (model.criterion: asg): targets packed with repetition labels, learned
+transitions saved, averaged and resumed, greedy Viterbi decoding on dev."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from am_synth import TINY
+from w2vtk.am.config import TrainAMConfig
+from w2vtk.am.train import train_am
+from w2vtk.checkpoint import load_checkpoint
+from w2vtk.config import load_config
+from w2vtk.errors import W2vtkError
+from w2vtk.tokens import build_lang
+from w2vtk.training import read_metrics
+
+ASG = TINY + ["model.criterion=asg", "model.transdiag=5", "asg_scaling=none", "optim.transitions_lr=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def asg_lang(am_data, tmp_path_factory):
+    _, train, _ = am_data
+    lang = tmp_path_factory.mktemp("asglang") / "lang"
+    build_lang(train / "text", lang, "letters", replabel=2)
+    return lang
+
+
+def test_asg_am_learns_and_keeps_its_transitions(am_data, asg_lang, tmp_path):
+    torch.set_num_threads(1)
+    _, train, _ = am_data
+    exp = tmp_path / "exp"
+    cfg = load_config(TrainAMConfig, None, ASG + ["max_epochs=30", "optim.lr=5e-3"])
+    res = train_am(cfg, lang_dir=asg_lang, train_dir=train, valid_dir=train, exp_dir=exp)
+    recs = read_metrics(exp / "metrics.jsonl")
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"] / 3
+    assert res.best_error <= 10.0, [r["ler"] for r in recs]
+    last, avg = load_checkpoint(exp / "checkpoint_last.pt"), load_checkpoint(exp / "checkpoint_avg.pt")
+    n = len(last["tokens"])
+    assert last["tokens"][-2:] == ["<1>", "<2>"]
+    assert last["model"]["transitions"].shape == (n, n) and last["model_config"]["criterion"] == "asg"
+    e29, e30 = (load_checkpoint(exp / f"checkpoint_epoch{e}.pt")["model"]["transitions"] for e in (29, 30))
+    assert torch.allclose(avg["model"]["transitions"], (e29 + e30) / 2, atol=1e-6)
+    # the transitions moved from their transdiag start, on their own (smaller) learning rate
+    assert not torch.equal(last["model"]["transitions"], torch.eye(n) * 5)
+
+
+def test_asg_needs_repetition_labels_in_the_lang(am_data):
+    lang, train, valid = am_data
+    with pytest.raises(W2vtkError, match="--replabel"):
+        train_am(load_config(TrainAMConfig, None, ASG + ["max_epochs=1"]), lang_dir=lang, train_dir=train,
+                 valid_dir=valid, exp_dir=lang.parent / "asg_no_replabel")

@@ -1,0 +1,91 @@
+"""The acoustic model's training criterion, CTC or ASG, behind one interface used by ``train-am``'s
+trainer and its dev evaluation: how a transcript becomes a target, how many output frames a target
+needs, the loss of a batch and greedy decoding.
+
+* CTC (``torch.nn.functional.ctc_loss``, blank = token 0): targets are the token ids; a target needs
+  one frame per token plus one between equal neighbours; greedy = best token per frame, repeats
+  merged, blanks dropped.
+* ASG (:mod:`w2vtk.am.asg`, the paper's criterion): targets are packed with the token set's
+  repetition labels (``<1>`` .. ``<N>``, ``prep lang --replabel N``; no blank is ever a target); a
+  target needs one frame per token; greedy = the Viterbi path under the model's learned
+  ``transitions``, runs merged, repetition labels undone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from w2vtk.am.asg import asg_loss, viterbi
+from w2vtk.am.data import ctc_min_frames
+from w2vtk.errors import W2vtkError
+from w2vtk.tokens import asg_collapse, ctc_collapse, pack_replabels, unpack_replabels
+
+
+class CTC:
+    name = "ctc"
+
+    def targets(self, ids: list[int]) -> list[int]:
+        return list(ids)
+
+    def min_frames(self, targets: list[int]) -> int:
+        return ctc_min_frames(targets)
+
+    def loss(self, model, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
+             names: list[str]) -> torch.Tensor:
+        """Summed -log p(target) of a batch: logits (B, T', V), out_lengths (B,)."""
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+        flat = torch.tensor([i for lab in targets for i in lab], dtype=torch.long, device=logits.device)
+        lengths = torch.tensor([len(lab) for lab in targets], dtype=torch.long, device=logits.device)
+        return F.ctc_loss(log_probs, flat, out_lengths, lengths, blank=0, reduction="sum", zero_infinity=False)
+
+    def greedy(self, model, logits: torch.Tensor, length: int) -> list[int]:
+        """Token ids of one utterance's logits (T', V), ``length`` valid frames."""
+        return ctc_collapse(logits[:length].argmax(-1).tolist())
+
+
+class ASG:
+    name = "asg"
+
+    def __init__(self, replabel_ids: list[int], scaling: str = "none"):
+        self.replabel_ids = list(replabel_ids)
+        self.scaling = scaling
+
+    def targets(self, ids: list[int]) -> list[int]:
+        return pack_replabels(ids, self.replabel_ids)
+
+    def min_frames(self, targets: list[int]) -> int:
+        return len(targets)
+
+    def loss(self, model, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
+             names: list[str]) -> torch.Tensor:
+        b = len(targets)
+        width = max(1, max(len(t) for t in targets))
+        padded = torch.zeros(b, width, dtype=torch.long)
+        for i, t in enumerate(targets):
+            padded[i, :len(t)] = torch.tensor(t, dtype=torch.long)
+        lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+        try:
+            per_utt = asg_loss(logits.float(), model.transitions, padded, lengths, out_lengths,
+                               scaling=self.scaling, names=names)
+        except ValueError as err:  # a target ASG cannot score: the utterance is named
+            raise W2vtkError(str(err)) from None
+        return per_utt.sum()
+
+    def greedy(self, model, logits: torch.Tensor, length: int) -> list[int]:
+        path = viterbi(logits, model.transitions, length)
+        return unpack_replabels(asg_collapse(path), self.replabel_ids)
+
+
+def make_criterion(model, tokens, scaling: str = "none"):
+    """The criterion of ``model`` (its config's ``criterion``) for the token set ``tokens``."""
+    kind = getattr(model.cfg, "criterion", "ctc")
+    if kind == "ctc":
+        return CTC()
+    if kind == "asg":
+        rep = tokens.replabel_ids
+        if not rep:
+            raise W2vtkError("criterion asg needs repetition labels in the token set: build the lang dir with "
+                             "`w2vtk prep lang ... --replabel 2` (wav2letter's recipes use 1 or 2)")
+        return ASG(rep, scaling)
+    raise W2vtkError(f"model.criterion: unknown criterion {kind!r}")
