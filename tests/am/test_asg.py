@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from w2vtk.am.asg import asg_loss, decoder_transitions, diagonal_init, viterbi
+from w2vtk.am.asg import asg_loss, diagonal_init
+from w2vtk.am.viterbi import decoder_transitions, viterbi
 
 
 def _collapse(path):

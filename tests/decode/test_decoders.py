@@ -178,3 +178,46 @@ def test_an_order_the_toolchain_cannot_load_is_refused_with_the_fix(lm_case, tmp
     msg = str(err.value)
     assert "--order 9" in msg and "flashlight-text" in msg and "--max-order 20 --python" in msg
     assert not (tmp_path / "tok9").exists() or not (tmp_path / "tok9" / "lm.yaml").exists()
+
+
+def _asg_emissions(ids: list[int], num_tokens: int, hold: int = 2, peak: float = 8.0,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Raw ASG frame scores: each (packed) target token peaks for ``hold`` frames; no blank."""
+    rows = []
+    for tok in ids:
+        for _ in range(hold):
+            row = np.zeros(num_tokens)
+            row[tok] = peak
+            rows.append(row)
+    em = np.stack(rows)
+    if rng is not None:
+        em = em + rng.normal(size=em.shape)
+    return em.astype(np.float32)
+
+
+def test_asg_greedy_and_lexicon_decoding_undo_repetition_labels(lm_case, tmp_path):
+    """An ASG token set (--replabel 2): doubled letters are packed (b o <1> k), the Viterbi path and
+    flashlight-text's lexicon decoder in ASG mode (its lexicon packed the same way) give the words."""
+    from w2vtk.lm import build_lm
+    from w2vtk.tokens import TokenSet, build_lang, pack_replabels
+
+    root, *_ = lm_case
+    build_lang(root / "train_text", tmp_path / "lang", "letters", replabel=2)
+    (tmp_path / "lm_text.txt").write_text("A BOOK ALL SEE\nTHE CAT SAT ON THE MAT\nSEE A BOOK\nALL SEE THE CAT\n")
+    build_lm(tmp_path / "lm_text.txt", tmp_path / "lang", tmp_path / "lm3", order=3, memory="100M")
+    tok = TokenSet.load(tmp_path / "lang")
+    n = len(tok)
+    trans = np.zeros((n, n), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    greedy = Decoder("greedy", tok, BeamConfig(), transitions=trans.tolist())
+    lex = Decoder("lexicon", tok, BeamConfig(lm_weight=1.0, beam_size=50), LMResources(tmp_path / "lm3", tok, "lexicon"),
+                  transitions=trans.tolist())
+    for line in ("a book all see", "the cat sat on the mat", "see a book"):
+        packed = pack_replabels(tok.encode(line), tok.replabel_ids)
+        assert (tok.index("<1>") in packed) == ("book" in line or "see" in line)
+        em = _asg_emissions(packed, n, rng=rng)
+        assert greedy.decode(em)[0].words == line.split()
+        hyp = lex.decode(em)[0]
+        assert hyp.words == line.split() and tok.decode(hyp.tokens).split() == line.split()
+    with pytest.raises(W2vtkError, match="transitions of shape"):
+        Decoder("greedy", tok, BeamConfig(), transitions=[[0.0]])

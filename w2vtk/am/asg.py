@@ -22,7 +22,7 @@ A target with two equal adjacent tokens could not be told from one token held lo
 
 Orientation: w2vtk's ``transitions[prev, next]``; wav2letter stores the transpose (``trans[next][prev]``)
 and flashlight-text's decoder reads ``transitions[next * N + prev]``: pass ``transitions.T``
-flattened (:func:`decoder_transitions`). Otherwise the definition is wav2letter's: unnormalised
+flattened (:func:`w2vtk.am.viterbi.decoder_transitions`; the best path is :func:`w2vtk.am.viterbi.viterbi`). Otherwise the definition is wav2letter's: unnormalised
 emissions (no log-softmax), no transition score on the first frame, none to an end state.
 
 The backward pass runs the same recursions backwards (forward-backward) instead of autograd through
@@ -223,30 +223,6 @@ def asg_loss(emissions: torch.Tensor, transitions: torch.Tensor, targets: torch.
     if reduction == "mean":
         return loss.mean()
     raise ValueError(f"reduction must be none, sum or mean, got {reduction!r}")
-
-
-def viterbi(emissions: torch.Tensor, transitions: torch.Tensor, length: int | None = None) -> list[int]:
-    """The best frame-level path (token per frame) of one utterance: emissions (T, N), transitions
-    (N, N) ``[prev, next]``; ``length`` valid frames (default all). ASG's greedy decoding."""
-    x = emissions.detach().float()
-    tr = transitions.detach().float().to(x.device)
-    t_max = x.shape[0] if length is None else int(length)
-    score = x[0].clone()
-    back = []
-    for t in range(1, t_max):
-        cand = score[:, None] + tr  # (prev, next)
-        best, arg = cand.max(dim=0)
-        back.append(arg)
-        score = best + x[t]
-    path = [int(score.argmax())]
-    for arg in reversed(back):
-        path.append(int(arg[path[-1]]))
-    return path[::-1]
-
-
-def decoder_transitions(transitions: torch.Tensor) -> list[float]:
-    """flashlight-text's ``transitions`` argument (``[next * N + prev]``) from w2vtk's ``[prev, next]``."""
-    return [float(v) for v in transitions.detach().float().cpu().t().contiguous().view(-1).tolist()]
 
 
 def diagonal_init(num_tokens: int, diagonal: float) -> torch.Tensor:

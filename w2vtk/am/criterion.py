@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from w2vtk.am.asg import asg_loss, viterbi
+from w2vtk.am.asg import asg_loss
 from w2vtk.am.data import ctc_min_frames
+from w2vtk.am.viterbi import viterbi
 from w2vtk.errors import W2vtkError
 from w2vtk.tokens import asg_collapse, ctc_collapse, pack_replabels, unpack_replabels
 
@@ -73,7 +74,7 @@ class ASG:
         return per_utt.sum()
 
     def greedy(self, model, logits: torch.Tensor, length: int) -> list[int]:
-        path = viterbi(logits, model.transitions, length)
+        path = viterbi(logits.detach().cpu().numpy(), model.transitions.detach().cpu().numpy(), length)
         return unpack_replabels(asg_collapse(path), self.replabel_ids)
 
 

@@ -44,6 +44,7 @@ class LoadedAM:
     training features' feats.yaml, or None), ``checkpoint`` (the file loaded), ``which``
     ("avg", "best" or "last"), ``source`` (what that file holds, e.g. "average of epochs [8, 9, 10]"),
     ``input_dim`` C, ``config`` (the resolved training config as a dict).
+    ``criterion``: ``ctc`` or ``asg`` (the model's config).
     """
 
     model: Any
@@ -56,6 +57,16 @@ class LoadedAM:
     input_dim: int
     config: dict
     device: Any
+
+    @property
+    def criterion(self) -> str:
+        return getattr(self.model.cfg, "criterion", "ctc")
+
+    def asg_transitions(self) -> list[list[float]] | None:
+        """An ASG model's learned transitions (V, V), ``[prev, next]``, as lists; None for CTC."""
+        if self.criterion != "asg":
+            return None
+        return [[float(v) for v in row] for row in self.model.transitions.detach().cpu().tolist()]
 
 
 def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> LoadedAM:
@@ -113,8 +124,8 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
 def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | FeatureDir, *,
                       batch_frames: int = 40000, device: str = "cpu", which: str = "auto",
                       allow_feature_mismatch: bool = False) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (utt_id, (T', V) float32 natural-log probabilities) for every utterance of a feature
-    data dir (feats.scp; text not needed), in batches of at most ``batch_frames`` padded input
+    """Yield (utt_id, (T', V) float32 natural-log probabilities; an ASG model's raw frame scores) for
+    every utterance of a feature data dir (feats.scp; text not needed), in batches of at most ``batch_frames`` padded input
     frames, shortest utterances first.
 
     ``am``: a :class:`LoadedAM` or an exp dir (loaded with :func:`load_am`). The features are
@@ -141,7 +152,9 @@ def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | Feature
             x[i, : m.shape[0]] = m
         with torch.no_grad():
             logits, out_lengths = am.model(torch.from_numpy(x).to(am.device), lengths.to(am.device))
-            log_probs = logits.float().log_softmax(-1).cpu().numpy()
+            # CTC: log-probabilities; ASG: the unnormalised scores its transitions are added to
+            scores = logits.float() if am.criterion == "asg" else logits.float().log_softmax(-1)
+            log_probs = scores.cpu().numpy()
         for i, utt in enumerate(utts):
             yield utt, np.ascontiguousarray(log_probs[i, : int(out_lengths[i])])
 
@@ -190,10 +203,7 @@ def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_d
     prov = emissions_provenance(am.checkpoint, am.tokens.tokens, feats_dir)
     yaml_path = cache_dir / "emissions.yaml"
     if yaml_path.is_file():
-        try:
-            cached = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
-            raise W2vtkError(f"{yaml_path}: not valid YAML (delete emissions.* to recompute)") from None
+        cached = read_emissions_info(cache_dir)
         if cached.get("am_checkpoint_sha256") != prov["am_checkpoint_sha256"]:
             raise W2vtkError(f"{cache_dir}/emissions.ark was computed by another acoustic model "
                              f"({cached.get('am_checkpoint')}, sha256 {str(cached.get('am_checkpoint_sha256'))[:12]}) "
@@ -237,14 +247,31 @@ def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_d
     scp_text = tmp_scp.read_text(encoding="utf-8").replace(str(tmp_ark), str(cache_dir / "emissions.ark"))
     atomic_write_text(cache_dir / "emissions.scp", scp_text)
     tmp_scp.unlink(missing_ok=True)
-    prov.update({"which": am.which, "source": am.source, "utterances": len(mats),
+    prov.update({"which": am.which, "source": am.source, "utterances": len(mats), "criterion": am.criterion,
                  "frames": int(sum(m.shape[0] for m in mats.values())), "num_tokens": len(am.tokens.tokens),
                  "audio_seconds": round(total_s, 2), "seconds": round(seconds, 3),
                  "rtf": round(seconds / total_s, 5) if total_s else None, "w2vtk_version": __version__})
+    if am.criterion == "asg":  # what an ASG decoder adds to the scores (flashlight-text needs them)
+        prov["asg_transitions"] = am.asg_transitions()
     atomic_write_text(yaml_path, yaml.safe_dump(prov, sort_keys=False))
     log(f"emissions: {len(mats)} utterances, {total_s:.1f} audio-s in {seconds:.1f} s "
         f"(RTF {seconds / max(total_s, 1e-9):.4f}) -> {cache_dir}/emissions.ark")
     return Emissions(mats, am.tokens, prov, dict(fd.frames), cache_dir)
+
+
+def read_emissions_info(cache_dir: str | Path) -> dict:
+    """``cache_dir/emissions.yaml``: where the emissions came from, the criterion and (ASG) the
+    transitions; {} when there is none."""
+    path = Path(cache_dir) / "emissions.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        info = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise W2vtkError(f"{path}: not valid YAML (delete emissions.* to recompute)") from None
+    if not isinstance(info, dict):
+        raise W2vtkError(f"{path}: not a mapping (delete emissions.* to recompute)")
+    return info
 
 
 def read_emissions(cache_dir: str | Path) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from w2vtk.decoding.config import BeamConfig
-from w2vtk.decoding.emissions import read_emissions
+from w2vtk.decoding.emissions import read_emissions, read_emissions_info
 from w2vtk.decoding.search import Decoder, Hypothesis
 from w2vtk.errors import W2vtkError
 from w2vtk.lm.reading import LMResources
@@ -37,17 +37,19 @@ class DecodeState:
     tokens: Any
     mats: dict
     res: LMResources | None
+    transitions: list | None = None  # an ASG model's (V, V) transitions, [prev, next]; None for CTC
 
     @classmethod
     def load(cls, job: DecodeJob) -> "DecodeState":
         tokens = TokenSet.load(job.am_tokens_dir)
         res = LMResources(job.lm_dir, tokens, job.kind, check_overlap=False) if job.kind != "greedy" else None
-        return cls(job.kind, tokens, read_emissions(job.emissions_dir), res)
+        return cls(job.kind, tokens, read_emissions(job.emissions_dir), res,
+                   read_emissions_info(job.emissions_dir).get("asg_transitions"))
 
     def decode(self, utts: list[str], beam: BeamConfig, on_done: Callable[[str], None] | None = None
                ) -> tuple[dict[str, list[Hypothesis]], float]:
         """Hypotheses of ``utts`` and the seconds spent searching (``on_done(utt)`` after each)."""
-        dec = Decoder(self.kind, self.tokens, beam, self.res)
+        dec = Decoder(self.kind, self.tokens, beam, self.res, transitions=self.transitions)
         out, secs = {}, 0.0
         for u in utts:
             t0 = time.perf_counter()
@@ -124,9 +126,9 @@ class DecodePool:
     the emissions, LM and trie; with ``nj == 1`` everything runs in this process."""
 
     def __init__(self, job: DecodeJob, nj: int, *, tokens=None, mats: dict | None = None,
-                 resources: LMResources | None = None):
-        """With ``nj == 1``, ``tokens`` / ``mats`` / ``resources`` already in memory are used as they
-        are (a big LM is not loaded twice)."""
+                 resources: LMResources | None = None, transitions: list | None = None):
+        """With ``nj == 1``, ``tokens`` / ``mats`` / ``resources`` / ``transitions`` (ASG) already in
+        memory are used as they are (a big LM is not loaded twice)."""
         import multiprocessing as mp
 
         self.job, self.nj = job, max(1, nj)
@@ -134,7 +136,7 @@ class DecodePool:
         self._local: DecodeState | None = None
         if self.nj == 1:
             if tokens is not None and mats is not None and (resources is not None or job.kind == "greedy"):
-                self._local = DecodeState(job.kind, tokens, mats, resources)
+                self._local = DecodeState(job.kind, tokens, mats, resources, transitions)
             else:
                 self._local = DecodeState.load(job)
             return

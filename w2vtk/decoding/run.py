@@ -120,7 +120,8 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     trial_rows = None
     # with workers, each loads its own LM: free this copy before they start
     local_res, res = (res if nj == 1 else None), None
-    with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res) as pool:
+    with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res,
+                    transitions=em.provenance.get("asg_transitions")) as pool:
         if tune:
             beam, trial_rows = run_tuning(pool, cfg, beam, utts, refs_scored, out_dir=out_dir, data_dir=data_dir,
                                           lang_dir=lang_dir, tune_sil=tune_sil, log=log,

@@ -11,7 +11,7 @@ from w2vtk.config import read_yaml_file
 from w2vtk.errors import W2vtkError
 from w2vtk.lm.estimate import arpa_unigrams
 from w2vtk.lm.lexicon import read_lexicon, read_sentences, text_case, token_sequence
-from w2vtk.tokens import read_tokens_txt, read_transcripts
+from w2vtk.tokens import pack_replabels, read_tokens_txt, read_transcripts
 
 def silence_token(tokens) -> str | None:
     """The decoder's silence token: ``|`` for letters, ``sil`` for TIMIT phones (the pause /
@@ -100,6 +100,8 @@ class LMResources:
                 except KeyError as err:
                     raise W2vtkError(f"{self.lm_dir}/lexicon.txt: word {word!r} is spelled with {err.args[0]!r}, "
                                      f"not a token of the acoustic model") from None
+                if tokens.replabel_ids:  # an ASG token set: spelled as its targets are packed
+                    ids = pack_replabels(ids, tokens.replabel_ids)
                 self.trie.insert(ids, w_idx, score)
         self.trie.smear(SmearingMode.MAX)
 
