@@ -3,8 +3,11 @@ transitions saved, averaged and resumed, greedy Viterbi decoding on dev."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 
 from am_synth import TINY
 from w2vtk.am.config import TrainAMConfig
@@ -26,7 +29,7 @@ def asg_lang(am_data, tmp_path_factory):
     return lang
 
 
-def test_asg_am_learns_and_keeps_its_transitions(am_data, asg_lang, tmp_path):
+def test_asg_am_learns_keeps_its_transitions_and_decodes(am_data, asg_lang, tmp_path, capsys):
     torch.set_num_threads(1)
     _, train, _ = am_data
     exp = tmp_path / "exp"
@@ -43,6 +46,18 @@ def test_asg_am_learns_and_keeps_its_transitions(am_data, asg_lang, tmp_path):
     assert torch.allclose(avg["model"]["transitions"], (e29 + e30) / 2, atol=1e-6)
     # the transitions moved from their transdiag start, on their own (smaller) learning rate
     assert not torch.equal(last["model"]["transitions"], torch.eye(n) * 5)
+    # decoding: the emissions record ASG and the transitions; greedy (Viterbi) reads the words back
+    from cli_helpers import run_main
+
+    out = tmp_path / "decode"
+    code, _, err = run_main(capsys, ["decode", "--am", str(exp), "--decoder", "greedy", "--data", str(train),
+                                     "--out", str(out)])
+    assert code == 0, err
+    info = yaml.safe_load((out / "emissions.yaml").read_text())
+    assert info["criterion"] == "asg" and len(info["asg_transitions"]) == n
+    assert torch.allclose(torch.tensor(info["asg_transitions"]), avg["model"]["transitions"], atol=1e-6)
+    score = json.loads((out / "score.json").read_text())
+    assert score["metrics"]["ler"]["rate"] <= 10.0
 
 
 def test_asg_needs_repetition_labels_in_the_lang(am_data):
@@ -50,3 +65,18 @@ def test_asg_needs_repetition_labels_in_the_lang(am_data):
     with pytest.raises(W2vtkError, match="--replabel"):
         train_am(load_config(TrainAMConfig, None, ASG + ["max_epochs=1"]), lang_dir=lang, train_dir=train,
                  valid_dir=valid, exp_dir=lang.parent / "asg_no_replabel")
+
+
+def test_asg_resume_continues_the_transitions_exactly(am_data, asg_lang, tmp_path):
+    torch.set_num_threads(1)
+    _, train, valid = am_data
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_am(load_config(TrainAMConfig, None, ASG + ["max_epochs=2"]), lang_dir=asg_lang, train_dir=train,
+             valid_dir=valid, exp_dir=whole)
+    train_am(load_config(TrainAMConfig, None, ASG + ["max_epochs=1"]), lang_dir=asg_lang, train_dir=train,
+             valid_dir=valid, exp_dir=split)
+    train_am(load_config(TrainAMConfig, None, ASG + ["max_epochs=2"]), lang_dir=asg_lang, train_dir=train,
+             valid_dir=valid, exp_dir=split, allow_changes=True)
+    a, b = (load_checkpoint(d / "checkpoint_last.pt") for d in (whole, split))
+    assert torch.equal(a["model"]["transitions"], b["model"]["transitions"])
+    assert torch.equal(a["model"]["proj.weight"], b["model"]["proj.weight"])
