@@ -11,6 +11,7 @@ import yaml
 
 from am_synth import TINY
 from w2vtk.am.config import TrainAMConfig
+from w2vtk.am.criterion import make_criterion
 from w2vtk.am.train import train_am
 from w2vtk.checkpoint import load_checkpoint
 from w2vtk.config import load_config
@@ -80,3 +81,21 @@ def test_asg_resume_continues_the_transitions_exactly(am_data, asg_lang, tmp_pat
     a, b = (load_checkpoint(d / "checkpoint_last.pt") for d in (whole, split))
     assert torch.equal(a["model"]["transitions"], b["model"]["transitions"])
     assert torch.equal(a["model"]["proj.weight"], b["model"]["proj.weight"])
+
+
+def test_asg_targets_are_packed_and_surrounded(asg_lang):
+    from w2vtk.am.criterion import ASG, CTC
+    from w2vtk.models.am import AMConfig, build_am
+    from w2vtk.tokens import TokenSet
+
+    tok = TokenSet.load(asg_lang)
+    model = build_am(AMConfig(layers=[(8, 3, 1)], criterion="asg"), 4, len(tok))
+    crit = make_criterion(model, tok, "target-sqrt", surround=True)
+    ids = tok.encode("see a bee")
+    bar, one = tok.index("|"), tok.index("<1>")
+    assert isinstance(crit, ASG) and crit.targets(ids) == [bar] + [tok.index(c) for c in "se"] + [one] + \
+        [bar, tok.index("a"), bar, tok.index("b"), tok.index("e"), one, bar]
+    assert crit.min_frames(crit.targets(ids)) == 11 and crit.norm_size([ids, ids]) == 2.0  # scaled: per utterance
+    assert make_criterion(model, tok).norm_size([ids]) == len(ids)  # unscaled ASG: per token, as CTC
+    ctc = make_criterion(build_am(AMConfig(layers=[(8, 3, 1)]), 4, len(tok)), tok)
+    assert isinstance(ctc, CTC) and ctc.targets(ids) == ids and ctc.min_frames(ids) == len(ids) + 2

@@ -9,7 +9,8 @@ from w2vtk.errors import W2vtkError
 from w2vtk.models.am import AMConfig, build_am, output_length
 
 
-@pytest.mark.parametrize("name,stride,n_convs", [("timit", 1, 8), ("wsj", 2, 17), ("tiny", 1, 4)])
+@pytest.mark.parametrize("name,stride,n_convs", [("timit", 1, 8), ("wsj", 2, 17), ("tiny", 1, 4), ("timit_asg", 1, 8),
+                                                 ("wsj_asg", 2, 17)])
 def test_paper_configs_shapes_and_stride(name, stride, n_convs):
     cfg = load_config(TrainAMConfig, f"conf/am/{name}.yaml")
     for dim in (512, 80):
@@ -123,3 +124,15 @@ def test_blank_bias_sets_the_blank_output_bias_only(weight_norm):
     assert p_plain < 0.1 < 0.3 < p_biased
     with pytest.raises(W2vtkError, match="model.blank_bias"):
         load_config(TrainAMConfig, None, ["model.blank_bias=.nan"])
+
+
+def test_asg_paper_configs_follow_wav2letter():
+    wsj = load_config(TrainAMConfig, "conf/am/wsj_asg.yaml")
+    assert (wsj.model.criterion, wsj.model.transdiag, wsj.asg_scaling, wsj.asg_surround) == ("asg", 5.0, "target-sqrt", True)
+    assert (wsj.optim.name, wsj.optim.lr, wsj.optim.momentum, wsj.optim.clip_norm, wsj.optim.transitions_lr) == \
+        ("sgd", 5.6, 0.0, 0.05, 0.008)
+    assert wsj.model.layers == load_config(TrainAMConfig, "conf/am/wsj.yaml").model.layers
+    timit = load_config(TrainAMConfig, "conf/am/timit_asg.yaml")
+    assert (timit.optim.lr, timit.optim.momentum, timit.optim.clip_norm, timit.asg_scaling) == (0.12, 0.9, 1.0, "target-sqrt")
+    model = build_am(wsj.model, 512, 32)
+    assert model.transitions.shape == (32, 32) and torch.equal(model.transitions.diag(), torch.full((32,), 5.0))

@@ -1,9 +1,10 @@
 """Typed config of ``w2vtk train-am`` (``conf/am/*.yaml``).
 
-The paper trained its acoustic models with wav2letter++ and the ASG criterion; w2vtk trains with
-CTC. The paper's optimiser values are kept, for the record, in the ``paper:`` mapping of every
-config (it is saved with the resolved config but never read by the trainer); the values the
-trainer uses are the CTC-adapted ones in ``optim`` / ``schedule`` / ``batch``.
+The paper trained its acoustic models with wav2letter++ and the ASG criterion. w2vtk trains either:
+``model.criterion: ctc`` (the default; ``conf/am/timit.yaml``, ``wsj.yaml`` hold CTC-adapted
+optimiser values, the paper's are kept, for the record, in their ``paper:`` mapping, saved with the
+resolved config but never read by the trainer) or ``asg`` (``conf/am/timit_asg.yaml``,
+``wsj_asg.yaml``: the paper's / wav2letter's own values).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class TrainAMConfig:
     # its output frames (input), their square root (input-sqrt), its target length (target) or its
     # square root (target-sqrt: wav2letter's --onorm target --sqnorm); none keeps CTC's per-token scale
     asg_scaling: Literal["none", "input", "input-sqrt", "target", "target-sqrt"] = "none"
+    asg_surround: bool = False  # ASG: '|' before and after every target (wav2letter's --surround=|)
     paper: dict[str, Any] = field(default_factory=dict)
     note: Optional[str] = None
 

@@ -26,6 +26,10 @@ from w2vtk.tokens import asg_collapse, ctc_collapse, pack_replabels, unpack_repl
 class CTC:
     name = "ctc"
 
+    def norm_size(self, labels: list[list[int]]) -> float:
+        """What an update's summed loss is divided by: its target tokens (a per-token loss)."""
+        return float(sum(len(lab) for lab in labels))
+
     def targets(self, ids: list[int]) -> list[int]:
         return list(ids)
 
@@ -48,11 +52,21 @@ class CTC:
 class ASG:
     name = "asg"
 
-    def __init__(self, replabel_ids: list[int], scaling: str = "none"):
+    def __init__(self, replabel_ids: list[int], scaling: str = "none", surround: int | None = None):
         self.replabel_ids = list(replabel_ids)
         self.scaling = scaling
+        self.surround = surround
+
+    def norm_size(self, labels: list[list[int]]) -> float:
+        """Target tokens without a loss scaling (as CTC); with one, utterances: the per-utterance
+        scaled losses are averaged over the batch, as wav2letter does (so its lr carries over)."""
+        return float(sum(len(lab) for lab in labels)) if self.scaling == "none" else float(len(labels))
 
     def targets(self, ids: list[int]) -> list[int]:
+        """Packed with the repetition labels; with ``surround`` (wav2letter's ``--surround=|``) the
+        word boundary also starts and ends every target."""
+        if self.surround is not None:
+            ids = [self.surround] + list(ids) + [self.surround]
         return pack_replabels(ids, self.replabel_ids)
 
     def min_frames(self, targets: list[int]) -> int:
@@ -78,8 +92,9 @@ class ASG:
         return unpack_replabels(asg_collapse(path), self.replabel_ids)
 
 
-def make_criterion(model, tokens, scaling: str = "none"):
-    """The criterion of ``model`` (its config's ``criterion``) for the token set ``tokens``."""
+def make_criterion(model, tokens, scaling: str = "none", surround: bool = False):
+    """The criterion of ``model`` (its config's ``criterion``) for the token set ``tokens``;
+    ``scaling`` and ``surround`` (word boundary around every target) are ASG's."""
     kind = getattr(model.cfg, "criterion", "ctc")
     if kind == "ctc":
         return CTC()
@@ -88,5 +103,7 @@ def make_criterion(model, tokens, scaling: str = "none"):
         if not rep:
             raise W2vtkError("criterion asg needs repetition labels in the token set: build the lang dir with "
                              "`w2vtk prep lang ... --replabel 2` (wav2letter's recipes use 1 or 2)")
-        return ASG(rep, scaling)
+        if surround and tokens.boundary is None:
+            raise W2vtkError("asg_surround needs a letters token set (the word boundary '|')")
+        return ASG(rep, scaling, tokens.boundary if surround else None)
     raise W2vtkError(f"model.criterion: unknown criterion {kind!r}")

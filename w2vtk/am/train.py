@@ -192,7 +192,7 @@ class _AMTrainer:
         ckpt = self._check_resume(allow_changes)
         seed_everything(cfg.seed + 1000 * self.info.rank)
         self.model = build_am(cfg.model, self.train_fd.dim, len(self.tokens.tokens)).to(self.device)
-        self.criterion = make_criterion(self.model, self.tokens, cfg.asg_scaling)
+        self.criterion = make_criterion(self.model, self.tokens, cfg.asg_scaling, cfg.asg_surround)
         self._drop_short()
         self.norm = self._normaliser(ckpt)
         self._prepare_exp_dir(fresh=ckpt is None)
@@ -420,20 +420,20 @@ class _AMTrainer:
                             self.cfg.sortagrad)
         return [self.batches[i] for i in order[self.info.rank::self.info.world_size]]
 
-    def compute_loss(self, batch: list[str], feats, lengths, tokens_in_update: float):
+    def compute_loss(self, batch: list[str], feats, lengths, update_size: float):
         """The criterion's loss (CTC or ASG) of one micro-batch, summed over utterances, and it
-        backpropagated scaled by the world size over the update's target tokens (a per-token loss
-        over all ranks)."""
+        backpropagated scaled by the world size over the update's size (target tokens, a per-token
+        loss; utterances for a scaled ASG loss) over all ranks."""
         targets = [self.criterion.targets(self.train_labels[u]) for u in batch]
         with autocast(self.device, self.amp):
             logits, out_lengths = self.net(feats, lengths)
         loss = self.criterion.loss(self.model, logits, out_lengths, targets, batch)
-        scaled = loss * (self.info.world_size / max(tokens_in_update, 1.0))
+        scaled = loss * (self.info.world_size / max(update_size, 1.0))
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
         else:
             scaled.backward()
-        return loss.detach(), float(sum(len(self.train_labels[u]) for u in batch))
+        return loss.detach(), self.criterion.norm_size([self.train_labels[u] for u in batch])
 
     def _step(self) -> None:
         """Clip, then step the optimiser unless the gradient is not finite."""
@@ -474,7 +474,8 @@ class _AMTrainer:
                     loader.close()
                     return False
                 group = mine[self.pos: self.pos + self.accum]
-                tok = torch.tensor([float(sum(len(self.train_labels[u]) for b in group for u in b))], dtype=torch.float64)
+                size = self.criterion.norm_size([self.train_labels[u] for b in group for u in b])
+                tok = torch.tensor([size], dtype=torch.float64)
                 tok = float(dist.reduce_to_cpu(tok, self.device)[0]) if info.distributed else float(tok[0])
                 lr = self.sched.apply(self.optimizer, self.updates)
                 self.optimizer.zero_grad(set_to_none=True)

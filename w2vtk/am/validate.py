@@ -42,7 +42,7 @@ def evaluate(model, criterion, fd: FeatureDir, labels: dict[str, list[int]], bat
                 loss = criterion.loss(model, logits[ok], out_lengths[ok], [criterion.targets(lab) for lab in labs],
                                       [utts[i] for i in ok])
                 loss_sum += float(loss)
-                tok_sum += sum(len(lab) for lab in labs)
+                tok_sum += criterion.norm_size(labs)
     totals = scorer.totals()
     names = sorted(totals)
     packed = torch.tensor([loss_sum, tok_sum] + [v for k in names for v in (totals[k].errors, totals[k].ref_len)],
