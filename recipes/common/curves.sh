@@ -156,7 +156,7 @@ curves_stage() {
         --params "$best" --data "$data/${set}_$suffix" --out "$dir" "${common[@]}"
       if ! [ "$dir/score.json" -nt "$dir/hyp.txt" ]; then
         # shellcheck disable=SC2086
-        w2vtk score $flags --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        w2vtk score $flags "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
       fi
       log "curves $tag $set: $(grep '^%' "$dir/wer.txt" | head -n 1)"
     done

@@ -165,6 +165,20 @@ launch() {
 }
 
 # load_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
+# set_criterion: --criterion ctc|asg (the profile may have set its own default; ctc otherwise);
+# lang_opts: what stage 1's prep lang adds for it (ASG's repetition labels, $replabel of them).
+set_criterion() {
+  : "${criterion:=ctc}"
+  case "$criterion" in
+    ctc) lang_opts=() ;;
+    asg) lang_opts=(--replabel "${replabel:-2}") ;;
+    *) die "--criterion $criterion: expected ctc or asg" ;;
+  esac
+  if [ "$criterion" = ctc ] && grep -qs '^ *criterion: *asg' "$am_conf"; then
+    die "--criterion ctc with the ASG config $am_conf: pass --criterion asg or a CTC --am-conf"
+  fi
+}
+
 load_profile() {
   local file="$here/conf/profile_$profile.sh"
   [ -f "$file" ] || die "--profile $profile: no $file (profiles: $(cd "$here/conf" && ls profile_*.sh | sed 's/profile_//; s/\.sh//' | tr '\n' ' '))"
@@ -240,6 +254,7 @@ setup_recipe() {
     *) die "--w2v-layer $w2v_layer: expected c, z or context-N (N = 1, 2, ...)" ;;
   esac
   load_profile
+  set_criterion
   check_am_seeds
   save_cmdline "$@"
   resolve_nproc
@@ -247,8 +262,13 @@ setup_recipe() {
   # the override strings as words (split on spaces, never globbed: [..] in values)
   read -r -a pretrain_extra <<< "${pretrain_overrides:-}"
   read -r -a am_extra <<< "${am_overrides:-}"
+  # an ASG run of a CTC config (the tiny / mini ones): the criterion as an override, in the command
+  if [ "$criterion" = asg ] && ! grep -qs '^ *criterion: *asg' "$am_conf"; then
+    am_extra=(model.criterion=asg "${am_extra[@]}")
+  fi
   read -r -a decode_tune <<< "${decode_opts:-}"
   read -r -a decode_common <<< "${decode_common_opts:-}"
+  read -r -a score_extra <<< "${score_opts:-}"
   w2v_model=$(w2v_checkpoint)  # what stage 3 extracts with
 }
 

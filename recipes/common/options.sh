@@ -12,6 +12,8 @@ pretrain_conf=""     # default from the profile
 pretrain_overrides=""
 am_conf=""
 am_overrides=""
+score_opts=""        # extra w2vtk score options of stage 6 (the tiny profiles: --no-token-check)
+criterion=""         # ctc | asg (default: the profile's; asg in the paper profiles of timit and wsj)
 am_seeds=""          # e.g. "1 2 3": one AM per system and seed in $exp/am_<feat>_s<seed> (empty: one AM
                      # per system in $exp/am_<feat>, with the AM config's own seed)
 
@@ -26,6 +28,9 @@ common_options_help() {
   --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]
   --pretrain-conf FILE --pretrain-overrides 'k=v ...'   w2vtk pretrain config
   --am-conf FILE --am-overrides 'k=v ...'               w2vtk train-am config
+  --score-opts STR        extra w2vtk score options of stage 6 [${score_opts:-none}]
+  --criterion ctc|asg     the AM criterion; asg builds the lang with repetition labels (--replabel)
+                          and trains with model.criterion=asg [${criterion:-set by the profile}]
   --am-seeds 'S1 S2 ...'  one AM per system and seed (am_<feat>_s<seed>; results: mean, min-max
                           over seeds; on a CPU the seeds train in parallel, one core each)
                           [${am_seeds:-none: one AM per system, seed of the AM config}]

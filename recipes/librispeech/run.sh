@@ -119,7 +119,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   require 0 "$data/$am_train/text" "$data/local/lm_text.txt"
   require 0 "$data/$dev_set/text"
   lang_text "$data/local/lang_text" "$data/$am_train/text" "$data/$dev_set/text"
-  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang" "${lang_opts[@]}"
   if [ "$official_lm" = true ] && [ -e "$data/local/4-gram.arpa.gz" ]; then
     # prep lm reads plain ARPA text: decompress the official model once
     if [ ! -f "$data/local/4-gram.arpa" ]; then
@@ -204,7 +204,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       for set in "$dev_set" "${eval_sets[@]}"; do
         dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
         require 5 "$dir/hyp.txt"
-        w2vtk score --wer --ler --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        w2vtk score --wer --ler "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
         score_log "$dir"
       done
     done

@@ -85,7 +85,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   require 0 "$data/train/text" "$data/local/lm_text.txt"
   require 0 "$data/dev/text"
   lang_text "$data/local/lang_text" "$data/train/text" "$data/dev/text"
-  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang" "${lang_opts[@]}"
   run_step lm w2vtk prep lm --text "$data/local/lm_text.txt" --lang "$data/lang" --order 4 --out "$data/lang_4g"
 fi
 
@@ -160,7 +160,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       for set in dev test; do
         dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
         require 5 "$dir/hyp.txt"
-        w2vtk score --wer --ler --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        w2vtk score --wer --ler "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
         score_log "$dir"
       done
     done

@@ -50,7 +50,8 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: phone set (39 phones, as the paper); no word LM for TIMIT"
   require 0 "$data/train/text"
-  run_step lang w2vtk prep lang --type phones --phone-set 39 --text "$data/train/text" --out "$data/lang"
+  run_step lang w2vtk prep lang --type phones --phone-set 39 --text "$data/train/text" --out "$data/lang" \
+    "${lang_opts[@]}"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -114,7 +115,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       for set in dev test; do
         dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
         require 5 "$dir/hyp.txt"
-        w2vtk score --per --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        w2vtk score --per "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
         score_log "$dir"
       done
     done

@@ -78,7 +78,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   require 0 "$data/train_si284/text" "$data/local/lm_text.txt"
   require 0 "$data/test_dev93/text"
   lang_text "$data/local/lang_text" "$data/train_si284/text" "$data/test_dev93/text"
-  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang"
+  run_step lang w2vtk prep lang --type letters --text "$data/local/lang_text" --out "$data/lang" "${lang_opts[@]}"
   lm_text="$data/local/lm_text.txt"
   if [ "$lm_add_transcripts" = true ]; then
     lm_text="$data/local/lm_text_si284.txt"
@@ -161,7 +161,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       for set in test_dev93 test_eval92; do
         dir=$exp/am_$(am_tag "$feat" "$seed")/decode_$set
         require 5 "$dir/hyp.txt"
-        w2vtk score --wer --ler --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
+        w2vtk score --wer --ler "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"
         score_log "$dir"
       done
     done

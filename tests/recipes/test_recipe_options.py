@@ -114,3 +114,25 @@ def test_queued_steps_run_one_after_the_other_with_several_processes(tmp_path):
     assert {t["omp"] for t in times.values()} == {"3"}
     assert "out-a" in res.stdout and not (exp / "log").exists()
     assert sorted(p.name for p in (exp / ".done").iterdir()) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--criterion", "rnnt"], "--criterion rnnt: expected ctc or asg"),
+    (["--criterion", "ctc", "--am-conf", str(ROOT / "conf/am/wsj_asg.yaml")], "--criterion ctc with the ASG config"),
+])
+def test_criterion_option_is_checked(mini_corpus, tmp_path, args, error):
+    res = run_script([ROOT / "recipes/mini/run.sh", "--exp", tmp_path / "exp", "--profile", "tiny", "--nproc", "1",
+                      "--stop-stage", "0", *args])
+    assert res.returncode == 1 and error in res.stderr
+
+
+def test_paper_profiles_train_with_asg():
+    """timit's and wsj's paper profiles default to the paper's criterion and its configs; --criterion
+    ctc gives the CTC configs (profiles are shell: sourced here as run.sh sources them)."""
+    for recipe, conf in (("timit", "timit"), ("wsj", "wsj")):
+        for given, want_crit, want_conf in (("", "asg", f"{conf}_asg.yaml"), ("ctc", "ctc", f"{conf}.yaml")):
+            script = (f'root={ROOT}; criterion="{given}"; . {ROOT}/recipes/{recipe}/conf/profile_paper.sh; '
+                      f'echo "$criterion $am_conf $replabel"')
+            out = os.popen(f"bash -c '{script}'").read().split()
+            assert out[0] == want_crit and out[1] == str(ROOT / "conf/am" / want_conf)
+            assert out[2] == ("1" if recipe == "timit" else "2")

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fake_corpora import make_librispeech, make_timit, make_wsj
 from recipe_helpers import ROOT, run_script
@@ -71,7 +72,9 @@ def runs(tmp_path_factory, request) -> dict:
         work["timit"] = (run_script, _tiny("timit", root / "timit", "--corpus", timit))
     if "wsj" in wanted:
         wsj0, wsj1 = make_wsj(root / "wsj_corpus")
-        wsj_args = _tiny("wsj", root / "wsj", "--wsj0", wsj0, "--wsj1", wsj1, "--w2v-checkpoint", FAIRSEQ)
+        # WSJ's tiny run trains with ASG (the paper profile's criterion); the other recipes cover CTC
+        wsj_args = _tiny("wsj", root / "wsj", "--wsj0", wsj0, "--wsj1", wsj1, "--w2v-checkpoint", FAIRSEQ,
+                         "--criterion", "asg")
 
         def wsj_in_two_halves(args):
             first = run_script([*args, "--stop-stage", "3"])
@@ -131,6 +134,11 @@ def test_wsj_end_to_end_in_two_halves(runs):
     assert str(FAIRSEQ) in (exp / ".done/extract_w2v_test_eval92").read_text()
     assert (exp / "data/lang_4g/lm.arpa").is_file() and (exp / "data/lang_4g/lexicon.txt").is_file()
     _check_results(exp, ["test_dev93", "test_eval92"], ["wer", "ler"])
+    # --criterion asg: repetition labels in the lang, ASG AMs (transitions), ASG emissions decoded
+    assert [line.split()[0] for line in (exp / "data/lang/tokens.txt").read_text().splitlines()[-2:]] == ["<1>", "<2>"]
+    for feat in ("fbank", "w2v"):
+        assert yaml.safe_load((exp / f"am_{feat}/config.yaml").read_text())["model"]["criterion"] == "asg"
+        assert yaml.safe_load((exp / f"am_{feat}/decode_test_eval92/emissions.yaml").read_text())["criterion"] == "asg"
     # wav2letter transcripts (lower case); tuned on nov93dev, applied to nov92
     assert "wsj one train" in (exp / "data/train_si284/text").read_text()
     for feat in ("fbank", "w2v"):
