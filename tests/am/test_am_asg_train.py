@@ -34,16 +34,16 @@ def test_asg_am_learns_keeps_its_transitions_and_decodes(am_data, asg_lang, tmp_
     torch.set_num_threads(1)
     _, train, _ = am_data
     exp = tmp_path / "exp"
-    cfg = load_config(TrainAMConfig, None, ASG + ["max_epochs=30", "optim.lr=5e-3"])
+    cfg = load_config(TrainAMConfig, None, ASG + ["max_epochs=40", "optim.lr=5e-3"])
     res = train_am(cfg, lang_dir=asg_lang, train_dir=train, valid_dir=train, exp_dir=exp)
     recs = read_metrics(exp / "metrics.jsonl")
     assert recs[-1]["train_loss"] < recs[0]["train_loss"] / 3
-    assert res.best_error <= 10.0, [r["ler"] for r in recs]
+    assert res.best_error <= 2.0, [r["ler"] for r in recs]  # overfits its 24 utterances
     last, avg = load_checkpoint(exp / "checkpoint_last.pt"), load_checkpoint(exp / "checkpoint_avg.pt")
     n = len(last["tokens"])
     assert last["tokens"][-2:] == ["<1>", "<2>"]
     assert last["model"]["transitions"].shape == (n, n) and last["model_config"]["criterion"] == "asg"
-    e29, e30 = (load_checkpoint(exp / f"checkpoint_epoch{e}.pt")["model"]["transitions"] for e in (29, 30))
+    e29, e30 = (load_checkpoint(exp / f"checkpoint_epoch{e}.pt")["model"]["transitions"] for e in (39, 40))
     assert torch.allclose(avg["model"]["transitions"], (e29 + e30) / 2, atol=1e-6)
     # the transitions moved from their transdiag start, on their own (smaller) learning rate
     assert not torch.equal(last["model"]["transitions"], torch.eye(n) * 5)
@@ -58,7 +58,18 @@ def test_asg_am_learns_keeps_its_transitions_and_decodes(am_data, asg_lang, tmp_
     assert info["criterion"] == "asg" and len(info["asg_transitions"]) == n
     assert torch.allclose(torch.tensor(info["asg_transitions"]), avg["model"]["transitions"], atol=1e-6)
     score = json.loads((out / "score.json").read_text())
-    assert score["metrics"]["ler"]["rate"] <= 10.0
+    assert score["metrics"]["ler"]["rate"] <= 2.0
+    # and lexicon + word 3-gram decoding in flashlight-text's ASG mode, from the same emissions cache
+    from w2vtk.lm import build_lm
+
+    lm_text = tmp_path / "lm_text.txt"
+    lm_text.write_text("".join(line.split(None, 1)[1].upper() + "\n" for line in (train / "text").read_text().splitlines()))
+    build_lm(lm_text, asg_lang, tmp_path / "lm3", order=3, memory="100M")
+    code, _, err = run_main(capsys, ["decode", "--am", str(exp), "--lang", str(tmp_path / "lm3"), "--decoder", "lexicon",
+                                     "--data", str(train), "--out", str(out), "--nj", "1"])
+    assert code == 0, err
+    score = json.loads((out / "score.json").read_text())
+    assert score["metrics"]["wer"]["rate"] <= 5.0
 
 
 def test_asg_needs_repetition_labels_in_the_lang(am_data):
