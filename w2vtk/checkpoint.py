@@ -106,3 +106,22 @@ def load_state(target: Any, state: Any, path: str | Path, what: str = "model") -
                  if line.strip() and not line.strip().startswith("Error(s) in loading state_dict")]
         detail = "; ".join(lines[:2])[:200] or type(err).__name__
         raise W2vtkError(f"{path}: the {what} state does not fit ({detail})") from None
+
+
+# checkpoint_last.pt entries that AM checkpoints written before the shared layout (w2vtk <= session 6)
+# kept at the top level; with_train_state moves them where the current layout has them
+_OLD_TOP_LEVEL = ("position", "epoch_done", "best_error", "best_epoch", "world_size", "epoch_sums",
+                  "train_ids_sha256")
+
+
+def with_train_state(ckpt: dict) -> dict:
+    """``ckpt`` (an acoustic-model checkpoint_last.pt) in the current layout: ``train_state`` (with the guard
+    under ``nonfinite``) and ``rng``, as pre-training's. Older files kept these at the top level
+    (``guard``, ``rng_per_rank``); they are read as if written now, so they still resume."""
+    if isinstance(ckpt.get("train_state"), dict):
+        return ckpt
+    out = {k: v for k, v in ckpt.items() if k not in _OLD_TOP_LEVEL + ("guard", "rng_per_rank")}
+    out["train_state"] = {k: ckpt[k] for k in _OLD_TOP_LEVEL if k in ckpt}
+    out["train_state"]["nonfinite"] = ckpt.get("guard", {})
+    out["rng"] = ckpt.get("rng_per_rank") or []
+    return out

@@ -360,12 +360,19 @@ def selected_ids(request) -> set[str]:
 AM_TIME_KEYS = ("time_s", "eval_time_s", "audio_s_per_s")
 
 
-def compare_pretrain(ref: Path, got: Path) -> None:
-    names = sorted(p.name for p in ref.glob("checkpoint_*.pt"))
-    assert sorted(p.name for p in got.glob("checkpoint_*.pt")) == names
+def _same_checkpoints(ref: Path, got: Path, pattern: str):
+    """(name, ref checkpoint, got checkpoint) for every ``pattern`` file, once both dirs are shown to
+    hold the same names and the same model weights in each."""
+    names = sorted(p.name for p in ref.glob(pattern))
+    assert sorted(p.name for p in got.glob(pattern)) == names
     for name in names:
         a, b = load_ckpt(ref / name), load_ckpt(got / name)
         assert_same_tensors(a["model"], b["model"], f"{name} model")
+        yield name, a, b
+
+
+def compare_pretrain(ref: Path, got: Path) -> None:
+    for name, a, b in _same_checkpoints(ref, got, "checkpoint_*.pt"):
         assert_same_tree(a["optimizer"], b["optimizer"], f"{name} optimizer")
         ta, tb = dict(a["train_state"]), dict(b["train_state"])
         assert_same_tree(ta, tb, f"{name} train_state")
@@ -379,11 +386,7 @@ def compare_pretrain(ref: Path, got: Path) -> None:
 
 
 def compare_am(ref: Path, got: Path) -> None:
-    names = sorted(p.name for p in ref.glob("*.pt"))
-    assert sorted(p.name for p in got.glob("*.pt")) == names
-    for name in names:
-        a, b = load_ckpt(ref / name), load_ckpt(got / name)
-        assert_same_tensors(a["model"], b["model"], f"{name} model")
+    for name, a, b in _same_checkpoints(ref, got, "*.pt"):
         for key in ("epoch", "updates", "source", "normaliser"):
             assert_same_tree(a.get(key), b.get(key), f"{name} {key}")
         if name == "checkpoint_last.pt":

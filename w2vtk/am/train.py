@@ -31,7 +31,7 @@ from w2vtk.am.data import (FeatureDir, Normaliser, check_provenance, epoch_order
                            global_stats, load_feature_dir, make_batches, pad_batch, prefetch, stats_to_mean_std)
 from w2vtk.am.metrics import DevScorer
 from w2vtk.am.validate import evaluate, print_epoch_table
-from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, require_entries, save_checkpoint
+from w2vtk.checkpoint import AM_CHECKPOINT_KIND, load_checkpoint, require_entries, save_checkpoint, with_train_state
 from w2vtk.config import apply_renames, from_dict, load_config, save_config, to_dict
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, atomic_write_bytes, remove_stale_temporaries
@@ -85,25 +85,6 @@ def _ids_digest(ids: list[str]) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
-
-
-# checkpoint_last.pt entries that AM checkpoints written before the shared layout (w2vtk <= session 6)
-# kept at the top level; with_train_state moves them where the current layout has them
-_OLD_TOP_LEVEL = ("position", "epoch_done", "best_error", "best_epoch", "world_size", "epoch_sums",
-                  "train_ids_sha256")
-
-
-def with_train_state(ckpt: dict) -> dict:
-    """``ckpt`` (an AM checkpoint_last.pt) in the current layout: ``train_state`` (with the guard
-    under ``nonfinite``) and ``rng``, as pre-training's. Older files kept these at the top level
-    (``guard``, ``rng_per_rank``); they are read as if written now, so they still resume."""
-    if isinstance(ckpt.get("train_state"), dict):
-        return ckpt
-    out = {k: v for k, v in ckpt.items() if k not in _OLD_TOP_LEVEL + ("guard", "rng_per_rank")}
-    out["train_state"] = {k: ckpt[k] for k in _OLD_TOP_LEVEL if k in ckpt}
-    out["train_state"]["nonfinite"] = ckpt.get("guard", {})
-    out["rng"] = ckpt.get("rng_per_rank") or []
-    return out
 
 
 def model_payload(model, cfg: TrainAMConfig, *, input_dim: int, tokens: list[str], norm: Normaliser,
