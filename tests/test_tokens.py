@@ -146,8 +146,18 @@ def test_bad_tokens_txt(tmp_path):
     (tmp_path / "tokens.txt").write_text("<blk> 0\na 2\n")
     with pytest.raises(W2vtkError, match=r"tokens.txt:2: index 2 out of order"):
         read_tokens_txt(tmp_path / "tokens.txt")
-    (tmp_path / "tokens.txt").write_text("a 0\n")
+    (tmp_path / "tokens.txt").write_text("a 0\n<blk> 1\n")
+    with pytest.raises(W2vtkError, match=r"tokens.txt:2: the blank '<blk>' must be index 0"):
+        read_tokens_txt(tmp_path / "tokens.txt")
+    # a lang.yaml that promises the CTC blank, over a tokens.txt without one
+    (tmp_path / "tokens.txt").write_text("| 0\na 1\n")
+    (tmp_path / "lang.yaml").write_text("type: letters\nblank: 0\n")
     with pytest.raises(W2vtkError, match="index 0 must be the blank"):
+        TokenSet.load(tmp_path)
+    # and the other way round: blank: null with a <blk> in the set
+    (tmp_path / "tokens.txt").write_text("<blk> 0\n| 1\na 2\n")
+    (tmp_path / "lang.yaml").write_text("type: letters\nblank: null\n")
+    with pytest.raises(W2vtkError, match="without a blank .* lists '<blk>' at index 0"):
         TokenSet.load(tmp_path)
 
 
@@ -219,9 +229,34 @@ def test_prep_lang_replabel_appends_repetition_labels(tmp_path, capsys):
     code, out, _ = run_main(capsys, ["prep", "lang", "--type", "letters", "--text", str(tmp_path / "text"),
                                      "--out", str(tmp_path / "lang"), "--replabel", "2"])
     assert code == 0 and "repetition labels" in out
+    assert "no blank: ASG" in out
     ts = TokenSet.load(tmp_path / "lang")
     assert ts.tokens[-2:] == ["<1>", "<2>"] and ts.replabel_ids == [len(ts) - 2, len(ts) - 1]
+    # wav2letter's WSJ layout: no blank, '|' first; | ' . a-z and two labels are the paper's 31 graphemes
+    assert ts.blank is None and "<blk>" not in ts.tokens and ts.tokens[0] == "|" and ts.boundary == 0
+    assert len(ts) == 31 and ts.symbols == ts.tokens
+    assert (tmp_path / "lang" / "tokens.txt").read_text().startswith("| 0\n")
     ids = ts.encode("see a bee")
+    assert 0 in ids  # the boundary is a real token id now, not dropped as a blank would be
     assert ts.decode(unpack_replabels(pack_replabels(ids, ts.replabel_ids), ts.replabel_ids)) == "see a bee"
     with pytest.raises(W2vtkError, match="--replabel 12"):
         build_lang(tmp_path / "text", tmp_path / "lang2", "letters", replabel=12)
+    with pytest.raises(W2vtkError, match="repetition labels are ASG's"):
+        build_lang(tmp_path / "text", tmp_path / "lang2", "letters", replabel=2, criterion="ctc")
+    with pytest.raises(W2vtkError, match="sentencepiece set keeps its blank"):
+        build_lang(tmp_path / "text", tmp_path / "lang2", "spm", criterion="asg")
+    # ASG phones (TIMIT, --replabel 1): no blank either
+    (tmp_path / "ptext").write_text("u1 sil ae sil\n")
+    ph = build_lang(tmp_path / "ptext", tmp_path / "plang", "phones", phone_set=39, criterion="asg", replabel=1)
+    assert ph.blank is None and len(ph) == 40 and TokenSet.load(tmp_path / "plang").tokens == ph.tokens
+
+
+def test_ctc_refuses_a_token_set_without_blank(tmp_path):
+    from w2vtk.am.criterion import make_criterion
+    from w2vtk.models.am import AMConfig, build_am
+
+    (tmp_path / "text").write_text("u1 the cat\n")
+    ts = build_lang(tmp_path / "text", tmp_path / "lang", "letters", replabel=1)
+    model = build_am(AMConfig(block="conv", layers=[[8, 3, 1]]), 4, len(ts))
+    with pytest.raises(W2vtkError, match="criterion ctc needs the blank"):
+        make_criterion(model, ts)

@@ -3,7 +3,10 @@
 A lang dir holds:
 
 - ``tokens.txt``: ``<token> <index>`` per line, as k2/icefall write it; index 0 is the CTC blank
-  ``<blk>``; for letters the word boundary ``|`` comes next (index 1).
+  ``<blk>``; for letters the word boundary ``|`` comes next (index 1).  An ASG set
+  (``prep lang --criterion asg``) has no blank: ASG scores one token per frame and has no use for
+  one, so ``|`` is index 0 and the repetition labels ``<1>`` .. ``<N>`` close the set (wav2letter's
+  layout; WSJ's letters then make the paper's 31 graphemes, ``lang.yaml`` ``blank: null``).
 - ``lang.yaml``: type, boundary index, case, the options used and the sha256 of the source text.
 - ``spm.model`` (type ``spm`` only): the sentencepiece model; token index == sentencepiece id, so
   the blank is sentencepiece's user-defined symbol ``<blk>`` at id 0 (icefall's layout).
@@ -146,7 +149,7 @@ class LangInfo:
     """Contents of lang.yaml."""
 
     type: str
-    blank: int = 0
+    blank: int | None = 0            # None: an ASG set without a blank
     boundary: int | None = None
     case: str | None = None          # "lower" | "upper" | "mixed" | None (no cased letters)
     letters_set: str | None = None   # "standard-lower" | "standard-upper" | "data"
@@ -164,19 +167,25 @@ class LangInfo:
 class TokenSet:
     """A token inventory with encode (text -> ids) and decode (ids -> words).
 
-    ``tokens[i]`` is the token of index i; ``blank`` is 0; ``boundary`` the index of ``|`` (letters)
-    or None; ``type`` one of ``letters``, ``phones``, ``spm``.  Ids are what the acoustic model
+    ``tokens[i]`` is the token of index i; ``blank`` is 0 (None for an ASG set, which has none);
+    ``boundary`` the index of ``|`` (letters) or None; ``type`` one of ``letters``, ``phones``, ``spm``.  Ids are what the acoustic model
     emits: (T', V) emissions have V == len(tokens).
     """
 
     def __init__(self, tokens: list[str], info: LangInfo, spm_processor=None):
-        if not tokens or tokens[0] != BLANK:
+        if not tokens:
+            raise W2vtkError("empty token set")
+        if info.blank is None:
+            if BLANK in tokens:
+                raise W2vtkError(f"a token set without a blank (lang.yaml blank: null) lists {BLANK!r} "
+                                 f"at index {tokens.index(BLANK)}")
+        elif info.blank != 0 or tokens[0] != BLANK:
             raise W2vtkError(f"token index 0 must be the blank {BLANK!r}")
         self.tokens = list(tokens)
         self.info = info
         self.warnings: list[str] = []  # what build_lang noticed (e.g. digits in a letters set)
         self.type = info.type
-        self.blank = 0
+        self.blank = info.blank
         self.boundary = self.tokens.index(BOUNDARY) if BOUNDARY in self.tokens and info.type == "letters" else None
         self._index = {t: i for i, t in enumerate(self.tokens)}
         self._unk = self._index.get(info.unk_token) if info.unk_token else None
@@ -190,6 +199,11 @@ class TokenSet:
 
     def index(self, token: str) -> int:
         return self._index[token]
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every token but the blank (an LM's token vocabulary, a lexicon's spelling units)."""
+        return [t for i, t in enumerate(self.tokens) if i != self.blank]
 
     @property
     def replabel_ids(self) -> list[int]:
@@ -224,7 +238,7 @@ class TokenSet:
                 kind = "letters"
             else:
                 kind = "phones"
-            info = LangInfo(type=kind, num_tokens=len(tokens),
+            info = LangInfo(type=kind, num_tokens=len(tokens), blank=0 if tokens[0] == BLANK else None,
                             phone_set=(39 if len(tokens) == 40 else 48) if kind == "phones" else None)
         if info.type not in ("letters", "phones", "spm"):
             raise W2vtkError(f"{yaml_path}: type must be letters, phones or spm, not {info.type!r}")
@@ -238,7 +252,10 @@ class TokenSet:
                 if sp.id_to_piece(i) != tok:
                     raise W2vtkError(f"{lang_dir}/tokens.txt: token {i} is {tok!r} but spm.model "
                                      f"has {sp.id_to_piece(i)!r}")
-        return cls(tokens, info, sp)
+        try:
+            return cls(tokens, info, sp)
+        except W2vtkError as err:
+            raise W2vtkError(f"{lang_dir}: {err}") from None
 
     # -- encode / decode ---------------------------------------------------------------------
     def encode(self, text: str, utt: str = "") -> list[int]:
@@ -277,7 +294,7 @@ class TokenSet:
             raise W2vtkError(f"{where}: characters {''.join(bad)!r} are not covered by the "
                              f"sentencepiece model (rebuild the lang dir from text containing them, or with "
                              f"`w2vtk prep lang ... --unk-token <unk>` to map them to one token)")
-        if self.blank in ids:
+        if self.blank is not None and self.blank in ids:
             raise W2vtkError(f"{where}: the transcript contains the blank symbol {BLANK!r}")
         return ids
 
@@ -297,7 +314,7 @@ class TokenSet:
         Blanks are dropped.  letters: split on ``|`` (empty words from doubled or edge ``|`` vanish);
         phones: the phones; spm: sentencepiece's detokenisation.
         """
-        ids = [int(i) for i in ids if int(i) != self.blank]
+        ids = [int(i) for i in ids if int(i) != self.blank]  # (nothing is dropped without a blank)
         for i in ids:
             if not 0 <= i < len(self.tokens):
                 raise W2vtkError(f"token id {i} out of range for a set of {len(self.tokens)}")
@@ -322,7 +339,9 @@ class TokenSet:
 
 
 def read_tokens_txt(path: str | Path) -> list[str]:
-    """Read ``<token> <index>`` lines; indices must run 0..N-1 in order, index 0 being ``<blk>``."""
+    """Read ``<token> <index>`` lines; indices must run 0..N-1 in order, index 0 being ``<blk>``
+    or, in an ASG set without a blank, the word boundary ``|`` or another non-blank token (a
+    ``<blk>`` elsewhere is refused)."""
     path = Path(path)
     if not path.is_file():
         raise W2vtkError(f"{path}: no such file (make it with `w2vtk prep lang`)")
@@ -342,8 +361,10 @@ def read_tokens_txt(path: str | Path) -> list[str]:
         if fields[0] in tokens:
             raise W2vtkError(f"{path}:{line_no}: duplicate token {fields[0]!r}")
         tokens.append(fields[0])
-    if not tokens or tokens[0] != BLANK:
-        raise W2vtkError(f"{path}: index 0 must be the blank {BLANK!r}")
+    if not tokens:
+        raise W2vtkError(f"{path}: no tokens")
+    if BLANK in tokens[1:]:
+        raise W2vtkError(f"{path}:{tokens.index(BLANK) + 1}: the blank {BLANK!r} must be index 0")
     return tokens
 
 
@@ -390,19 +411,27 @@ def replabel_token(k: int) -> str:
 
 def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "letters", *,
                vocab_size: int = 500, spm_type: str = "unigram", phone_set: int = 48,
-               unk_token: str | None = None, replabel: int = 0) -> TokenSet:
+               unk_token: str | None = None, replabel: int = 0, criterion: str | None = None) -> TokenSet:
     """Build a lang dir (tokens.txt, lang.yaml[, spm.model]) from a Kaldi ``text`` file.
 
     ``token_type``: letters | phones | spm.  ``vocab_size`` and ``spm_type`` (unigram | bpe) apply
     to spm; ``phone_set`` (48 | 39) to phones; ``unk_token`` adds a token to which symbols outside
     the set are mapped at encode time (for spm it names sentencepiece's unknown piece).
     ``replabel`` N > 0 appends the repetition labels ``<1>`` .. ``<N>`` (ASG targets; letters and
-    phones only).  Every transcript is encoded once as a check, so a bad utterance fails here, named.
+    phones only).  ``criterion`` ``ctc`` keeps the blank ``<blk>`` at index 0; ``asg`` leaves it out
+    (letters and phones; the default when ``replabel`` > 0, else ``ctc``).  Every transcript is encoded once as a check, so a bad utterance fails here, named.
     Files are written atomically, lang.yaml last.
     """
     text_path, out_dir = Path(text_path), Path(out_dir)
     if token_type not in ("letters", "phones", "spm"):
         raise W2vtkError(f"--type must be letters, phones or spm, not {token_type!r}")
+    criterion = criterion or ("asg" if replabel else "ctc")
+    if criterion not in ("ctc", "asg"):
+        raise W2vtkError(f"--criterion must be ctc or asg, not {criterion!r}")
+    if criterion == "ctc" and replabel:
+        raise W2vtkError("--replabel: repetition labels are ASG's (use --criterion asg)")
+    if criterion == "asg" and token_type == "spm":
+        raise W2vtkError("--criterion asg: a sentencepiece set keeps its blank at id 0; use letters or phones")
     texts = read_transcripts(text_path)
     if not any(t.strip() for t in texts.values()):
         raise W2vtkError(f"{text_path}: no transcripts (all lines empty)")
@@ -439,6 +468,9 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
             raise W2vtkError(f"--replabel: {clash[0]} is already a token of the set")
         tokens = tokens + [replabel_token(k) for k in range(1, replabel + 1)]
         info.replabel = replabel
+    if criterion == "asg":
+        tokens = tokens[1:]  # ASG has no blank: wav2letter's token sets start at '|'
+        info.blank = None
     info.boundary = tokens.index(BOUNDARY) if token_type == "letters" else None
     info.num_tokens = len(tokens)
 
@@ -564,3 +596,10 @@ def asg_collapse(path: Iterable[int]) -> list[int]:
         if not out or out[-1] != tok:
             out.append(tok)
     return out
+
+
+def asg_token_ids(path: Iterable[int], replabel_ids: list[int]) -> list[int]:
+    """Token ids of an ASG frame path (a Viterbi path or a beam's tokens): runs merged, then the
+    repetition labels undone. Greedy decoding in train-am's dev scoring and in ``decode`` both read
+    paths through this."""
+    return unpack_replabels(asg_collapse(path), replabel_ids)

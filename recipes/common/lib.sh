@@ -166,12 +166,12 @@ launch() {
 
 # load_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
 # set_criterion: --criterion ctc|asg (the profile may have set its own default; ctc otherwise);
-# lang_opts: what stage 1's prep lang adds for it (ASG's repetition labels, $replabel of them).
+# lang_opts: what stage 1's prep lang adds for it (ASG: no blank, $replabel repetition labels).
 set_criterion() {
   : "${criterion:=ctc}"
   case "$criterion" in
     ctc) lang_opts=() ;;
-    asg) lang_opts=(--replabel "${replabel:-2}") ;;
+    asg) lang_opts=(--criterion asg --replabel "${replabel:-2}") ;;
     *) die "--criterion $criterion: expected ctc or asg" ;;
   esac
   if [ "$criterion" = ctc ] && grep -qs '^ *criterion: *asg' "$am_conf"; then

@@ -70,6 +70,15 @@ def test_asg_am_learns_keeps_its_transitions_and_decodes(am_data, asg_lang, tmp_
     assert code == 0, err
     score = json.loads((out / "score.json").read_text())
     assert score["metrics"]["wer"]["rate"] <= 5.0
+    # lexicon-free with a letter 5-gram: the LM text is packed as the targets are ("bee" -> b e <1>)
+    build_lm(lm_text, asg_lang, tmp_path / "lm_tok", order=5, unit="token", memory="100M")
+    arpa = (tmp_path / "lm_tok" / "lm.arpa").read_text()
+    assert "\t<1>\t" in arpa or "\t<1>\n" in arpa
+    code, _, err = run_main(capsys, ["decode", "--am", str(exp), "--lang", str(tmp_path / "lm_tok"), "--decoder",
+                                     "lexfree", "--data", str(train), "--out", str(out), "--nj", "1"])
+    assert code == 0, err
+    score = json.loads((out / "score.json").read_text())
+    assert score["metrics"]["ler"]["rate"] <= 3.0
 
 
 def test_asg_needs_repetition_labels_in_the_lang(am_data):
@@ -94,7 +103,7 @@ def test_asg_resume_continues_the_transitions_exactly(am_data, asg_lang, tmp_pat
     assert torch.equal(a["model"]["proj.weight"], b["model"]["proj.weight"])
 
 
-def test_asg_targets_are_packed_and_surrounded(asg_lang):
+def test_asg_targets_are_packed_and_surrounded(am_data, asg_lang, tmp_path):
     from w2vtk.am.criterion import ASG, CTC
     from w2vtk.models.am import AMConfig, build_am
     from w2vtk.tokens import TokenSet
@@ -108,5 +117,31 @@ def test_asg_targets_are_packed_and_surrounded(asg_lang):
         [bar, tok.index("a"), bar, tok.index("b"), tok.index("e"), one, bar]
     assert crit.min_frames(crit.targets(ids)) == 11 and crit.norm_size([ids, ids]) == 2.0  # scaled: per utterance
     assert make_criterion(model, tok).norm_size([ids]) == len(ids)  # unscaled ASG: per token, as CTC
-    ctc = make_criterion(build_am(AMConfig(layers=[(8, 3, 1)]), 4, len(tok)), tok)
+    ctc_tok = build_lang(am_data[1] / "text", tmp_path / "ctc_lang", "letters")
+    ids = ctc_tok.encode("see a bee")
+    ctc = make_criterion(build_am(AMConfig(layers=[(8, 3, 1)]), 4, len(ctc_tok)), ctc_tok)
     assert isinstance(ctc, CTC) and ctc.targets(ids) == ids and ctc.min_frames(ids) == len(ids) + 2
+
+
+def test_linseg_trains_the_first_epochs_on_the_linear_segmentation(am_data, asg_lang, tmp_path):
+    torch.set_num_threads(1)
+    _, train, valid = am_data
+    cfg = load_config(TrainAMConfig, None, ASG + ["max_epochs=3", "asg_linseg=2"])
+    train_am(cfg, lang_dir=asg_lang, train_dir=train, valid_dir=valid, exp_dir=tmp_path / "exp")
+    recs = read_metrics(tmp_path / "exp" / "metrics.jsonl")
+    assert [r.get("train_loss_kind") for r in recs] == ["linseg", "linseg", None]
+    # the fixed linear path is one of ASG's paths, so at the same weights its loss is the larger: the
+    # epochs differ in the loss trained, seen as a drop where ASG proper starts
+    assert recs[2]["train_loss"] < recs[1]["train_loss"]
+    with pytest.raises(W2vtkError, match="asg_linseg: the linear-segmentation warm start is ASG's"):
+        load_config(TrainAMConfig, None, TINY + ["asg_linseg=1"])
+
+
+def test_lm_token_text_is_packed_for_an_asg_set(asg_lang):
+    from collections import Counter
+
+    from w2vtk.lm.lexicon import token_sequence
+    from w2vtk.tokens import TokenSet
+
+    tok = TokenSet.load(asg_lang)
+    assert token_sequence(["see", "a", "bee"], tok, Counter()) == ["s", "e", "<1>", "|", "a", "|", "b", "e", "<1>"]

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from w2vtk.am.asg import asg_loss, diagonal_init
+from w2vtk.am.asg import asg_loss, diagonal_init, linear_targets, linseg_loss
 from w2vtk.am.viterbi import decoder_transitions, viterbi
 
 
@@ -131,3 +131,38 @@ def test_viterbi_is_the_best_path_and_decoder_transitions_are_transposed():
     flat = decoder_transitions(trans)
     assert flat[2 * 3 + 1] == pytest.approx(float(trans[1, 2]))  # [next * N + prev]
     assert torch.equal(diagonal_init(3, 5.0), torch.eye(3) * 5)
+
+
+def test_linear_targets_stretch_each_target_evenly_like_wav2letter():
+    # frame t takes token t * L // T of its own utterance (wav2letter's getLinearTarget)
+    got = linear_targets(torch.tensor([[4, 5, 6], [7, 8, 0], [1, 2, 3]]), torch.tensor([3, 2, 3]),
+                         torch.tensor([7, 4, 2]))
+    assert got[0].tolist() == [4, 4, 4, 5, 5, 6, 6]
+    assert got[1, :4].tolist() == [7, 7, 8, 8]
+    assert got[2, :2].tolist() == [1, 2]  # a target longer than its frames is cut to them
+
+
+def test_linseg_loss_is_log_z_minus_the_linear_paths_score():
+    gen = torch.Generator().manual_seed(11)
+    n, lengths, targets = 3, [5, 4], [[0, 2, 1], [1, 0]]
+    x = torch.randn(2, 5, n, generator=gen, dtype=torch.float64).requires_grad_()
+    trans = torch.randn(n, n, generator=gen, dtype=torch.float64).requires_grad_()
+    padded, tlen = torch.tensor([[0, 2, 1], [1, 0, 0]]), torch.tensor([3, 2])
+    got = linseg_loss(x, trans, padded, tlen, torch.tensor(lengths))
+    want = []
+    for b, (T, tgt) in enumerate(zip(lengths, targets)):
+        every = [_path_score(x[b], trans, p) for p in itertools.product(range(n), repeat=T)]
+        path = [tgt[t * len(tgt) // T] for t in range(T)]  # the one alignment linseg allows
+        want.append(torch.logsumexp(torch.stack(every), 0) - _path_score(x[b], trans, path))
+    want = torch.stack(want)
+    assert torch.allclose(got, want, atol=1e-9)
+    gx, gt = torch.autograd.grad(got.sum(), [x, trans])
+    wx, wt = torch.autograd.grad(want.sum(), [x, trans])
+    assert torch.allclose(gx, wx, atol=1e-9) and torch.allclose(gt, wt, atol=1e-9)
+    # never below ASG's own loss: the linear path is one of the paths ASG sums over
+    assert (got >= asg_loss(x, trans, padded, tlen, torch.tensor(lengths)) - 1e-9).all()
+    # target-size scalings divide by the segmented target's length: the frames
+    scaled = linseg_loss(x, trans, padded, tlen, torch.tensor(lengths), scaling="target")
+    assert torch.allclose(scaled, got / torch.tensor(lengths, dtype=torch.float64))
+    with pytest.raises(ValueError, match="utt-b: a token id is outside"):
+        linseg_loss(x, trans, torch.tensor([[0, 2, 1], [1, 9, 0]]), tlen, torch.tensor(lengths), names=["a", "utt-b"])

@@ -53,13 +53,16 @@ def test_errors(run, args, message):
     assert message in res.stderr
 
 
+def _pretrain_args(mini_corpus, exp):
+    return ["pretrain", "--conf", ROOT / "conf/tiny.yaml", "--data", mini_corpus / "train", "--exp", exp,
+            "optim.max_update=2", "optim.warmup_updates=1", "checkpoint.valid_every=2", "checkpoint.save_every=2",
+            "log_every=1", "data.max_tokens=32000", "data.max_sample_size=16000"]
+
+
 def test_two_gloo_processes_pretrain(run, mini_corpus, tmp_path):
     exp = tmp_path / "w2v"
-    res = run([LAUNCH, "--nproc", "2", "pretrain", "--conf", ROOT / "conf/tiny.yaml",
-               "--data", mini_corpus / "train", "--exp", exp, "optim.max_update=2", "optim.warmup_updates=1",
-               "checkpoint.valid_every=2", "checkpoint.save_every=2", "log_every=1", "data.max_tokens=32000",
-               "data.max_sample_size=16000"],
-              CUDA_VISIBLE_DEVICES="")
+    res = run([LAUNCH, "--nproc", "2", *_pretrain_args(mini_corpus, exp)], CUDA_VISIBLE_DEVICES="",
+              OMP_NUM_THREADS="1")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert "torchrun --standalone --nnodes=1 --nproc-per-node=2 -m w2vtk pretrain" in out
@@ -67,3 +70,31 @@ def test_two_gloo_processes_pretrain(run, mini_corpus, tmp_path):
     records = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert max(r.get("update", 0) for r in records) == 2
     assert [r["world_size"] for r in records if r.get("split") == "start"] == [2]
+
+    # the same job as two one-process "nodes" on localhost (two launch.sh invocations, node ranks 0
+    # and 1, static rendezvous): the same model, since sampling does not depend on how ranks are placed
+    import socket
+    import subprocess
+
+    import torch
+
+    from recipe_helpers import script_env
+    from w2vtk.checkpoint import load_checkpoint
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    nodes_exp = tmp_path / "w2v_nodes"
+    procs = [subprocess.Popen(["bash", str(LAUNCH), "--nproc", "1", "--num-nodes", "2", "--node-rank", str(r),
+                               "--master-addr", "127.0.0.1", "--master-port", port,
+                               *map(str, _pretrain_args(mini_corpus, nodes_exp))],
+                              cwd=ROOT, env=script_env(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    assert "--nnodes=2 --node-rank=1 --master-addr=127.0.0.1" in outs[1]
+    one, two = (load_checkpoint(d / "checkpoint_last.pt") for d in (exp, nodes_exp))
+    assert one["model"].keys() == two["model"].keys()
+    for k in one["model"]:
+        assert torch.equal(one["model"][k], two["model"][k]), k
+    assert two["train_state"]["world_size"] == 2

@@ -225,6 +225,48 @@ def asg_loss(emissions: torch.Tensor, transitions: torch.Tensor, targets: torch.
     raise ValueError(f"reduction must be none, sum or mean, got {reduction!r}")
 
 
+def linear_targets(targets: torch.Tensor, target_lengths: torch.Tensor,
+                   emission_lengths: torch.Tensor) -> torch.Tensor:
+    """wav2letter's linear segmentation: each utterance's target stretched evenly over its frames,
+    frame t taking token ``targets[b, t * L // T]`` (L target tokens, T frames; L is cut to T).
+    (B, L) -> (B, max T); frames past an utterance's end repeat its last token (never read)."""
+    B = targets.shape[0]
+    t_max = int(emission_lengths.max())
+    frames = torch.arange(t_max, device=targets.device)[None, :].expand(B, t_max)
+    T = emission_lengths.to(targets.device).long()[:, None]
+    L = torch.minimum(target_lengths.to(targets.device).long()[:, None], T)
+    idx = torch.minimum(frames, T - 1) * L // T
+    return targets.long().gather(1, idx.clamp(max=targets.shape[1] - 1))
+
+
+def linseg_loss(emissions: torch.Tensor, transitions: torch.Tensor, targets: torch.Tensor,
+                target_lengths: torch.Tensor, emission_lengths: torch.Tensor, reduction: str = "none",
+                scaling: Scaling = "none", names: list[str] | None = None) -> torch.Tensor:
+    """wav2letter's ``LinSegCriterion`` (``--linseg``): ASG's loss with the alignment fixed to the
+    linear segmentation (:func:`linear_targets`), ``log Z - score(that one path)`` per utterance,
+    the path's self-transitions included. Warms up emissions and transitions before ASG proper
+    lets the alignment move. Arguments as :func:`asg_loss`; as in wav2letter the target-size
+    scalings divide by the segmented target's length, i.e. the utterance's frames."""
+    if emissions.dim() != 3:
+        raise ValueError(f"emissions must be (B, T, N), got {tuple(emissions.shape)}")
+    tlen = target_lengths.to(emissions.device).long()
+    elen = emission_lengths.to(emissions.device).long()
+    if int(elen.min()) < 1:
+        raise ValueError("emission_lengths must be >= 1")
+    N = emissions.shape[2]
+    for b, (n, t) in enumerate(zip(tlen.tolist(), elen.tolist())):
+        who = names[b] if names is not None else f"utterance {b}"
+        if n < 1:
+            raise ValueError(f"{who}: empty target (ASG needs at least one token)")
+        row = targets[b, :n]
+        if int(row.min()) < 0 or int(row.max()) >= N:
+            raise ValueError(f"{who}: a token id is outside 0..{N - 1}")
+    lin = linear_targets(targets.to(emissions.device), tlen, elen)
+    # one target token per frame: the target chain has exactly one complete path
+    return asg_loss(emissions[:, :lin.shape[1]], transitions, lin, elen, elen, reduction=reduction,
+                    scaling=scaling, names=names, check=False)
+
+
 def diagonal_init(num_tokens: int, diagonal: float) -> torch.Tensor:
     """wav2letter's ``transdiag``: zeros with ``diagonal`` on the diagonal (N, N)."""
     if not math.isfinite(diagonal):

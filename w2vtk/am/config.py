@@ -96,6 +96,9 @@ class TrainAMConfig:
     # square root (target-sqrt: wav2letter's --onorm target --sqnorm); none keeps CTC's per-token scale
     asg_scaling: Literal["none", "input", "input-sqrt", "target", "target-sqrt"] = "none"
     asg_surround: bool = False  # ASG: '|' before and after every target (wav2letter's --surround=|)
+    # ASG: the first N epochs train on the linear segmentation (w2vtk.am.asg.linseg_loss), wav2letter's
+    # --linseg warm start (wav2letter++ counts --linseg in updates, the wav2vec paper's recipe used 1)
+    asg_linseg: int = 0
     paper: dict[str, Any] = field(default_factory=dict)
     note: Optional[str] = None
 
@@ -106,6 +109,10 @@ class TrainAMConfig:
             raise W2vtkError(f"valid_every: must be >= 1, got {self.valid_every}")
         if self.asg_scaling not in ("none", "input", "input-sqrt", "target", "target-sqrt"):
             raise W2vtkError(f"asg_scaling: none, input, input-sqrt, target or target-sqrt, got {self.asg_scaling!r}")
+        if self.asg_linseg < 0:
+            raise W2vtkError(f"asg_linseg: must be >= 0 epochs, got {self.asg_linseg}")
+        if self.asg_linseg and self.model.criterion != "asg":
+            raise W2vtkError("asg_linseg: the linear-segmentation warm start is ASG's (model.criterion: asg)")
         if self.sortagrad < -1:
             raise W2vtkError(f"sortagrad: must be -1 (every epoch), 0 (off) or a number of epochs, got {self.sortagrad}")
         if self.save_interval_updates < 0 or self.average_last < 0:

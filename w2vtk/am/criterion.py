@@ -8,7 +8,9 @@ needs, the loss of a batch and greedy decoding.
 * ASG (:mod:`w2vtk.am.asg`, the paper's criterion): targets are packed with the token set's
   repetition labels (``<1>`` .. ``<N>``, ``prep lang --replabel N``; no blank is ever a target); a
   target needs one frame per token; greedy = the Viterbi path under the model's learned
-  ``transitions``, runs merged, repetition labels undone.
+  ``transitions``, runs merged, repetition labels undone. ``linseg`` (wav2letter's ``--linseg``)
+  switches the training loss to :func:`w2vtk.am.asg.linseg_loss` (the alignment fixed to the
+  linear segmentation) for the first epochs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from w2vtk.am.asg import asg_loss
+from w2vtk.am.asg import asg_loss, linseg_loss
 from w2vtk.am.data import ctc_min_frames
 from w2vtk.am.viterbi import viterbi
 from w2vtk.errors import W2vtkError
-from w2vtk.tokens import asg_collapse, ctc_collapse, pack_replabels, unpack_replabels
+from w2vtk.tokens import asg_token_ids, ctc_collapse, pack_replabels
 
 
 class CTC:
@@ -37,7 +39,7 @@ class CTC:
         return ctc_min_frames(targets)
 
     def loss(self, model, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
-             names: list[str]) -> torch.Tensor:
+             names: list[str], linseg: bool = False) -> torch.Tensor:
         """Summed -log p(target) of a batch: logits (B, T', V), out_lengths (B,)."""
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
         flat = torch.tensor([i for lab in targets for i in lab], dtype=torch.long, device=logits.device)
@@ -73,7 +75,8 @@ class ASG:
         return len(targets)
 
     def loss(self, model, logits: torch.Tensor, out_lengths: torch.Tensor, targets: list[list[int]],
-             names: list[str]) -> torch.Tensor:
+             names: list[str], linseg: bool = False) -> torch.Tensor:
+        """Summed ASG loss of a batch (``linseg``: the linear-segmentation loss instead)."""
         b = len(targets)
         width = max(1, max(len(t) for t in targets))
         padded = torch.zeros(b, width, dtype=torch.long)
@@ -81,15 +84,15 @@ class ASG:
             padded[i, :len(t)] = torch.tensor(t, dtype=torch.long)
         lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
         try:
-            per_utt = asg_loss(logits.float(), model.transitions, padded, lengths, out_lengths,
-                               scaling=self.scaling, names=names)
+            per_utt = (linseg_loss if linseg else asg_loss)(logits.float(), model.transitions, padded, lengths,
+                                                            out_lengths, scaling=self.scaling, names=names)
         except ValueError as err:  # a target ASG cannot score: the utterance is named
             raise W2vtkError(str(err)) from None
         return per_utt.sum()
 
     def greedy(self, model, logits: torch.Tensor, length: int) -> list[int]:
         path = viterbi(logits.detach().cpu().numpy(), model.transitions.detach().cpu().numpy(), length)
-        return unpack_replabels(asg_collapse(path), self.replabel_ids)
+        return asg_token_ids(path, self.replabel_ids)
 
 
 def make_criterion(model, tokens, scaling: str = "none", surround: bool = False):
@@ -97,6 +100,9 @@ def make_criterion(model, tokens, scaling: str = "none", surround: bool = False)
     ``scaling`` and ``surround`` (word boundary around every target) are ASG's."""
     kind = getattr(model.cfg, "criterion", "ctc")
     if kind == "ctc":
+        if tokens.blank != 0:
+            raise W2vtkError("criterion ctc needs the blank <blk> at index 0, and this token set has none (it was "
+                             "built for ASG): rebuild it with `w2vtk prep lang ... --criterion ctc`")
         return CTC()
     if kind == "asg":
         rep = tokens.replabel_ids

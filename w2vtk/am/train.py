@@ -408,7 +408,8 @@ class _AMTrainer:
         targets = [self.criterion.targets(self.train_labels[u]) for u in batch]
         with autocast(self.device, self.amp):
             logits, out_lengths = self.net(feats, lengths)
-        loss = self.criterion.loss(self.model, logits, out_lengths, targets, batch)
+        loss = self.criterion.loss(self.model, logits, out_lengths, targets, batch,
+                                   linseg=self.epoch <= self.cfg.asg_linseg)
         scaled = loss * (self.info.world_size / max(update_size, 1.0))
         if self.scaler is not None:
             self.scaler.scale(scaled).backward()
@@ -557,6 +558,8 @@ class _AMTrainer:
             "skipped_short_dev_loss": len(self.valid_short), "nonfinite_skipped": self.guard.skipped,
             "best_epoch": self.best_epoch,
         }
+        if self.epoch <= cfg.asg_linseg:
+            record["train_loss_kind"] = "linseg"  # the warm-start loss, not comparable with ASG's
         if not math.isfinite(record["train_loss"]):
             raise W2vtkError(f"epoch {self.epoch}: the training loss is not finite; lower optim.lr")
         self.pos = self.per_rank

@@ -30,17 +30,18 @@ def evaluate(model, criterion, fd: FeatureDir, labels: dict[str, list[int]], bat
                 logits, out_lengths = model(feats.to(device), lengths.to(device))
             logits = logits.float()
             cpu_logits, out_cpu = logits.cpu(), out_lengths.cpu()
-            ok = []
+            ok, targets = [], []
             for i, utt in enumerate(utts):
                 lab = labels[utt]
                 n = int(out_cpu[i])
                 scorer.add(lab, criterion.greedy(model, cpu_logits[i], n))
-                if n >= criterion.min_frames(criterion.targets(lab)) and n > 0:
+                target = criterion.targets(lab)
+                if n >= criterion.min_frames(target) and n > 0:
                     ok.append(i)
+                    targets.append(target)
             if ok:
                 labs = [labels[utts[i]] for i in ok]
-                loss = criterion.loss(model, logits[ok], out_lengths[ok], [criterion.targets(lab) for lab in labs],
-                                      [utts[i] for i in ok])
+                loss = criterion.loss(model, logits[ok], out_lengths[ok], targets, [utts[i] for i in ok])
                 loss_sum += float(loss)
                 tok_sum += criterion.norm_size(labs)
     totals = scorer.totals()

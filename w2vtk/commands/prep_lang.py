@@ -19,21 +19,24 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         unk_token: str = typer.Option(None, "--unk-token", help="Map symbols outside the set to this token "
                                       "(added to the set) instead of failing."),
         replabel: int = typer.Option(0, "--replabel", help="ASG: add the repetition labels <1> .. <N> "
-                                     "(wav2letter's --replabel; 0: none)."),
+                                     "(wav2letter's --replabel; 0: none; implies --criterion asg)."),
+        criterion: str = typer.Option(None, "--criterion", help="ctc: blank <blk> at index 0; asg: no blank "
+                                      "(letters, phones). Default: asg with --replabel, else ctc."),
     ) -> None:
-        """Build the token set shared by train-am, prep lm, decode and score (blank <blk> = 0)."""
+        """Build the token set shared by train-am, prep lm, decode and score (CTC: blank <blk> = 0)."""
         from rich.table import Table
 
         from w2vtk.tokens import build_lang
 
         tset = build_lang(text, out, token_type, vocab_size=vocab_size, spm_type=spm_type,
-                          phone_set=phone_set, unk_token=unk_token, replabel=replabel)
+                          phone_set=phone_set, unk_token=unk_token, replabel=replabel,
+                          criterion=criterion)
         info = tset.info
         table = Table(title=f"lang: {out}")
         table.add_column("field")
         table.add_column("value")
         table.add_row("type", info.type + (f" ({info.spm_type})" if info.spm_type else ""))
-        table.add_row("tokens (with blank)", str(len(tset)))
+        table.add_row("tokens" + (" (with blank)" if tset.blank is not None else " (no blank: ASG)"), str(len(tset)))
         table.add_row("boundary '|'", "-" if tset.boundary is None else str(tset.boundary))
         if info.letters_set:
             table.add_row("letter set", info.letters_set)
@@ -43,7 +46,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         table.add_row("unk token", str(info.unk_token))
         if info.replabel:
             table.add_row("repetition labels", str(info.replabel))
-        shown = " ".join(tset.tokens[1:41]) + (" ..." if len(tset) > 41 else "")
+        shown = " ".join(tset.symbols[:40]) + (" ..." if len(tset.symbols) > 40 else "")
         table.add_row("tokens", shown)
         from rich.markup import escape
 

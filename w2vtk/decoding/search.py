@@ -11,7 +11,7 @@ from w2vtk.errors import W2vtkError
 from w2vtk.lm.reading import LMResources
 from w2vtk.scoring import error_counts, letters_of, normalise
 from w2vtk.am.viterbi import decoder_transitions, viterbi
-from w2vtk.tokens import asg_collapse, ctc_collapse, unpack_replabels
+from w2vtk.tokens import asg_token_ids, ctc_collapse
 
 def greedy_ids(emission: np.ndarray, blank: int = 0) -> list[int]:
     """Best path of (T', V) emissions: argmax per frame, repeats merged, blanks dropped."""
@@ -80,7 +80,7 @@ class Decoder:
         if emission.ndim != 2 or emission.shape[1] != len(self.tokens.tokens):
             raise W2vtkError(f"emissions of shape {emission.shape} do not match {len(self.tokens.tokens)} tokens")
         if self.kind == "greedy":
-            ids = self._asg_ids(viterbi(emission, self._trans)) if self.asg else \
+            ids = asg_token_ids(viterbi(emission, self._trans), self.tokens.replabel_ids) if self.asg else \
                 greedy_ids(emission, self.tokens.blank)
             return [Hypothesis(self.tokens.decode(ids).split(), ids)]
         if emission.shape[0] == 0:
@@ -89,18 +89,14 @@ class Decoder:
         results = self._dec.decode(em.ctypes.data, em.shape[0], em.shape[1])
         hyps = []
         for r in results[: max(1, self.beam.nbest)]:
-            ids = self._asg_ids([t for t in r.tokens if t >= 0]) if self.asg else ctc_collapse(r.tokens, self.tokens.blank)
+            ids = (asg_token_ids([t for t in r.tokens if t >= 0], self.tokens.replabel_ids) if self.asg
+                   else ctc_collapse(r.tokens, self.tokens.blank))
             if self.kind == "lexicon":
                 words = [self.res.word_dict.get_entry(w) for w in r.words if w >= 0]
             else:
                 words = self.tokens.decode(ids).split()
             hyps.append(Hypothesis(words, ids, float(r.score), float(r.emittingModelScore), float(r.lmScore)))
         return hyps or [Hypothesis([], [])]
-
-
-    def _asg_ids(self, path: list[int]) -> list[int]:
-        """Token ids of an ASG frame path: runs merged, repetition labels undone."""
-        return unpack_replabels(asg_collapse(path), self.tokens.replabel_ids)
 
 
 def error_rates(refs: dict[str, str], hyps: dict[str, list[str]], case_fold: bool = False) -> dict[str, float]:

@@ -212,7 +212,7 @@ def _vocabulary(unit: str, tokens: TokenSet, vocab, arpa: Path | None, stats: Te
                 to_case: Callable[[str], str], exclude_digits: bool) -> list[str]:
     """The sorted vocabulary: the tokens (token unit), --vocab's words, the ARPA's unigrams or the text's."""
     if unit == "token":
-        words = list(tokens.tokens[1:])
+        words = list(tokens.symbols)
     elif vocab is not None:
         words = list(dict.fromkeys(to_case(w) for w in read_word_list(vocab)))
     elif arpa is not None:

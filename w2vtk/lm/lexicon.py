@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_open, decode_utf8
-from w2vtk.tokens import fold_timit_phone
+from w2vtk.tokens import fold_timit_phone, pack_replabels
 
 def read_sentences(path: str | Path) -> Iterator[list[str]]:
     """LM text: one sentence per line, words separated by white space; empty lines are skipped."""
@@ -125,7 +125,7 @@ def build_lexicon(words: Sequence[str], tokens, pronunciations: dict[str, list[l
     entries: dict[str, list[list[str]]] = {}
     skipped: dict[str, str] = {}
     if tokens.type == "letters":
-        letters = set(tokens.tokens) - {"|", tokens.tokens[0]}
+        letters = set(tokens.symbols) - {"|"}
         for w in words:
             bad = [c for c in w if c not in letters]
             if bad:
@@ -133,7 +133,7 @@ def build_lexicon(words: Sequence[str], tokens, pronunciations: dict[str, list[l
                 continue
             entries[w] = [list(w) + ["|"]]
     elif tokens.type == "spm":
-        known = set(tokens.tokens[1:])
+        known = set(tokens.symbols)
         unk = tokens.info.unk_token or "<unk>"
         for w in words:
             pieces = tokens.pieces(w)
@@ -145,7 +145,7 @@ def build_lexicon(words: Sequence[str], tokens, pronunciations: dict[str, list[l
         if pronunciations is None:
             raise W2vtkError("a phone token set needs a pronunciation dictionary (--lexicon-dict FILE)")
         phone_set = tokens.info.phone_set or 48
-        phones = set(tokens.tokens[1:])
+        phones = set(tokens.symbols)
         for w in words:
             prons = pronunciations.get(w)
             if prons is None:
@@ -197,7 +197,9 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
 
 
 def token_sequence(words: list[str], tokens, bad: Counter) -> list[str]:
-    """A sentence as token strings for a token-level LM (letters: words joined by ``|``)."""
+    """A sentence as token strings for a token-level LM (letters: words joined by ``|``). With an ASG
+    set's repetition labels the sentence is packed as its training targets are (``hello`` ->
+    ``h e l <1> o``), so the LM scores the token stream the lexicon-free ASG decoder proposes."""
     out: list[str] = []
     for w in words:
         try:
@@ -211,4 +213,7 @@ def token_sequence(words: list[str], tokens, bad: Counter) -> list[str]:
         if tokens.type == "letters" and out:
             out.append("|")
         out.extend(pieces)
+    if tokens.replabel_ids and out:
+        packed = pack_replabels([tokens.index(t) for t in out], tokens.replabel_ids)
+        out = [tokens.tokens[i] for i in packed]
     return out

@@ -88,6 +88,8 @@ class AMConfig:
             raise W2vtkError(f"model.transdiag: must be a finite number, got {self.transdiag}")
         if not math.isfinite(self.blank_bias):
             raise W2vtkError(f"model.blank_bias: must be a finite number, got {self.blank_bias}")
+        if self.blank_bias and self.criterion == "asg":
+            raise W2vtkError("model.blank_bias: CTC's blank has no counterpart in ASG (set it to 0)")
 
     @property
     def stride(self) -> int:
