@@ -1,13 +1,15 @@
 """Named fault points for the kill/resume and disk-full tests (off unless ``W2VTK_FAULT`` is set).
 
-``W2VTK_FAULT`` holds one or more comma-separated rules ``NAME:N[:ACTION][@RANK]``:
+``W2VTK_FAULT`` holds one or more comma-separated rules ``NAME:N[:ACTION][@RANK][#JOB]``:
 
 - ``NAME``: a fault point (see :data:`POINTS`), e.g. ``ckpt_write``;
 - ``N``: fire the N-th time this process reaches that point (1-based);
 - ``ACTION``: ``kill`` (default; ``SIGKILL`` to this process: no cleanup, no ``finally``, exactly
   what a power cut, the OOM killer or a pre-empted cluster job does) or ``enospc`` (raise
-  ``OSError(ENOSPC)`` as a full disk would, at the point where the bytes are being written);
-- ``@RANK``: only in the process whose torchrun ``RANK`` is this (default: every process).
+  ``OSError(ENOSPC)`` as a full disk would, at the point where the bytes are being written) or
+  ``stall`` (sleep until killed: a hung job, for the cluster tests' ``scancel`` and time limits);
+- ``@RANK``: only in the process whose torchrun ``RANK`` is this (default: every process);
+- ``#JOB``: only in Slurm array task JOB (``SLURM_ARRAY_TASK_ID``; w2vtk.cluster's jobs).
 
 Example: ``W2VTK_FAULT=train_step:3@1 bash bin/launch.sh --nproc 2 pretrain ...`` kills worker 1 at
 its third update.  The variable is read once at import; unset, :func:`hit` is a single ``None``
@@ -20,6 +22,7 @@ import errno
 import os
 import re
 import signal
+import time
 from dataclasses import dataclass
 
 from w2vtk.errors import W2vtkError
@@ -39,7 +42,7 @@ POINTS: dict[str, str] = {
     "output_write": "w2vtk.io.atomic_open: bytes of a small output (scp, text, yaml, json) written to "
                     "the temporary file, before the rename",
 }
-ACTIONS = ("kill", "enospc")
+ACTIONS = ("kill", "enospc", "stall")
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
 
 
@@ -49,6 +52,7 @@ class _Rule:
     nth: int
     action: str
     rank: int | None
+    job: int | None = None
     seen: int = 0
 
 
@@ -59,7 +63,12 @@ def parse(spec: str) -> dict[str, _Rule]:
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        rank = None
+        rank = job = None
+        if "#" in part:
+            part, _, j = part.partition("#")
+            if not _NUMBER.fullmatch(j):
+                raise W2vtkError(f"{ENV}: job {j!r} in {spec!r} is not a number")
+            job = int(j)
         if "@" in part:
             part, _, r = part.partition("@")
             if not _NUMBER.fullmatch(r):
@@ -73,7 +82,7 @@ def parse(spec: str) -> dict[str, _Rule]:
         action = fields[2] if len(fields) == 3 else "kill"
         if action not in ACTIONS:
             raise W2vtkError(f"{ENV}={spec!r}: action {action!r} is not one of {', '.join(ACTIONS)}")
-        rules[fields[0]] = _Rule(fields[0], int(fields[1]), action, rank)
+        rules[fields[0]] = _Rule(fields[0], int(fields[1]), action, rank, job)
     return rules
 
 
@@ -83,7 +92,10 @@ def _load() -> dict[str, _Rule] | None:
         return None
     rules = parse(spec)
     rank = int(os.environ.get("RANK", "0") or 0)
-    rules = {k: r for k, r in rules.items() if r.rank is None or r.rank == rank}
+    task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
+    job = int(task) if task.isascii() and task.isdigit() else None
+    rules = {k: r for k, r in rules.items()
+             if (r.rank is None or r.rank == rank) and (r.job is None or r.job == job)}
     return rules or None
 
 
@@ -102,6 +114,9 @@ def hit(name: str, path: object = None) -> None:
         return
     if rule.action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if rule.action == "stall":
+        while True:
+            time.sleep(60)
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path is not None else None)
 
 

@@ -53,8 +53,16 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the log-mel dither."),
         fail_on_short: bool = typer.Option(False, "--fail-on-short", help="Fail on audio shorter than one "
                                            "frame's receptive field instead of skipping it."),
+        cmd: str = typer.Option("local", "--cmd", help="local, or slurm: the --num-shards shards as a Slurm "
+                                "array job (sbatch --wait), merged here; rerun with --resume after a failure."),
+        cmd_opts: str = typer.Option("", "--cmd-opts", help="Extra sbatch options for --cmd slurm, e.g. "
+                                     "'--partition gpu --gres gpu:1 --time 60'."),
+        jobs_log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="--cmd slurm: the jobs' logs "
+                                               "extract.JOB.log (default OUT_DIR/log)."),
+        job: Optional[int] = typer.Option(None, "--job", hidden=True, help="One shard of a prepared array run."),
     ) -> None:
         """Extract features into Kaldi ark/scp (+ utt2num_frames, feats.yaml provenance)."""
+        from w2vtk.cluster import CmdConfig
         from w2vtk.features.extract import ExtractOptions
         from w2vtk.features.run import ExtractRequest, run_extract
         from w2vtk.progress import console
@@ -65,12 +73,16 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         req = ExtractRequest(input=input, out=out, out_dir=out_dir, npy_dir=npy_dir,
                              feature_type=feature_type, checkpoint=checkpoint, layer=layer, device=device,
                              precision=precision, long_chunk_seconds=long_chunk_seconds,
-                             approx_chunks=approx_chunks, dither=dither, seed=seed, options=opts)
+                             approx_chunks=approx_chunks, dither=dither, seed=seed, options=opts,
+                             cmd=CmdConfig.parse(cmd, cmd_opts), job=job, log_dir=jobs_log_dir)
         from w2vtk.dist import cleanup, env_info
         from w2vtk.logs import command_log
 
         log_dir = out_dir or (out.parent if out is not None else npy_dir) or Path(".")
-        with command_log(log_dir, "extract"):
+        import contextlib
+
+        # an array job's output goes to its own log, extract.JOB.log (w2vtk.cluster)
+        with (command_log(log_dir, "extract") if job is None else contextlib.nullcontext()):
             try:
                 result = run_extract(req, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
             finally:

@@ -340,7 +340,8 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
                      npy_dir: Path | None = None, opts: ExtractOptions = ExtractOptions(),
                      rank: int | None = None, world_size: int | None = None,
                      log: Callable[[str], None] | None = None,
-                     progress_enabled: bool | None = None) -> ExtractResult:
+                     progress_enabled: bool | None = None, job: int | None = None,
+                     prepare_only: bool = False) -> ExtractResult:
     """Extract features of ``sources`` (AudioSource-like: utt_id, spec, start, end, duration_s, load()).
 
     ``ark``: final archive path (``DIR/feats.ark``); ``npy_dir``: also (or only) write
@@ -348,8 +349,15 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     extracts its shards, and the one that sees every shard finished merges the outputs (rank 0 after a
     barrier under torchrun).  Returns what was done; ``complete`` is False when shards of other
     processes are still missing.
+
+    A cluster array (``extract --cmd slurm``) runs in three steps: ``prepare_only`` (checks, old
+    outputs, the manifest; no shard), then job k = 1..N each with ``job=k`` (shard k alone, if its
+    record is missing; no preparation, no merge; the manifest must match), then a ``resume`` run
+    that finds every shard done and merges.
     """
     _check_options(opts)
+    if job is not None and not 1 <= job <= opts.num_shards:
+        raise W2vtkError(f"--job {job}: must be 1..{opts.num_shards} (--num-shards)")
     info = env_info()
     rank = info.rank if rank is None else rank
     world_size = info.world_size if world_size is None else world_size
@@ -365,6 +373,8 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     manifest = _manifest(sources, extractor, opts, layout, npy_dir)
     if opts.fail_on_short:
         _refuse_short(sources, extractor)
+    if job is not None:
+        return _run_job(job, sources, extractor, layout, manifest, npy_dir, opts, progress_enabled, log)
     existing = layout.existing()
     if (existing == [layout.work] and not (layout.work / "manifest.json").exists()
             and not any(layout.work.glob("shard.*.json"))):
@@ -383,10 +393,11 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
     layout.work.mkdir(parents=True, exist_ok=True)
 
     n_shards = opts.num_shards
-    shards = [list(range(len(sources) * k // n_shards, len(sources) * (k + 1) // n_shards))
-              for k in range(n_shards)]
+    shards = _shard_indices(len(sources), n_shards)
     todo = [k for k in range(n_shards) if k % world_size == rank and not layout.shard_record(k).is_file()]
     _announce(say, layout, sources, extractor, opts)
+    if prepare_only:
+        return ExtractResult(complete=False, scp=None)
     audio_done, wall = _run_shards(todo, shards, sources, extractor, layout, npy_dir, opts,
                                    progress_enabled if is_main else False)
     barrier()
@@ -395,6 +406,32 @@ def extract_features(sources: Sequence, extractor: FeatureExtractor, *, ark: Pat
         return ExtractResult(complete=not missing, scp=layout.scp if not missing else None,
                              audio_seconds=audio_done, wall_seconds=wall)
     return _merge(layout, sources, extractor, opts, npy_dir, audio_done, wall, __version__, manifest)
+
+
+def _shard_indices(n_items: int, n_shards: int) -> list[list[int]]:
+    """Contiguous shards of the sorted utterances (shard k: items n*k//N .. n*(k+1)//N - 1)."""
+    return [list(range(n_items * k // n_shards, n_items * (k + 1) // n_shards)) for k in range(n_shards)]
+
+
+def _run_job(job: int, sources: Sequence, extractor: FeatureExtractor, layout: _Layout, manifest: dict,
+             npy_dir: Path | None, opts: ExtractOptions, progress_enabled: bool | None,
+             log: Callable[[str], None] | None) -> ExtractResult:
+    """One array job: shard ``job`` of a prepared run, skipped when its record exists."""
+    say = log or (lambda _msg: None)
+    if not (layout.work / "manifest.json").is_file() and _finished_run(layout) is None:
+        raise W2vtkError(f"--job {job}: {layout.meta_dir} has no prepared run ({layout.work}/manifest.json "
+                         f"missing); array jobs are started by `w2vtk extract --cmd slurm`")
+    if _check_resume(layout, manifest):
+        return _finished_result(layout)
+    k = job - 1
+    shards = _shard_indices(len(sources), opts.num_shards)
+    if layout.shard_record(k).is_file():
+        say(f"shard {job} of {opts.num_shards} is already complete")
+        return ExtractResult(complete=False, scp=None)
+    audio_done, wall = _run_shards([k], shards, sources, extractor, layout, npy_dir, opts, progress_enabled)
+    say(f"shard {job} of {opts.num_shards}: {len(shards[k])} utterances, {audio_done:.1f} audio-s in {wall:.1f} s "
+        f"({audio_done / max(wall, 1e-9):.1f} audio-s/s)")
+    return ExtractResult(complete=False, scp=None, audio_seconds=audio_done, wall_seconds=wall)
 
 
 def _check_options(opts: ExtractOptions) -> None:

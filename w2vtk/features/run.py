@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from w2vtk.cluster import CmdConfig, run_jobs
 from w2vtk.sources import discover_audio
 from w2vtk.data import load_data_dir, read_kv, write_data_dir
 from w2vtk.data.kaldi_dir import read_role, write_role
@@ -32,6 +34,26 @@ class ExtractRequest:
     dither: float = 0.0
     seed: int = 0
     options: ExtractOptions = field(default_factory=ExtractOptions)
+    cmd: CmdConfig = field(default_factory=CmdConfig)  # slurm: the shards as an array job
+    job: int | None = None  # one shard of a prepared run (an array job; Kaldi's JOB)
+    log_dir: Path | None = None  # the array jobs' logs (default: OUT_DIR/log)
+
+    def job_argv(self) -> list[str]:
+        """The ``w2vtk extract`` command of array job ``JOB`` (placeholder) of this request."""
+        o = self.options
+        argv = [sys.executable, "-m", "w2vtk", "extract", "--in", str(Path(self.input).absolute())]
+        for flag, value in (("--out", self.out), ("--out-dir", self.out_dir), ("--npy-dir", self.npy_dir),
+                            ("--checkpoint", self.checkpoint)):
+            if value is not None:
+                argv += [flag, str(Path(value).absolute())]
+        argv += ["--type", self.feature_type, "--layer", self.layer, "--device", self.device,
+                 "--precision", self.precision, "--long-chunk-seconds", repr(self.long_chunk_seconds),
+                 "--dither", repr(self.dither), "--seed", str(self.seed), "--dtype", o.dtype,
+                 "--batch-samples", str(o.batch_samples), "--num-shards", str(o.num_shards),
+                 "--num-workers", str(o.num_workers), "--resume", "--job", "JOB"]
+        argv += [flag for flag, on in (("--approx-chunks", self.approx_chunks), ("--compress", o.compress),
+                                       ("--fail-on-short", o.fail_on_short)) if on]
+        return argv
 
 
 def make_extractor(req: ExtractRequest, log: Callable[[str], None], device=None):
@@ -90,6 +112,25 @@ def _write_data_copy(in_dir: Path, out_dir: Path, feats_scp: dict[str, str],
         write_role(out_dir, role)
 
 
+def _run_array(req: ExtractRequest, sources, extractor, ark: Path | None, log: Callable[[str], None],
+               progress_enabled: bool | None) -> ExtractResult:
+    """``--cmd slurm``: prepare here, the N shards as array jobs (logs ``LOG_DIR/extract.JOB.log``),
+    then merge here. A rerun with ``--resume`` after a failed, cancelled or timed-out job redoes only
+    the shards without a record; the merged output is the bytes a local run writes."""
+    if env_info().world_size > 1:
+        raise W2vtkError("--cmd slurm starts its own jobs: run it as one process, not under torchrun")
+    extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options, log=log,
+                     progress_enabled=False, prepare_only=True)
+    meta = ark.parent if ark is not None else Path(req.npy_dir)
+    log_dir = Path(req.log_dir) if req.log_dir is not None else meta / "log"
+    n = req.options.num_shards
+    log(f"extracting {n} shards as a {req.cmd.backend} array job; logs {log_dir}/extract.JOB.log")
+    run_jobs(req.cmd, n, log_dir / "extract.JOB.log", req.job_argv(), name="extract")
+    merged = replace(req.options, resume=True, overwrite=False)
+    return extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=merged, log=log,
+                            progress_enabled=progress_enabled)
+
+
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
                 progress_enabled: bool | None = None) -> ExtractResult:
     """Run ``w2vtk extract``; returns the result (``complete`` False on a rank that did not merge)."""
@@ -128,8 +169,11 @@ def _run_extract(req: ExtractRequest, log: Callable[[str], None], progress_enabl
         out_dir.mkdir(parents=True, exist_ok=True)
         ark = out_dir / "feats.ark"
     extractor = make_extractor(req, log, device)
-    result = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options,
-                              log=log, progress_enabled=progress_enabled)
+    if req.cmd.backend != "local" and req.job is None:
+        result = _run_array(req, sources, extractor, ark, log, progress_enabled)
+    else:
+        result = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options,
+                                  log=log, progress_enabled=progress_enabled, job=req.job)
     if result.skipped:
         shown = ", ".join(result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
         log(f"skipped {len(result.skipped)} utterances shorter than {extractor.min_samples} samples "

@@ -1,0 +1,108 @@
+"""--cmd slurm against a real Slurm (bin/local_slurm.sh: Debian's slurm-wlm on this machine). Opt-in:
+W2VTK_SLURM=1 with Slurm started (.ci/run does both). Extraction as an array job gives the bytes of a
+local run; a cancelled job fails the stage naming its log and a --resume rerun finishes with the
+same bytes; a job over its time limit is reported as TIMEOUT with its log."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("W2VTK_SLURM") != "1",
+    reason="opt-in: W2VTK_SLURM=1 with a running Slurm (bash bin/local_slurm.sh start; .ci/run does both)")
+
+
+def _extract(data: Path, out: Path, *extra: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "w2vtk", "extract", "--type", "logmel", "--in", str(data), "--out-dir", str(out),
+           "--num-shards", "3", "--num-workers", "0", *extra]
+    full_env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
+    full_env.update(OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _same_arks(a: Path, b: Path) -> None:
+    for k in (1, 2, 3):
+        assert (a / f"feats.{k}.ark").read_bytes() == (b / f"feats.{k}.ark").read_bytes(), k
+    assert (a / "utt2num_frames").read_text() == (b / "utt2num_frames").read_text()
+    assert (a / "feats.scp").read_text().replace(str(a), "X") == (b / "feats.scp").read_text().replace(str(b), "X")
+
+
+def _jobs() -> dict[str, str]:
+    res = subprocess.run(["bash", str(ROOT / "bin" / "local_slurm.sh"), "jobs"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return dict(line.split() for line in res.stdout.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="module")
+def local_feats(mini_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("slurm_local") / "train_fbank"
+    code, log = _finish(_extract(mini_corpus / "train", out))
+    assert code == 0, log[-2000:]
+    return out
+
+
+def test_extract_array_job_writes_the_local_runs_bytes(mini_corpus, local_feats, tmp_path):
+    out = tmp_path / "train_fbank"
+    code, log = _finish(_extract(mini_corpus / "train", out, "--cmd", "slurm"))
+    assert code == 0, log[-3000:]
+    assert "sbatch --wait --parsable --array=1-3" in log
+    _same_arks(local_feats, out)
+    for k in (1, 2, 3):
+        text = (out / "log" / f"extract.{k}.log").read_text()
+        assert f"--job {k}" in text and "# ended (code 0)" in text and f"shard {k} of 3:" in text
+    job_id = next(line for line in (out / "log" / "extract.1.log").read_text().splitlines()
+                  if line.startswith("# slurm job")).split()[3].split("_")[0]
+    jobs = _jobs()
+    assert [jobs.get(f"{job_id}_{k}") for k in (1, 2, 3)] == ["COMPLETED"] * 3
+
+
+def test_a_cancelled_job_fails_the_stage_and_a_rerun_resumes_to_the_same_bytes(mini_corpus, local_feats, tmp_path):
+    out = tmp_path / "train_fbank"
+    # job 2 hangs after writing its archive, before its record: cancelled there, it left a whole
+    # archive that no record vouches for, which the rerun must redo, not trust
+    proc = _extract(mini_corpus / "train", out, "--cmd", "slurm", env={"W2VTK_FAULT": "shard_done:1:stall#2"})
+    log2 = out / "log" / "extract.2.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "feats.2.ark").is_file():
+        time.sleep(0.5)
+    assert (out / "feats.2.ark").is_file(), "job 2 never reached its stall point"
+    job_id = next(line for line in log2.read_text().splitlines() if line.startswith("# slurm job")).split()[3]
+    subprocess.run(["scancel", job_id], check=True)
+    code, log = _finish(proc)
+    assert code != 0
+    assert f"slurm job {job_id} (extract 2 of 3) ended CANCELLED" in log and str(log2) in log
+    assert not (out / "feats.scp").exists()  # nothing that looks whole
+    done_before = sorted(p.name for p in (out / ".feats.work").glob("shard.*.json"))
+    assert done_before == ["shard.1.json", "shard.3.json"]
+    code, log = _finish(_extract(mini_corpus / "train", out, "--cmd", "slurm", "--resume"))
+    assert code == 0, log[-3000:]
+    assert "shard 1 of 3 is already complete" in (out / "log" / "extract.1.log").read_text()
+    assert "shard 2 of 3:" in log2.read_text()
+    _same_arks(local_feats, out)
+    assert _jobs()[job_id] == "CANCELLED"
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch")
+def test_a_job_over_its_time_limit_is_reported_with_its_log(mini_corpus, tmp_path):
+    out = tmp_path / "train_fbank"
+    # Slurm's limits are whole minutes: job 3 stalls and is killed after about 60-90 s
+    proc = _extract(mini_corpus / "train", out, "--cmd", "slurm", "--cmd-opts", "--time 1",
+                    env={"W2VTK_FAULT": "shard_done:1:stall#3"})
+    code, log = _finish(proc, timeout=400)
+    log3 = out / "log" / "extract.3.log"
+    assert code != 0 and "(extract 3 of 3) ended TIMEOUT: see " + str(log3) in log, log[-2000:]
+    assert "DUE TO TIME LIMIT" in log3.read_text()
