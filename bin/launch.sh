@@ -12,11 +12,66 @@
 # --num-nodes M      nodes in the job (default 1: `torchrun --standalone --nproc-per-node=N`)
 # --node-rank R      this node's rank, with --master-addr HOST --master-port PORT (static rendezvous)
 # --rdzv-endpoint HOST:PORT   instead: c10d rendezvous (with --rdzv-id JOB, default w2vtk)
+# --cmd slurm        run it as one Slurm job (sbatch --wait): srun starts one launch.sh per node,
+#                    which starts torchrun with a c10d rendezvous on the job's first node
+# --cmd-opts STR     extra sbatch options (e.g. "--partition gpu --gpus-per-node 8 --time 600"); the
+#                    job asks for --nodes M --ntasks-per-node 1 and --cpus-per-task N before them
+# --log-dir DIR      --cmd slurm: logs STAGE.<task>.log (default: EXP/log of the stage's --exp, else log)
 # --dry-run true     print the command instead of running it
 # Options end at the first non-option word (the stage) or at `--`.
 set -euo pipefail
 bindir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$bindir/log.sh"
+
+# slurm_job STAGE ARGS: the stage as one Slurm job of --num-nodes tasks (one per node), each task
+# this script again with a c10d rendezvous on the first node; fails naming the log of a job that did
+# not complete (FAILED, CANCELLED, TIMEOUT, NODE_FAIL ...).
+slurm_job() {
+  command -v sbatch >/dev/null || die "--cmd slurm: sbatch is not on PATH (bin/local_slurm.sh start gives a local Slurm)"
+  local stage=$1 prev="" a
+  if [ -z "$log_dir" ]; then
+    for a in "$@"; do
+      [ "$prev" != "--exp" ] || log_dir=$a/log
+      prev=$a
+    done
+    [ -n "$log_dir" ] || log_dir=log
+  fi
+  mkdir -p "$log_dir/q"
+  log_dir=$(cd "$log_dir" && pwd)
+  local script=$log_dir/q/$stage.sh
+  local -a inner=(--num-nodes "$num_nodes")
+  [ -z "$nproc" ] || inner+=(--nproc "$nproc")
+  {
+    echo '#!/usr/bin/env bash'
+    echo '# written by w2vtk bin/launch.sh --cmd slurm: one task per node, torchrun c10d rendezvous on the first'
+    echo 'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+    echo 'port=$((20000 + SLURM_JOB_ID % 20000))'
+    printf 'exec srun --kill-on-bad-exit=1 -o %q bash %q %s--rdzv-endpoint "$head:$port" --rdzv-id "$SLURM_JOB_ID" "$@"\n' \
+      "$log_dir/$stage.%t.log" "$bindir/launch.sh" "$(printf '%q ' "${inner[@]}")"
+  } > "$script.tmp"
+  mv "$script.tmp" "$script"
+  local -a opts sb
+  read -r -a opts <<< "$cmd_opts"
+  sb=(sbatch --wait --parsable --job-name="$stage" --nodes="$num_nodes" --ntasks-per-node=1
+      --cpus-per-task="${nproc:-1}" --export=ALL --chdir="$PWD" -o "$log_dir/$stage.sbatch.log" "${opts[@]}"
+      "$script" "$@")
+  if [ "$dry_run" = true ]; then
+    printf '%q ' "${sb[@]}"
+    echo
+    return 0
+  fi
+  log "${sb[*]}"
+  local id rc=0 state
+  id=$("${sb[@]}") || rc=$?
+  id=${id%%;*}
+  [ -n "$id" ] || die "sbatch refused the job (see above)"
+  state=$(scontrol -o show job "$id" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
+  [ -n "$state" ] || state=$(sacct -X -n -P -j "$id" -o State 2>/dev/null | head -n 1 | cut -d' ' -f1)
+  if [ $rc -ne 0 ] || { [ -n "$state" ] && [ "$state" != COMPLETED ]; }; then
+    die "slurm job $id ($stage) ended ${state:-with exit code $rc}: see $log_dir/$stage.0.log and $log_dir/$stage.sbatch.log"
+  fi
+  log "slurm job $id ($stage) COMPLETED; logs $log_dir/$stage.<task>.log"
+}
 
 nproc=""
 num_nodes=1
@@ -25,11 +80,19 @@ master_addr=""
 master_port=""
 rdzv_endpoint=""
 rdzv_id=w2vtk
+cmd=local
+cmd_opts=""
+log_dir=""
 dry_run=false
-help_message=$(sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
 . "$bindir/parse_options.sh" || exit 1
 
 [ $# -ge 1 ] || die "no w2vtk stage given (e.g. bin/launch.sh --nproc 2 pretrain ...)"
+case "$cmd" in
+  local) [ -z "$cmd_opts" ] || die "--cmd-opts is for --cmd slurm" ;;
+  slurm) slurm_job "$@"; exit $? ;;
+  *) die "--cmd $cmd: expected local or slurm" ;;
+esac
 [ "$num_nodes" -ge 1 ] || die "--num-nodes must be >= 1"
 if [ "$num_nodes" -gt 1 ] && [ -z "$rdzv_endpoint" ]; then
   [ -n "$master_addr" ] && [ -n "$master_port" ] \

@@ -106,3 +106,38 @@ def test_a_job_over_its_time_limit_is_reported_with_its_log(mini_corpus, tmp_pat
     log3 = out / "log" / "extract.3.log"
     assert code != 0 and "(extract 3 of 3) ended TIMEOUT: see " + str(log3) in log, log[-2000:]
     assert "DUE TO TIME LIMIT" in log3.read_text()
+
+
+def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tmp_path):
+    # bin/launch.sh --cmd slurm: srun starts one launch.sh per task ("node"), each a one-process
+    # torchrun meeting at a c10d rendezvous; on this one-machine Slurm both tasks share the node
+    import torch
+
+    from w2vtk.checkpoint import load_checkpoint
+
+    args = ["pretrain", "--conf", str(ROOT / "conf/tiny.yaml"), "--data", str(mini_corpus / "train"),
+            "optim.max_update=2", "optim.warmup_updates=1", "checkpoint.valid_every=2", "checkpoint.save_every=2",
+            "log_every=1", "data.max_tokens=32000", "data.max_sample_size=16000"]
+    env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    launch = ["bash", str(ROOT / "bin" / "launch.sh")]
+    local = subprocess.run(launch + ["--nproc", "2"] + args + ["--exp", str(tmp_path / "local")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    res = subprocess.run(launch + ["--cmd", "slurm", "--num-nodes", "2", "--nproc", "1", "--cmd-opts",
+                                   "--nodes=1 --ntasks-per-node=2"] + args + ["--exp", str(tmp_path / "slurm")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "(pretrain) COMPLETED" in res.stderr
+    logs = tmp_path / "slurm" / "log"
+    assert "--rdzv-backend=c10d" in (logs / "pretrain.1.log").read_text()
+    one, two = (load_checkpoint(tmp_path / d / "checkpoint_last.pt") for d in ("local", "slurm"))
+    assert two["train_state"]["world_size"] == 2
+    for k in one["model"]:
+        assert torch.equal(one["model"][k], two["model"][k]), k
+    # a training job that fails is reported with its logs (a config error on every rank)
+    bad = subprocess.run(launch + ["--cmd", "slurm", "--nproc", "1"] + args + ["--exp", str(tmp_path / "bad"),
+                                                                               "optim.lr=-1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "(pretrain) ended FAILED: see " + str(tmp_path / "bad" / "log" / "pretrain.0.log") \
+        in bad.stderr, bad.stderr[-2000:]

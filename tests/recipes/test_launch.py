@@ -46,11 +46,29 @@ def test_default_nproc_without_cuda_is_one(run):
     (["--nproc", "0", "pretrain"], "--nproc must be a positive integer"),
     (["--nproc", "2"], "no w2vtk stage given"),
     (["--gpus", "2", "pretrain"], "unknown option --gpus"),
+    (["--cmd", "pbs", "pretrain"], "--cmd pbs: expected local or slurm"),
+    (["--cmd-opts", "--time 5", "pretrain"], "--cmd-opts is for --cmd slurm"),
 ])
 def test_errors(run, args, message):
     res = run([LAUNCH, *args])
     assert res.returncode == 1
     assert message in res.stderr
+
+
+def test_slurm_job_script_and_sbatch_line(run, tmp_path):
+    # --cmd slurm --dry-run: the sbatch line (nodes, one task each, the user's options last) and the
+    # task script srun runs: launch.sh again per node with a c10d rendezvous on the first node
+    res = run([LAUNCH, "--cmd", "slurm", "--num-nodes", "3", "--nproc", "4", "--cmd-opts", "--partition gpu --time 60",
+               "--dry-run", "true", "train-am", "--exp", tmp_path / "am", "--conf", "c.yaml"])
+    assert res.returncode == 0, res.stderr
+    log = tmp_path / "am" / "log"
+    assert res.stdout.split() == [
+        "sbatch", "--wait", "--parsable", "--job-name=train-am", "--nodes=3", "--ntasks-per-node=1",
+        "--cpus-per-task=4", "--export=ALL", f"--chdir={ROOT}", "-o", f"{log}/train-am.sbatch.log", "--partition",
+        "gpu", "--time", "60", f"{log}/q/train-am.sh", "train-am", "--exp", str(tmp_path / "am"), "--conf", "c.yaml"]
+    script = (log / "q" / "train-am.sh").read_text()
+    assert f"srun --kill-on-bad-exit=1 -o {log}/train-am.%t.log bash {ROOT}/bin/launch.sh --num-nodes 3 --nproc 4 " \
+           '--rdzv-endpoint "$head:$port" --rdzv-id "$SLURM_JOB_ID" "$@"' in script
 
 
 def _pretrain_args(mini_corpus, exp):
