@@ -141,3 +141,31 @@ def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tm
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "(pretrain) ended FAILED: see " + str(tmp_path / "bad" / "log" / "pretrain.0.log") \
         in bad.stderr, bad.stderr[-2000:]
+
+
+def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
+    # two local runs agree with each other (the wav2vec path included), and the --cmd slurm run
+    # (pre-training and the AMs as Slurm jobs, every extraction as an array) writes the same
+    # results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
+    env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+
+    def recipe(exp: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(["bash", str(ROOT / "recipes" / "mini" / "run.sh"), "--exp", str(exp), "--profile",
+                                 "tiny", "--nproc", "1", "--stop-stage", "6", *extra], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    locals_ = [recipe(tmp_path / f"local{i}") for i in (1, 2)]
+    for proc in locals_:
+        code, log = _finish(proc, timeout=900)
+        assert code == 0, log[-3000:]
+    first = (tmp_path / "local1" / "results.json").read_text()
+    assert first == (tmp_path / "local2" / "results.json").read_text()
+    before = {int(j.split("_")[0]) for j in _jobs()}
+    code, log = _finish(recipe(tmp_path / "slurm", "--cmd", "slurm"), timeout=900)
+    assert code == 0, log[-3000:]
+    assert (tmp_path / "slurm" / "results.json").read_text() == first
+    ours = {j: st for j, st in _jobs().items() if int(j.split("_")[0]) > max(before, default=0)}
+    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds)
+    assert len(ours) >= 11 and set(ours.values()) == {"COMPLETED"}, ours
+    assert (tmp_path / "slurm" / "data" / "dev_w2v" / "log" / "extract.1.log").is_file()

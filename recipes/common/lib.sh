@@ -75,7 +75,7 @@ queue_slots() {
 # writes $exp/log/NAME.log and its marker when it succeeds. Stops with one line naming the log of
 # every step that failed, once all have ended.
 run_queue() {
-  local -a names=("${_queue_names[@]}") lines=("${_queue_lines[@]}") pending=() failed=() cmd=()
+  local -a names=("${_queue_names[@]}") lines=("${_queue_lines[@]}") pending=() failed=() step=()
   local -a started=()
   _queue_names=()
   _queue_lines=()
@@ -84,8 +84,8 @@ run_queue() {
   queue_slots
   if [ "$n_slots" -eq 0 ]; then
     for i in "${!names[@]}"; do
-      eval "cmd=(${lines[$i]})"
-      run_step "${names[$i]}" "${cmd[@]}"
+      eval "step=(${lines[$i]})"
+      run_step "${names[$i]}" "${step[@]}"
     done
     return 0
   fi
@@ -100,12 +100,17 @@ run_queue() {
     while [ "$running" -lt "$n_slots" ] && [ "$next" -lt ${#pending[@]} ]; do
       i=${pending[$next]}
       next=$((next + 1))
-      eval "cmd=(${lines[$i]})"
-      # bin/launch.sh execs w2vtk, so the pid is the training's own (what _queue_abort stops)
-      [ "${cmd[0]}" != launch ] || cmd=("$root/bin/launch.sh" --nproc 1 "${cmd[@]:1}")
+      eval "step=(${lines[$i]})"
+      # bin/launch.sh execs w2vtk, so the pid is the training's own (what _queue_abort stops);
+      # under --cmd slurm it is sbatch --wait's, the job itself runs on the cluster
+      if [ "${step[0]}" = launch ] && [ "$cmd" = slurm ]; then
+        step=("$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts" --nproc 1 "${step[@]:1}")
+      elif [ "${step[0]}" = launch ]; then
+        step=("$root/bin/launch.sh" --nproc 1 "${step[@]:1}")
+      fi
       logfile="$exp/log/${names[$i]}.log"
       log "${names[$i]}: started, output in $logfile: ${lines[$i]}"
-      OMP_NUM_THREADS=1 "${cmd[@]}" > "$logfile" 2>&1 &
+      OMP_NUM_THREADS=1 "${step[@]}" > "$logfile" 2>&1 &
       _queue_pids[$i]=$!
       started[$i]=$SECONDS
       running=$((running + 1))
@@ -161,7 +166,14 @@ require() {
 launch() {
   local -a opts
   read -r -a opts <<< "$launch_opts"
-  "$root/bin/launch.sh" --nproc "$nproc" "${opts[@]}" "$@"
+  if [ "$cmd" = slurm ] && [ "$1" = extract ]; then
+    # the shards as a Slurm array (logs OUT_DIR/log/extract.JOB.log), merged here
+    w2vtk "$@" --cmd slurm --cmd-opts "$cmd_opts"
+  elif [ "$cmd" = slurm ]; then
+    "$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts" --nproc "$nproc" "${opts[@]}" "$@"
+  else
+    "$root/bin/launch.sh" --nproc "$nproc" "${opts[@]}" "$@"
+  fi
 }
 
 # load_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
@@ -237,6 +249,13 @@ resolve_nproc() {
     nproc=$((cuda_devices > 1 ? cuda_devices : 1))
   fi
   [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc $nproc: expected a positive integer"
+  : "${nj:=$nproc}"
+  [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj $nj: expected a positive integer"
+  case "$cmd" in
+    local) [ -z "$cmd_opts" ] || die "--cmd-opts is for --cmd slurm" ;;
+    slurm) command -v sbatch >/dev/null || die "--cmd slurm: sbatch is not on PATH (bash bin/local_slurm.sh start)" ;;
+    *) die "--cmd $cmd: expected local or slurm" ;;
+  esac
 }
 
 # setup_recipe ARGS...: what every run.sh does once its options are parsed (ARGS: its original

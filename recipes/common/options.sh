@@ -5,6 +5,9 @@ stage=0
 stop_stage=6
 nproc=""             # processes per stage (default: visible GPUs, 1 without CUDA)
 launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
+cmd=local            # local | slurm: training stages as Slurm jobs, extraction as array jobs
+cmd_opts=""          # extra sbatch options for --cmd slurm, e.g. "--partition gpu --time 600"
+nj=""                # extraction shards (array jobs under --cmd slurm) [nproc]
 w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
 systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
@@ -23,6 +26,10 @@ common_options_help() {
   --stage N / --stop-stage N   run stages N..M [$stage..$stop_stage]
   --nproc N               processes per stage [visible GPUs or 1]
   --launch-opts STR       extra bin/launch.sh options for several nodes
+  --cmd local|slurm       slurm: pretrain / train-am as Slurm jobs (bin/launch.sh --cmd slurm),
+                          extraction as an array of --nj jobs (w2vtk extract --cmd slurm) [$cmd]
+  --cmd-opts STR          extra sbatch options of those jobs (partition, time, GPUs, memory)
+  --nj N                  extraction shards [--nproc]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
   --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]

@@ -71,11 +71,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     require 0 "$data/$set/wav.scp"
     if has_feat fbank; then
       run_step "extract_fbank_$set" launch extract --type logmel --in "$data/$set" --out-dir "$data/${set}_fbank" \
-        --num-shards "$nproc" --resume
+        --num-shards "$nj" --resume
     fi
     if has_feat w2v; then
       run_step "extract_w2v_$set" launch extract --type wav2vec --checkpoint "$w2v_model" --dtype float16 \
-        --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v" --num-shards "$nproc" --resume
+        --layer "$w2v_layer" --in "$data/$set" --out-dir "$data/${set}_w2v" --num-shards "$nj" --resume
     fi
   done
 fi
