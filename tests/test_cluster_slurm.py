@@ -145,8 +145,8 @@ def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tm
 
 def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     # two local runs agree with each other (the wav2vec path included), and the --cmd slurm run
-    # (pre-training and the AMs as Slurm jobs, every extraction as an array) writes the same
-    # results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
+    # (pre-training and the AMs as Slurm jobs, every extraction and tuning as an array) writes the
+    # same results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
     env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
     env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
 
@@ -166,6 +166,8 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     assert code == 0, log[-3000:]
     assert (tmp_path / "slurm" / "results.json").read_text() == first
     ours = {j: st for j, st in _jobs().items() if int(j.split("_")[0]) > max(before, default=0)}
-    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds)
-    assert len(ours) >= 11 and set(ours.values()) == {"COMPLETED"}, ours
+    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds), 2 tunings
+    assert len(ours) >= 13 and set(ours.values()) == {"COMPLETED"}, ours
     assert (tmp_path / "slurm" / "data" / "dev_w2v" / "log" / "extract.1.log").is_file()
+    tune_log = (tmp_path / "slurm" / "am_w2v_s1" / "decode_dev" / "log" / "tune.1.log").read_text()
+    assert "tune job 1 of 1: 2 trials, 0 already done" in tune_log

@@ -286,6 +286,8 @@ setup_recipe() {
     am_extra=(model.criterion=asg "${am_extra[@]}")
   fi
   read -r -a decode_tune <<< "${decode_opts:-}"
+  # --cmd slurm: the tuning trials as an array of --nj jobs (decoding with the best runs here)
+  [ "$cmd" != slurm ] || decode_tune+=(--cmd slurm --cmd-opts "$cmd_opts" --nj "$nj")
   read -r -a decode_common <<< "${decode_common_opts:-}"
   read -r -a score_extra <<< "${score_opts:-}"
   w2v_model=$(w2v_checkpoint)  # what stage 3 extracts with

@@ -261,3 +261,47 @@ def test_conf_and_key_value_overrides_like_every_stage(lm_case, fake_am, tmp_pat
               "beam.lm_wieght=1"])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and "override 'beam.lm_wieght=1'" in err and "did you mean 'beam.lm_weight'" in err
+
+
+def test_tuning_as_array_jobs_merges_to_the_one_process_search(lm_case, fake_am, tmp_path, capsys):
+    # what `decode --tune --cmd slurm` runs, minus the scheduler: the parent's emissions and
+    # decode.yaml, two array jobs (--trial-job K --trial-jobs 2) each taking every other trial, the
+    # merge into trials.json; the parent's search then has nothing left to run and picks the same best
+    from cli_helpers import run_main
+    from w2vtk.config import save_config
+    from w2vtk.decoding.tune import merge_job_trials
+
+    _, _, word_lm, _, tok = lm_case
+    cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(beam_size=50), trials=5, nj=1)
+    data, whole = _decode_set(tmp_path, fake_am)
+    decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=whole, lang_dir=word_lm, tune=True, **QUIET)
+    split = tmp_path / "split"
+    load_or_compute_emissions(fake_am, data, split, log=lambda m: None, progress_enabled=False)
+    inject_emissions(split, _known_emissions(tok))
+    save_config(cfg, split / "decode.yaml")
+    base = ["decode", "--am", str(fake_am), "--lang", str(word_lm), "--data", str(data), "--out", str(split),
+            "--conf", str(split / "decode.yaml"), "--tune", "--nj", "1", "--trial-jobs", "2"]
+    for k in (1, 2):
+        code, out, err = run_main(capsys, base + ["--trial-job", str(k)])
+        assert code == 0, err
+        assert f"tune job {k} of 2: {3 if k == 1 else 2} trials, 0 already done" in out
+    jobs = {k: json.loads((split / f"trials.job{k}.json").read_text())["rows"] for k in (1, 2)}
+    assert [r["trial"] for r in jobs[1]] == [0, 2, 4] and [r["trial"] for r in jobs[2]] == [1, 3]
+    code, out, _ = run_main(capsys, base + ["--trial-job", "1"])  # a rerun of a finished job does nothing
+    assert code == 0 and "3 trials, 3 already done" in out
+    assert merge_job_trials(cfg, cfg.beam, split, word_lm, True, 2) == 0
+    assert not list(split.glob("trials.job*.json"))
+    logs = []
+    decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=split, lang_dir=word_lm, tune=True, log=logs.append,
+               progress_enabled=False)
+    assert any("5 of 5 trials already done" in m for m in logs)
+
+    def rows(d):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in json.loads((d / "trials.json").read_text())["rows"]]
+    assert rows(split) == rows(whole)
+    assert yaml.safe_load((split / "best.yaml").read_text())["params"] == \
+        yaml.safe_load((whole / "best.yaml").read_text())["params"]
+    assert (split / "hyp.txt").read_text() == (whole / "hyp.txt").read_text()
+    code, _, err = run_main(capsys, base[:8] + [str(tmp_path / "nothing"), "--tune", "--trial-job", "1",
+                                                "--trial-jobs", "2"])
+    assert code != 0 and "has no emissions cache" in err

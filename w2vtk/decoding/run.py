@@ -6,18 +6,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from w2vtk.cluster import CmdConfig, run_jobs
 from w2vtk.config import save_config
 from w2vtk.data.kaldi_dir import read_role
 from w2vtk.decoding.config import FRAME_SECONDS, BeamConfig, DecodeConfig
 from w2vtk.decoding.emissions import Emissions, load_or_compute_emissions
 from w2vtk.decoding.pool import DecodeJob, DecodePool
 from w2vtk.decoding.search import Hypothesis
-from w2vtk.decoding.tune import load_params, params_of, tune as run_tuning
+from w2vtk.decoding.tune import load_params, merge_job_trials, params_of, tune as run_tuning, tune_job
 from w2vtk.errors import W2vtkError
 from w2vtk.io import atomic_write_text, remove_stale_temporaries
 from w2vtk.lm.reading import LMResources
@@ -84,7 +86,9 @@ class DecodeResult:
 
 def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                lang_dir: str | Path | None = None, tune: bool = False, params: str | Path | None = None,
-               log: Callable[[str], None] = print, progress_enabled: bool | None = None) -> DecodeResult:
+               log: Callable[[str], None] = print, progress_enabled: bool | None = None,
+               cmd: CmdConfig | None = None, trial_job: int | None = None,
+               trial_jobs: int = 0) -> DecodeResult | None:
     """``w2vtk decode``: emissions (cached), then tuning (``tune``) or one decode, hyp.txt and scoring.
 
     ``data_dir``: a feature data dir (feats.scp, text). ``lang_dir``: an LM dir (``prep lm``) for
@@ -92,7 +96,14 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     Writes into ``out_dir``: emissions.{ark,scp,yaml}, (tuning) trials.tsv and best.yaml, hyp.txt
     (+ nbest.txt with ``beam.nbest`` > 1), wer.txt / alignments.txt / score.json (w2vtk.scoring),
     decode.json (parameters, rates, real-time factors) and the resolved decode.yaml.
+
+    ``cmd`` slurm with ``tune``: the trials run as an array of ``cfg.nj`` Slurm jobs (logs
+    ``out_dir/log/tune.JOB.log``), each ``trial_job`` K of ``trial_jobs`` N taking trials K-1,
+    K-1+N, ... on the emissions cached here first; their rows are merged into trials.json and the
+    rest (best.yaml, the decode with it, scoring) runs here. A job returns None.
     """
+    if trial_job is not None:
+        return _tune_job(cfg, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, trial_job, trial_jobs, log)
     t_start = time.perf_counter()
     am_dir, data_dir, out_dir = Path(am_dir), Path(data_dir), Path(out_dir)
     refs = _check_request(cfg, data_dir, lang_dir, tune, params)
@@ -120,6 +131,8 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     trial_rows = None
     # with workers, each loads its own LM: free this copy before they start
     local_res, res = (res if nj == 1 else None), None
+    if tune and cmd is not None and cmd.backend != "local":
+        _tune_array(cfg, cmd, beam, am_dir, data_dir, out_dir, lang_dir, tune_sil, log)
     with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res,
                     transitions=em.provenance.get("asg_transitions")) as pool:
         if tune:
@@ -134,6 +147,44 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     write_hyps(out_dir, hyps, beam.nbest)
     return _score_and_report(cfg, data_dir, out_dir, beam, em, utts, audio_s, search_s, wall_decode, t_start,
                              trial_rows, warnings, nj)
+
+
+def _tune_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Path, data_dir: Path, out_dir: Path,
+                lang_dir, tune_sil: bool, log: Callable[[str], None]) -> None:
+    """The tuning trials as array jobs, merged into trials.json (see :func:`decode_dir`)."""
+    n = min(cfg.nj if cfg.nj > 0 else 4, cfg.trials)
+    argv = [sys.executable, "-m", "w2vtk", "decode", "--am", str(am_dir.absolute()), "--data",
+            str(data_dir.absolute()), "--out", str(out_dir.absolute()), "--lang", str(Path(lang_dir).absolute()),
+            "--conf", str((out_dir / "decode.yaml").absolute()), "--tune", "--nj", "1",
+            "--trial-job", "JOB", "--trial-jobs", str(n)]
+    log(f"tune: {cfg.trials} trials as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/tune.JOB.log")
+    run_jobs(cmd, n, out_dir / "log" / "tune.JOB.log", argv, name="tune")
+    missing = merge_job_trials(cfg, beam, out_dir, lang_dir, tune_sil, n)
+    if missing:
+        raise W2vtkError(f"tune: {missing} trials have no result after the array jobs (see {out_dir}/log/tune.*.log)")
+
+
+def _tune_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, job: int, num_jobs: int,
+              log: Callable[[str], None]) -> None:
+    """One array job of :func:`_tune_array`: its share of the trials on the cached emissions."""
+    if not 1 <= job <= num_jobs:
+        raise W2vtkError(f"--trial-job {job}: must be 1..{num_jobs} (--trial-jobs)")
+    if cfg.decoder == "greedy" or lang_dir is None:
+        raise W2vtkError("--trial-job: tuning needs the lexicon or lexfree decoder and --lang")
+    if not (out_dir / "emissions.yaml").is_file():
+        raise W2vtkError(f"--trial-job {job}: {out_dir} has no emissions cache; array jobs are started by "
+                         f"`w2vtk decode --tune --cmd slurm`")
+    refs = _check_request(cfg, data_dir, lang_dir, True, None)
+    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
+                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
+    utts, refs_scored, _, _ = _scored_utterances(em, refs, data_dir, log)
+    res = LMResources(lang_dir, em.tokens, cfg.decoder)
+    job_spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir), str(out_dir))
+    with DecodePool(job_spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
+                    transitions=em.provenance.get("asg_transitions")) as pool:
+        tune_job(pool, cfg, cfg.beam, utts, refs_scored, out_dir=out_dir, lang_dir=lang_dir,
+                 tune_sil=res.has_silence, job=job, num_jobs=num_jobs, log=log)
+    return None
 
 
 def _check_request(cfg: DecodeConfig, data_dir: Path, lang_dir, tune: bool, params) -> dict[str, str]:

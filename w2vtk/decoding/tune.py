@@ -131,6 +131,79 @@ def best_table(rows: list[dict], k: int = 5):
     return table
 
 
+def trial_plan(cfg: DecodeConfig, beam: BeamConfig, out_dir: Path, lang_dir: str | Path,
+               tune_sil: bool) -> tuple[list[BeamConfig], dict]:
+    """The search's trials and its signature (what a resumed or shared search must match)."""
+    beams = sample_trials(cfg.ranges, cfg.trials, cfg.search, cfg.seed, beam,
+                          tune_word_score=cfg.decoder == "lexicon", tune_sil=tune_sil)
+    signature = {"decoder": cfg.decoder, "lang": str(Path(lang_dir).resolve()),
+                 "emissions_sha256": sha256_file(out_dir / "emissions.ark"),
+                 "trials": [params_of(b) for b in beams], "case_fold": cfg.case_fold}
+    return beams, signature
+
+
+def _trial_row(i: int, b: BeamConfig, rates: dict, secs: float) -> dict:
+    return {"trial": i, "lm_weight": b.lm_weight, "word_score": b.word_score, "sil_score": b.sil_score,
+            "wer": rates["wer"], "ler": rates["ler"], "seconds": round(secs, 3)}
+
+
+def job_trials_path(out_dir: Path, job: int) -> Path:
+    return out_dir / f"trials.job{job}.json"
+
+
+def tune_job(pool: DecodePool, cfg: DecodeConfig, beam: BeamConfig, utts: list[str], refs: dict[str, str], *,
+             out_dir: Path, lang_dir: str | Path, tune_sil: bool, job: int, num_jobs: int,
+             log: Callable[[str], None]) -> int:
+    """Array job ``job`` of ``num_jobs`` (``decode --tune --cmd slurm``): trials job-1, job-1+N, ...
+    not yet done (in trials.json or this job's own trials.job<K>.json), each row written to that file
+    as it finishes; returns the number of trials run. The parent merges the files."""
+    beams, signature = trial_plan(cfg, beam, out_dir, lang_dir, tune_sil)
+    path = job_trials_path(out_dir, job)
+    rows = merge_rows(resume_trials(out_dir / "trials.json", signature, len(beams), lambda m: None),
+                      resume_trials(path, signature, len(beams), lambda m: None))
+    mine = [i for i in range(job - 1, len(beams), num_jobs)]
+    todo = [i for i in mine if rows[i] is None]
+    log(f"tune job {job} of {num_jobs}: {len(mine)} trials, {len(mine) - len(todo)} already done")
+
+    def done(k: int, hyps: dict, secs: float) -> None:
+        i = todo[k]
+        rows[i] = _trial_row(i, beams[i], error_rates(refs, hyps, cfg.case_fold), secs)
+        atomic_write_text(path, json.dumps({"signature": signature, "rows": [rows[j] for j in mine if rows[j]]},
+                                           indent=1) + "\n")
+        faults.hit("decode_trial", path)
+        log(f"trial {i}: lm_weight {rows[i]['lm_weight']:.4g}, word_score {rows[i]['word_score']:.4g}, "
+            f"sil_score {rows[i]['sil_score']:.4g}: WER {rows[i]['wer']:.2f} ({secs:.1f} s)")
+    pool.trials([beams[i] for i in todo], utts, done)
+    return len(todo)
+
+
+def merge_rows(*sources: list) -> list:
+    """Trial rows from several resumed lists (the first that has a trial wins)."""
+    out = list(sources[0])
+    for rows in sources[1:]:
+        for i, r in enumerate(rows):
+            if out[i] is None and r is not None:
+                out[i] = r
+    return out
+
+
+def merge_job_trials(cfg: DecodeConfig, beam: BeamConfig, out_dir: Path, lang_dir: str | Path, tune_sil: bool,
+                     num_jobs: int) -> int:
+    """Fold the array jobs' trials.job<K>.json into trials.json (then remove them); returns the
+    number of trials still missing."""
+    beams, signature = trial_plan(cfg, beam, out_dir, lang_dir, tune_sil)
+    quiet = lambda m: None  # noqa: E731
+    rows = resume_trials(out_dir / "trials.json", signature, len(beams), quiet)
+    paths = [job_trials_path(out_dir, k) for k in range(1, num_jobs + 1)]
+    rows = merge_rows(rows, *(resume_trials(p, signature, len(beams), quiet) for p in paths))
+    if any(r is not None for r in rows):
+        atomic_write_text(out_dir / "trials.json", json.dumps({"signature": signature, "rows": rows}, indent=1)
+                          + "\n")
+    for p in paths:
+        p.unlink(missing_ok=True)
+    return sum(r is None for r in rows)
+
+
 def tune(pool: DecodePool, cfg: DecodeConfig, beam: BeamConfig, utts: list[str], refs: dict[str, str], *,
          out_dir: Path, data_dir: Path, lang_dir: str | Path, tune_sil: bool, log: Callable[[str], None],
          progress_enabled: bool | None = None) -> tuple[BeamConfig, list[dict]]:
@@ -139,22 +212,14 @@ def tune(pool: DecodePool, cfg: DecodeConfig, beam: BeamConfig, utts: list[str],
 
     Finished trials are kept (trials.json, rewritten after each one): a rerun of the same search on
     the same emissions and LM resumes instead of starting over."""
-    beams = sample_trials(cfg.ranges, cfg.trials, cfg.search, cfg.seed, beam,
-                          tune_word_score=cfg.decoder == "lexicon", tune_sil=tune_sil)
-    signature = {"decoder": cfg.decoder, "lang": str(Path(lang_dir).resolve()),
-                 "emissions_sha256": sha256_file(out_dir / "emissions.ark"),
-                 "trials": [params_of(b) for b in beams], "case_fold": cfg.case_fold}
+    beams, signature = trial_plan(cfg, beam, out_dir, lang_dir, tune_sil)
     rows = resume_trials(out_dir / "trials.json", signature, len(beams), log)
     todo = [i for i, r in enumerate(rows) if r is None]
     with progress("tune", total=len(beams), unit="trial", enabled=progress_enabled) as bar:
         bar.advance(len(beams) - len(todo))
 
         def done(i: int, hyps: dict, secs: float) -> None:
-            rates = error_rates(refs, hyps, cfg.case_fold)
-            b = beams[todo[i]]
-            rows[todo[i]] = {"trial": todo[i], "lm_weight": b.lm_weight, "word_score": b.word_score,
-                             "sil_score": b.sil_score, "wer": rates["wer"], "ler": rates["ler"],
-                             "seconds": round(secs, 3)}
+            rows[todo[i]] = _trial_row(todo[i], beams[todo[i]], error_rates(refs, hyps, cfg.case_fold), secs)
             atomic_write_text(out_dir / "trials.json", json.dumps({"signature": signature, "rows": rows}, indent=1)
                               + "\n")
             faults.hit("decode_trial", out_dir / "trials.json")
