@@ -409,6 +409,20 @@ def replabel_token(k: int) -> str:
     return f"<{k}>"
 
 
+def _lang_criterion(token_type: str, criterion: str | None, replabel: int) -> str:
+    """The token set's criterion (ctc: with the blank; asg: without), checked against the request."""
+    if token_type not in ("letters", "phones", "spm"):
+        raise W2vtkError(f"--type must be letters, phones or spm, not {token_type!r}")
+    criterion = criterion or ("asg" if replabel else "ctc")
+    if criterion not in ("ctc", "asg"):
+        raise W2vtkError(f"--criterion must be ctc or asg, not {criterion!r}")
+    if criterion == "ctc" and replabel:
+        raise W2vtkError("--replabel: repetition labels are ASG's (use --criterion asg)")
+    if criterion == "asg" and token_type == "spm":
+        raise W2vtkError("--criterion asg: a sentencepiece set keeps its blank at id 0; use letters or phones")
+    return criterion
+
+
 def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "letters", *,
                vocab_size: int = 500, spm_type: str = "unigram", phone_set: int = 48,
                unk_token: str | None = None, replabel: int = 0, criterion: str | None = None) -> TokenSet:
@@ -423,15 +437,7 @@ def build_lang(text_path: str | Path, out_dir: str | Path, token_type: str = "le
     Files are written atomically, lang.yaml last.
     """
     text_path, out_dir = Path(text_path), Path(out_dir)
-    if token_type not in ("letters", "phones", "spm"):
-        raise W2vtkError(f"--type must be letters, phones or spm, not {token_type!r}")
-    criterion = criterion or ("asg" if replabel else "ctc")
-    if criterion not in ("ctc", "asg"):
-        raise W2vtkError(f"--criterion must be ctc or asg, not {criterion!r}")
-    if criterion == "ctc" and replabel:
-        raise W2vtkError("--replabel: repetition labels are ASG's (use --criterion asg)")
-    if criterion == "asg" and token_type == "spm":
-        raise W2vtkError("--criterion asg: a sentencepiece set keeps its blank at id 0; use letters or phones")
+    criterion = _lang_criterion(token_type, criterion, replabel)
     texts = read_transcripts(text_path)
     if not any(t.strip() for t in texts.values()):
         raise W2vtkError(f"{text_path}: no transcripts (all lines empty)")
