@@ -14,8 +14,8 @@
 # --rdzv-endpoint HOST:PORT   instead: c10d rendezvous (with --rdzv-id JOB, default w2vtk)
 # --cmd slurm        run it as one Slurm job (sbatch --wait): srun starts one launch.sh per node,
 #                    which starts torchrun with a c10d rendezvous on the job's first node
-# --cmd-opts STR     extra sbatch options (e.g. "--partition gpu --gpus-per-node 8 --time 600"); the
-#                    job asks for --nodes M --ntasks-per-node 1 and --cpus-per-task N before them
+# --cmd-opts STR     extra sbatch options, words split on spaces (e.g. "--partition gpu --time 600");
+#                    the job asks for --nodes M --ntasks-per-node 1 and --cpus-per-task N before them
 # --log-dir DIR      --cmd slurm: logs STAGE.<task>.log (default: EXP/log of the stage's --exp, else log)
 # --dry-run true     print the command instead of running it
 # Options end at the first non-option word (the stage) or at `--`.
@@ -46,7 +46,8 @@ slurm_job() {
     echo '# written by w2vtk bin/launch.sh --cmd slurm: one task per node, torchrun c10d rendezvous on the first'
     echo 'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
     echo 'port=$((20000 + SLURM_JOB_ID % 20000))'
-    printf 'exec srun --kill-on-bad-exit=1 -o %q bash %q %s--rdzv-endpoint "$head:$port" --rdzv-id "$SLURM_JOB_ID" "$@"\n' \
+    # Slurm 22.05's srun no longer takes sbatch's --cpus-per-task by itself
+    printf 'exec srun --kill-on-bad-exit=1 ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK} -o %q bash %q %s--rdzv-endpoint "$head:$port" --rdzv-id "$SLURM_JOB_ID" "$@"\n' \
       "$log_dir/$stage.%t.log" "$bindir/launch.sh" "$(printf '%q ' "${inner[@]}")"
   } > "$script.tmp"
   mv "$script.tmp" "$script"
@@ -61,12 +62,27 @@ slurm_job() {
     return 0
   fi
   log "${sb[*]}"
-  local id rc=0 state
-  id=$("${sb[@]}") || rc=$?
-  id=${id%%;*}
+  # sbatch in the background: its job id is known as soon as the job is submitted, so an interrupt
+  # (Ctrl-C, TERM) cancels the job instead of leaving it to run on
+  local idfile=$log_dir/q/$stage.jobid id="" rc=0 state="" i
+  rm -f "$idfile"
+  "${sb[@]}" > "$idfile" &
+  local pid=$!
+  trap 'id=$(cut -d";" -f1 "$idfile" 2>/dev/null); [ -z "$id" ] || scancel "$id"; kill $pid 2>/dev/null; \
+    die "interrupted: cancelled slurm job ${id:-(not yet submitted)}"' INT TERM
+  wait $pid || rc=$?
+  trap - INT TERM
+  id=$(cut -d";" -f1 "$idfile" 2>/dev/null || true)
   [ -n "$id" ] || die "sbatch refused the job (see above)"
-  state=$(scontrol -o show job "$id" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
-  [ -n "$state" ] || state=$(sacct -X -n -P -j "$id" -o State 2>/dev/null | head -n 1 | cut -d' ' -f1)
+  # sbatch --wait may return while the job is still COMPLETING: read its state until it is final
+  for i in $(seq 1 120); do
+    state=$(scontrol -o show job "$id" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1 || true)
+    [ -n "$state" ] || state=$(sacct -X -n -P -j "$id" -o State 2>/dev/null | head -n 1 | cut -d' ' -f1 || true)
+    case "$state" in
+      PENDING|CONFIGURING|RUNNING|COMPLETING|SUSPENDED|REQUEUED) sleep 0.5 ;;
+      *) break ;;
+    esac
+  done
   if [ $rc -ne 0 ] || { [ -n "$state" ] && [ "$state" != COMPLETED ]; }; then
     die "slurm job $id ($stage) ended ${state:-with exit code $rc}: see $log_dir/$stage.0.log and $log_dir/$stage.sbatch.log"
   fi

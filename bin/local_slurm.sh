@@ -38,7 +38,11 @@ apt-get install slurm-wlm munge (or run this script as root)"
 
 write_conf() {
   local cpus mem
-  cpus=$(nproc)
+  if [ -f "$conf" ] && ! head -n 1 "$conf" | grep -q "written by w2vtk"; then
+    die "$conf exists and was not written by bin/local_slurm.sh: this machine has a Slurm of its own"
+  fi
+  # GNU nproc prints $OMP_NUM_THREADS when it is set: count the cores
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
   mkdir -p "$state"/{ctld,slurmd} /etc/slurm
   cat > "$conf.tmp" <<EOF
@@ -108,16 +112,24 @@ start() {
 }
 
 stop() {
-  # TERM, then KILL what is left after 10 s (a slurmd that lost munge retries for minutes)
-  local d i
+  # the jobs first (a stalled one would outlive its slurmd), then the daemons this script started
+  # (by their pid files), TERM and then KILL after 10 s (a slurmd that lost munge retries for minutes)
+  if running slurmctld; then
+    squeue -h -o '%i' 2>/dev/null | xargs -r scancel 2>/dev/null || true
+  fi
+  local d pid i
   for d in slurmd slurmctld munged; do
-    running "$d" || continue
-    pkill -x "$d" || true
+    case $d in
+      munged) pid=$(cat /run/munge/munged.pid 2>/dev/null || true) ;;
+      *) pid=$(cat "$state/$d.pid" 2>/dev/null || true) ;;
+    esac
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+    kill "$pid" 2>/dev/null || true
     for i in $(seq 1 40); do
-      running "$d" || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.25
     done
-    if running "$d"; then pkill -9 -x "$d" || true; sleep 0.5; fi
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; sleep 0.5; fi
   done
   log "Slurm stopped"
 }

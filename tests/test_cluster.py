@@ -12,23 +12,23 @@ import pytest
 from w2vtk.cluster import CmdConfig, _batch_script, run_jobs
 from w2vtk.errors import W2vtkError
 
-WRITE = ("import sys, pathlib; pathlib.Path(sys.argv[1]).write_text(sys.argv[2]); print('job', sys.argv[2]); "
-         "sys.exit(int(sys.argv[3]))")
+# DIR JOB TEXT CODE: writes TEXT to DIR/r.JOB, prints "job JOB", exits with CODE ("JOB": the job number)
+WRITE = ("import sys, pathlib; pathlib.Path(sys.argv[1], 'r.' + sys.argv[2]).write_text(sys.argv[3]); "
+         "print('job', sys.argv[2]); sys.exit(int(sys.argv[4]))")
 
 
 def test_local_jobs_run_in_order_with_one_log_each(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    run_jobs(CmdConfig(), 3, tmp_path / "log" / "w.JOB.log",
-             [sys.executable, "-c", WRITE, str(out / "r.JOB"), "JOB", "0"])
+    run_jobs(CmdConfig(), 3, tmp_path / "log" / "w.JOB.log", [sys.executable, "-c", WRITE, str(out), "JOB", "JOB", "0"])
     assert sorted(p.name for p in out.iterdir()) == ["r.1", "r.2", "r.3"]
     assert (out / "r.2").read_text() == "2"
     log = (tmp_path / "log" / "w.2.log").read_text().splitlines()
-    assert log[0].startswith("# ") and log[0].endswith("r.2 2 0") and "job 2" in log and log[-1] == "# ended (code 0)"
+    assert log[0].startswith("# ") and log[0].endswith("out 2 2 0") and "job 2" in log and log[-1] == "# ended (code 0)"
 
 
 def test_a_failed_local_job_stops_the_array_naming_its_log(tmp_path):
-    argv = [sys.executable, "-c", WRITE, str(tmp_path / "r.JOB"), "x", "JOB"]  # exit code = JOB: job 1 fails
+    argv = [sys.executable, "-c", WRITE, str(tmp_path), "JOB", "x", "JOB"]  # exit code = JOB: job 1 fails
     with pytest.raises(W2vtkError, match=r"job 1 of 2 failed \(exit code 1\): see .*w\.1\.log"):
         run_jobs(CmdConfig(), 2, tmp_path / "w.JOB.log", argv)
     assert not (tmp_path / "r.2").exists()
@@ -40,28 +40,30 @@ def test_option_errors():
         CmdConfig.parse("pbs")
     with pytest.raises(W2vtkError, match="only for --cmd slurm"):
         CmdConfig.parse("local", "--time 10")
-    with pytest.raises(W2vtkError, match="No closing quotation"):
-        CmdConfig.parse("slurm", "--partition 'gpu")
+    with pytest.raises(W2vtkError, match="quotes are not supported"):
+        CmdConfig.parse("slurm", "--partition 'gpu'")
     assert CmdConfig.parse("slurm", "--partition gpu --time 60").opts == ["--partition", "gpu", "--time", "60"]
-    with pytest.raises(W2vtkError, match="must contain JOB"):
-        run_jobs(CmdConfig(), 2, "/tmp/w.log", ["true"])
+    with pytest.raises(W2vtkError, match="must contain JOB in its file name"):
+        run_jobs(CmdConfig(), 2, "/tmp/JOB/w.log", ["true"])
     with pytest.raises(W2vtkError, match="need at least one"):
         run_jobs(CmdConfig(), 0, "/tmp/w.JOB.log", ["true"])
 
 
 def test_slurm_task_script_substitutes_job_and_keeps_quoting(tmp_path):
-    # the script sbatch runs, run by bash with the variables Slurm sets: JOB inside a quoted path
-    # with a space, an argument with quotes and a dollar sign passed through untouched
-    odd = tmp_path / "a dir"
+    # the script sbatch runs, run by bash with the variables Slurm sets: JOB as an argument and in
+    # the log's name under a directory with a space (and "JOB" in it, left alone), an argument with
+    # quotes and a dollar sign and an empty one passed through untouched
+    odd = tmp_path / "a JOB dir"
     odd.mkdir()
-    argv = [sys.executable, "-c", WRITE, str(odd / "r.JOB"), "it's $HOME \"x\"", "0"]
+    argv = [sys.executable, "-c", WRITE.replace("sys.argv[4]", "sys.argv[5]"), str(odd), "JOB", "it's $HOME \"x\"",
+            "", "0"]
     script = tmp_path / "task.sh"
     script.write_text(_batch_script(2, odd / "log.JOB.txt", argv))
     env = dict(os.environ, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_JOB_ID="77")
     assert subprocess.run(["bash", str(script)], env=env).returncode == 0
     assert (odd / "r.2").read_text() == "it's $HOME \"x\""
     log = (odd / "log.2.txt").read_text().splitlines()
-    assert "r.2" in log[0] and log[1].startswith("# slurm job 77_2 on ") and log[-1].startswith("# ended (code 0)")
+    assert "a JOB dir 2" in log[0] and log[1].startswith("# slurm job 77_2 on ") and log[-1].startswith("# ended (code 0)")
     argv[-1] = "4"
     script.write_text(_batch_script(2, odd / "log.JOB.txt", argv))
     assert subprocess.run(["bash", str(script)], env=env).returncode == 4

@@ -102,7 +102,7 @@ run_queue() {
       next=$((next + 1))
       eval "step=(${lines[$i]})"
       # bin/launch.sh execs w2vtk, so the pid is the training's own (what _queue_abort stops);
-      # under --cmd slurm it is sbatch --wait's, the job itself runs on the cluster
+      # under --cmd slurm it is launch.sh's, which cancels its Slurm job when stopped
       if [ "${step[0]}" = launch ] && [ "$cmd" = slurm ]; then
         step=("$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts" --nproc 1 "${step[@]:1}")
       elif [ "${step[0]}" = launch ]; then
@@ -243,6 +243,8 @@ am_tag() {
 
 # resolve_nproc: the visible GPUs (1 without CUDA) when --nproc was not given.
 resolve_nproc() {
+  # on a cluster the submitting machine's GPUs say nothing about the nodes'
+  [ "$cmd" != slurm ] || [ -n "$nproc" ] || die "--cmd slurm: give --nproc N, the processes of a training job per node"
   if [ -z "$nproc" ]; then
     cuda_devices=$(python -c 'import torch; print(torch.cuda.device_count())') \
       || die "cannot import torch to count GPUs; give --nproc N"
@@ -281,9 +283,11 @@ setup_recipe() {
   # the override strings as words (split on spaces, never globbed: [..] in values)
   read -r -a pretrain_extra <<< "${pretrain_overrides:-}"
   read -r -a am_extra <<< "${am_overrides:-}"
-  # an ASG run of a CTC config (the tiny / mini ones): the criterion as an override, in the command
+  # an ASG run of a CTC config (the tiny / mini ones): the criterion as overrides, in the command,
+  # with the settings ASG needs at this scale (recipes/mini/STUDY.md, session 8: wav2letter's
+  # diagonal transitions and one linear-segmentation epoch) and without CTC's blank bias
   if [ "$criterion" = asg ] && ! grep -qs '^ *criterion: *asg' "$am_conf"; then
-    am_extra=(model.criterion=asg "${am_extra[@]}")
+    am_extra=(model.criterion=asg model.blank_bias=0 model.transdiag=5 asg_linseg=1 "${am_extra[@]}")
   fi
   read -r -a decode_tune <<< "${decode_opts:-}"
   # --cmd slurm: the tuning trials as an array of --nj jobs (decoding with the best runs here)

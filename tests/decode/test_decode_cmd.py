@@ -289,7 +289,7 @@ def test_tuning_as_array_jobs_merges_to_the_one_process_search(lm_case, fake_am,
     assert [r["trial"] for r in jobs[1]] == [0, 2, 4] and [r["trial"] for r in jobs[2]] == [1, 3]
     code, out, _ = run_main(capsys, base + ["--trial-job", "1"])  # a rerun of a finished job does nothing
     assert code == 0 and "3 trials, 3 already done" in out
-    assert merge_job_trials(cfg, cfg.beam, split, word_lm, True, 2) == 0
+    assert merge_job_trials(cfg, cfg.beam, split, word_lm, True) == 0
     assert not list(split.glob("trials.job*.json"))
     logs = []
     decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=split, lang_dir=word_lm, tune=True, log=logs.append,

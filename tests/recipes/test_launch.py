@@ -67,7 +67,8 @@ def test_slurm_job_script_and_sbatch_line(run, tmp_path):
         "--cpus-per-task=4", "--export=ALL", f"--chdir={ROOT}", "-o", f"{log}/train-am.sbatch.log", "--partition",
         "gpu", "--time", "60", f"{log}/q/train-am.sh", "train-am", "--exp", str(tmp_path / "am"), "--conf", "c.yaml"]
     script = (log / "q" / "train-am.sh").read_text()
-    assert f"srun --kill-on-bad-exit=1 -o {log}/train-am.%t.log bash {ROOT}/bin/launch.sh --num-nodes 3 --nproc 4 " \
+    assert "srun --kill-on-bad-exit=1 ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK} " \
+           f"-o {log}/train-am.%t.log bash {ROOT}/bin/launch.sh --num-nodes 3 --nproc 4 " \
            '--rdzv-endpoint "$head:$port" --rdzv-id "$SLURM_JOB_ID" "$@"' in script
 
 

@@ -62,7 +62,7 @@ def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
 # Files :func:`decode_dir` writes into its out dir (glob patterns; scoring adds per-metric files).
 DECODE_OUTPUTS = ("decode.yaml", "emissions.ark", "emissions.scp", "emissions.yaml", "trials.json", "trials.tsv",
                   "best.yaml", "hyp.txt", "nbest.txt", "nbest.tsv", "wer.txt", "alignments*.txt", "score.json",
-                  "per_speaker.tsv", "decode.json")
+                  "per_speaker.tsv", "decode.json", "trials.job*.json")
 
 
 @dataclass
@@ -159,7 +159,7 @@ def _tune_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Pat
             "--trial-job", "JOB", "--trial-jobs", str(n)]
     log(f"tune: {cfg.trials} trials as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/tune.JOB.log")
     run_jobs(cmd, n, out_dir / "log" / "tune.JOB.log", argv, name="tune")
-    missing = merge_job_trials(cfg, beam, out_dir, lang_dir, tune_sil, n)
+    missing = merge_job_trials(cfg, beam, out_dir, lang_dir, tune_sil)
     if missing:
         raise W2vtkError(f"tune: {missing} trials have no result after the array jobs (see {out_dir}/log/tune.*.log)")
 

@@ -187,14 +187,15 @@ def merge_rows(*sources: list) -> list:
     return out
 
 
-def merge_job_trials(cfg: DecodeConfig, beam: BeamConfig, out_dir: Path, lang_dir: str | Path, tune_sil: bool,
-                     num_jobs: int) -> int:
+def merge_job_trials(cfg: DecodeConfig, beam: BeamConfig, out_dir: Path, lang_dir: str | Path,
+                     tune_sil: bool) -> int:
     """Fold the array jobs' trials.job<K>.json into trials.json (then remove them); returns the
     number of trials still missing."""
     beams, signature = trial_plan(cfg, beam, out_dir, lang_dir, tune_sil)
     quiet = lambda m: None  # noqa: E731
     rows = resume_trials(out_dir / "trials.json", signature, len(beams), quiet)
-    paths = [job_trials_path(out_dir, k) for k in range(1, num_jobs + 1)]
+    # every job file, also those of an earlier array of another size (same signature: still valid)
+    paths = sorted(out_dir.glob("trials.job*.json"))
     rows = merge_rows(rows, *(resume_trials(p, signature, len(beams), quiet) for p in paths))
     if any(r is not None for r in rows):
         atomic_write_text(out_dir / "trials.json", json.dumps({"signature": signature, "rows": rows}, indent=1)

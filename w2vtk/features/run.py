@@ -39,13 +39,15 @@ class ExtractRequest:
     log_dir: Path | None = None  # the array jobs' logs (default: OUT_DIR/log)
 
     def job_argv(self) -> list[str]:
-        """The ``w2vtk extract`` command of array job ``JOB`` (placeholder) of this request."""
+        """The ``w2vtk extract`` command of array job ``JOB`` (placeholder) of this request. Paths
+        stay as given (the jobs run in this working directory): an input's utterance list, which the
+        jobs' manifest must match, can depend on how its path was written."""
         o = self.options
-        argv = [sys.executable, "-m", "w2vtk", "extract", "--in", str(Path(self.input).absolute())]
+        argv = [sys.executable, "-m", "w2vtk", "extract", "--in", str(self.input)]
         for flag, value in (("--out", self.out), ("--out-dir", self.out_dir), ("--npy-dir", self.npy_dir),
                             ("--checkpoint", self.checkpoint)):
             if value is not None:
-                argv += [flag, str(Path(value).absolute())]
+                argv += [flag, str(value)]
         argv += ["--type", self.feature_type, "--layer", self.layer, "--device", self.device,
                  "--precision", self.precision, "--long-chunk-seconds", repr(self.long_chunk_seconds),
                  "--dither", repr(self.dither), "--seed", str(self.seed), "--dtype", o.dtype,
@@ -119,8 +121,10 @@ def _run_array(req: ExtractRequest, sources, extractor, ark: Path | None, log: C
     the shards without a record; the merged output is the bytes a local run writes."""
     if env_info().world_size > 1:
         raise W2vtkError("--cmd slurm starts its own jobs: run it as one process, not under torchrun")
-    extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options, log=log,
-                     progress_enabled=False, prepare_only=True)
+    prepared = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=req.options, log=log,
+                                progress_enabled=False, prepare_only=True)
+    if prepared.complete:  # a --resume of a finished extraction: nothing to submit
+        return prepared
     meta = ark.parent if ark is not None else Path(req.npy_dir)
     log_dir = Path(req.log_dir) if req.log_dir is not None else meta / "log"
     n = req.options.num_shards

@@ -63,6 +63,9 @@ class LMResources:
             raise W2vtkError(f"{self.lm_dir}: the lexicon decoder needs a word LM, this one is a {unit} LM")
         self.token_dict = Dictionary(list(tokens.tokens))
         sil = silence_token(tokens)
+        if sil is None and tokens.blank is None:
+            raise W2vtkError(f"{tokens.type} token set without a blank or a silence token ('|' or 'sil'): the "
+                             f"beam-search decoder needs one of them")
         self.sil_idx = tokens.tokens.index(sil) if sil is not None else tokens.blank
         self.has_silence = sil is not None
         self.warnings: list[str] = []
