@@ -15,6 +15,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the jobs and launch.sh find python, torchrun and w2vtk where this test's interpreter is, activated or not
+BIN = str(Path(sys.executable).parent)
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
+    env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **extra)
+    return env
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("W2VTK_SLURM") != "1",
@@ -24,9 +32,7 @@ pytestmark = pytest.mark.skipif(
 def _extract(data: Path, out: Path, *extra: str, env: dict | None = None, **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "w2vtk", "extract", "--type", "logmel", "--in", str(data), "--out-dir", str(out),
            "--num-shards", "3", "--num-workers", "0", *extra]
-    full_env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
-    full_env.update(OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
@@ -118,8 +124,7 @@ def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tm
     args = ["pretrain", "--conf", str(ROOT / "conf/tiny.yaml"), "--data", str(mini_corpus / "train"),
             "optim.max_update=2", "optim.warmup_updates=1", "checkpoint.valid_every=2", "checkpoint.save_every=2",
             "log_every=1", "data.max_tokens=32000", "data.max_sample_size=16000"]
-    env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
-    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = _env()
     launch = ["bash", str(ROOT / "bin" / "launch.sh")]
     local = subprocess.run(launch + ["--nproc", "2"] + args + ["--exp", str(tmp_path / "local")], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
@@ -147,8 +152,7 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     # two local runs agree with each other (the wav2vec path included), and the --cmd slurm run
     # (pre-training and the AMs as Slurm jobs, every extraction and tuning as an array) writes the
     # same results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
-    env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
-    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = _env()
 
     def recipe(exp: Path, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(["bash", str(ROOT / "recipes" / "mini" / "run.sh"), "--exp", str(exp), "--profile",

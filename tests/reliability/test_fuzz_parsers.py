@@ -318,8 +318,8 @@ def test_read_tokens_txt(work, case):
     got, err = check(read_tokens_txt, write(work / "tokens.txt", raw))
     if mutations == 0:
         assert err is None, err
-    if got is not None:
-        assert got[0] == "<blk>" and len(set(got)) == len(got)
+    if got is not None:  # the blank, if any, first (an ASG set has none); no token twice
+        assert "<blk>" not in got[1:] and len(set(got)) == len(got)
 
 
 def _yaml_mutations(base: dict) -> st.SearchStrategy[tuple[bytes, int]]:
