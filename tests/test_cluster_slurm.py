@@ -150,8 +150,8 @@ def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tm
 
 def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     # two local runs agree with each other (the wav2vec path included), and the --cmd slurm run
-    # (pre-training and the AMs as Slurm jobs, every extraction and tuning as an array) writes the
-    # same results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
+    # (pre-training and the AMs as Slurm jobs, every extraction, tuning and decode as an array)
+    # writes the same results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
     env = _env()
 
     def recipe(exp: Path, *extra: str) -> subprocess.Popen:
@@ -170,8 +170,11 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     assert code == 0, log[-3000:]
     assert (tmp_path / "slurm" / "results.json").read_text() == first
     ours = {j: st for j, st in _jobs().items() if int(j.split("_")[0]) > max(before, default=0)}
-    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds), 2 tunings
-    assert len(ours) >= 13 and set(ours.values()) == {"COMPLETED"}, ours
+    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds), 2 tunings,
+    # 8 decodes (4 AMs x dev and test)
+    assert len(ours) >= 21 and set(ours.values()) == {"COMPLETED"}, ours
     assert (tmp_path / "slurm" / "data" / "dev_w2v" / "log" / "extract.1.log").is_file()
     tune_log = (tmp_path / "slurm" / "am_w2v_s1" / "decode_dev" / "log" / "tune.1.log").read_text()
     assert "tune job 1 of 1: 2 trials, 0 already done" in tune_log
+    decode_log = (tmp_path / "slurm" / "am_fbank_s2" / "decode_test" / "log" / "decode.1.log").read_text()
+    assert "decode job 1 of 1:" in decode_log and "# ended (code 0)" in decode_log

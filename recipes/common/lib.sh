@@ -290,9 +290,9 @@ setup_recipe() {
     am_extra=(model.criterion=asg model.blank_bias=0 model.transdiag=5 asg_linseg=1 "${am_extra[@]}")
   fi
   read -r -a decode_tune <<< "${decode_opts:-}"
-  # --cmd slurm: the tuning trials as an array of --nj jobs (decoding with the best runs here)
-  [ "$cmd" != slurm ] || decode_tune+=(--cmd slurm --cmd-opts "$cmd_opts" --nj "$nj")
   read -r -a decode_common <<< "${decode_common_opts:-}"
+  # --cmd slurm: every decode's search (and a tuning's trials) as arrays of --nj jobs
+  [ "$cmd" != slurm ] || decode_common+=(--cmd slurm --cmd-opts "$cmd_opts" --nj "$nj")
   read -r -a score_extra <<< "${score_opts:-}"
   w2v_model=$(w2v_checkpoint)  # what stage 3 extracts with
 }

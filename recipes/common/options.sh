@@ -7,7 +7,7 @@ nproc=""             # processes per stage (default: visible GPUs, 1 without CUD
 launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
 cmd=local            # local | slurm: training stages as Slurm jobs, extraction as array jobs
 cmd_opts=""          # extra sbatch options for --cmd slurm, e.g. "--partition gpu --time 600"
-nj=""                # extraction shards and tuning jobs (array jobs under --cmd slurm) [nproc]
+nj=""                # extraction shards, decode and tuning jobs (arrays under --cmd slurm) [nproc]
 w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
 systems="logmel wav2vec"   # the systems compared (--systems logmel: the baseline alone)
@@ -27,9 +27,9 @@ common_options_help() {
   --nproc N               processes per stage [visible GPUs or 1]
   --launch-opts STR       extra bin/launch.sh options for several nodes
   --cmd local|slurm       slurm: pretrain / train-am as Slurm jobs (bin/launch.sh --cmd slurm),
-                          extraction and the decode tuning trials as arrays of --nj jobs [$cmd]
+                          extraction, decoding and tuning trials as arrays of --nj jobs [$cmd]
   --cmd-opts STR          extra sbatch options of those jobs (partition, time, GPUs, memory)
-  --nj N                  extraction shards, tuning array jobs [--nproc]
+  --nj N                  extraction shards, decode / tuning array jobs [--nproc]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]
   --systems 'logmel wav2vec'   the AMs to build and compare (logmel: no pre-training) [$systems]

@@ -305,3 +305,30 @@ def test_tuning_as_array_jobs_merges_to_the_one_process_search(lm_case, fake_am,
     code, _, err = run_main(capsys, base[:8] + [str(tmp_path / "nothing"), "--tune", "--trial-job", "1",
                                                 "--trial-jobs", "2"])
     assert code != 0 and "has no emissions cache" in err
+
+
+def test_decode_as_array_jobs_equals_the_one_process_decode(lm_case, fake_am, tmp_path, monkeypatch):
+    # decode_dir's array path (--cmd slurm) with its jobs run one after another on this machine by
+    # w2vtk.cluster's local backend (real `w2vtk decode --decode-job K` processes; the Slurm submission
+    # itself is tested in tests/test_cluster_slurm.py): the merged hypotheses are the one-process ones
+    from w2vtk import cluster
+    from w2vtk.decoding import run as decode_run
+
+    _, _, word_lm, _, tok = lm_case
+    cfg = DecodeConfig(decoder="lexicon", beam=BeamConfig(beam_size=50, lm_weight=1.0, nbest=2), nj=2)
+    data, whole = _decode_set(tmp_path, fake_am)
+    one = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=whole, lang_dir=word_lm, **QUIET)
+    split = tmp_path / "split"
+    load_or_compute_emissions(fake_am, data, split, log=lambda m: None, progress_enabled=False)
+    inject_emissions(split, _known_emissions(tok))
+    monkeypatch.setattr(decode_run, "run_jobs", lambda cmd, *a, **kw: cluster.run_jobs(cluster.CmdConfig(), *a, **kw))
+    logs: list[str] = []
+    arr = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=split, lang_dir=word_lm, log=logs.append,
+                     progress_enabled=False, cmd=cluster.CmdConfig("slurm"))
+    assert any("as a slurm array of 2 jobs" in m for m in logs)
+    assert (split / "hyp.txt").read_text() == (whole / "hyp.txt").read_text()
+    assert (split / "nbest.txt").read_text() == (whole / "nbest.txt").read_text()
+    assert arr.wer == one.wer and not list(split.glob("hyps.job*.json"))
+    job_logs = sorted(p.name for p in (split / "log").glob("decode.*.log"))
+    assert job_logs == ["decode.1.log", "decode.2.log"]
+    assert "decode job 2 of 2:" in (split / "log" / "decode.2.log").read_text()

@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import yaml
+
 from w2vtk.cluster import CmdConfig, run_jobs
 from w2vtk.config import save_config
 from w2vtk.data.kaldi_dir import read_role
 from w2vtk.decoding.config import FRAME_SECONDS, BeamConfig, DecodeConfig
 from w2vtk.decoding.emissions import Emissions, load_or_compute_emissions
-from w2vtk.decoding.pool import DecodeJob, DecodePool
+from w2vtk.decoding.pool import DecodeJob, DecodePool, balanced_shards
 from w2vtk.decoding.search import Hypothesis
 from w2vtk.decoding.tune import load_params, merge_job_trials, params_of, tune as run_tuning, tune_job
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_write_text, remove_stale_temporaries
+from w2vtk.io import atomic_write_text, remove_stale_temporaries, sha256_file
 from w2vtk.lm.reading import LMResources
 from w2vtk.progress import progress
 from w2vtk.scoring import score_files
@@ -62,7 +64,7 @@ def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
 # Files :func:`decode_dir` writes into its out dir (glob patterns; scoring adds per-metric files).
 DECODE_OUTPUTS = ("decode.yaml", "emissions.ark", "emissions.scp", "emissions.yaml", "trials.json", "trials.tsv",
                   "best.yaml", "hyp.txt", "nbest.txt", "nbest.tsv", "wer.txt", "alignments*.txt", "score.json",
-                  "per_speaker.tsv", "decode.json", "trials.job*.json")
+                  "per_speaker.tsv", "decode.json", "trials.job*.json", "hyps.job*.json", "decode_params.yaml")
 
 
 @dataclass
@@ -88,7 +90,7 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
                lang_dir: str | Path | None = None, tune: bool = False, params: str | Path | None = None,
                log: Callable[[str], None] = print, progress_enabled: bool | None = None,
                cmd: CmdConfig | None = None, trial_job: int | None = None,
-               trial_jobs: int = 0) -> DecodeResult | None:
+               trial_jobs: int = 0, decode_job: int | None = None, decode_jobs: int = 0) -> DecodeResult | None:
     """``w2vtk decode``: emissions (cached), then tuning (``tune``) or one decode, hyp.txt and scoring.
 
     ``data_dir``: a feature data dir (feats.scp, text). ``lang_dir``: an LM dir (``prep lm``) for
@@ -99,11 +101,16 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
 
     ``cmd`` slurm with ``tune``: the trials run as an array of ``cfg.nj`` Slurm jobs (logs
     ``out_dir/log/tune.JOB.log``), each ``trial_job`` K of ``trial_jobs`` N taking trials K-1,
-    K-1+N, ... on the emissions cached here first; their rows are merged into trials.json and the
-    rest (best.yaml, the decode with it, scoring) runs here. A job returns None.
+    K-1+N, ... on the emissions cached here first; their rows are merged into trials.json. The
+    decode itself (with the tuned or given weights) is an array of ``cfg.nj`` jobs too, each
+    ``decode_job`` K searching one balanced shard of the utterances; their hypotheses are merged
+    here, then scored. A job returns None.
     """
     if trial_job is not None:
         return _tune_job(cfg, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, trial_job, trial_jobs, log)
+    if decode_job is not None:
+        return _decode_job(cfg, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, params, decode_job,
+                           decode_jobs, log)
     t_start = time.perf_counter()
     am_dir, data_dir, out_dir = Path(am_dir), Path(data_dir), Path(out_dir)
     refs = _check_request(cfg, data_dir, lang_dir, tune, params)
@@ -131,19 +138,27 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     trial_rows = None
     # with workers, each loads its own LM: free this copy before they start
     local_res, res = (res if nj == 1 else None), None
-    if tune and cmd is not None and cmd.backend != "local":
+    array = cmd is not None and cmd.backend != "local"
+    if tune and array:
         _tune_array(cfg, cmd, beam, am_dir, data_dir, out_dir, lang_dir, tune_sil, log)
-    with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res,
-                    transitions=em.provenance.get("asg_transitions")) as pool:
-        if tune:
-            beam, trial_rows = run_tuning(pool, cfg, beam, utts, refs_scored, out_dir=out_dir, data_dir=data_dir,
-                                          lang_dir=lang_dir, tune_sil=tune_sil, log=log,
-                                          progress_enabled=progress_enabled)
-        with progress(f"decode ({cfg.decoder})", total=sum(frames.values()) * FRAME_SECONDS, unit="audio-s",
-                      enabled=progress_enabled) as bar:
-            t0 = time.perf_counter()
-            hyps, search_s = pool.decode(utts, beam, frames, on_done=lambda f: bar.advance(f * FRAME_SECONDS))
-            wall_decode = time.perf_counter() - t0
+    if tune or not array:
+        with DecodePool(job, nj, tokens=em.tokens, mats=em.mats, resources=local_res,
+                        transitions=em.provenance.get("asg_transitions")) as pool:
+            if tune:
+                beam, trial_rows = run_tuning(pool, cfg, beam, utts, refs_scored, out_dir=out_dir, data_dir=data_dir,
+                                              lang_dir=lang_dir, tune_sil=tune_sil, log=log,
+                                              progress_enabled=progress_enabled)
+            if not array:
+                with progress(f"decode ({cfg.decoder})", total=sum(frames.values()) * FRAME_SECONDS, unit="audio-s",
+                              enabled=progress_enabled) as bar:
+                    t0 = time.perf_counter()
+                    hyps, search_s = pool.decode(utts, beam, frames,
+                                                 on_done=lambda f: bar.advance(f * FRAME_SECONDS))
+                    wall_decode = time.perf_counter() - t0
+    if array:
+        t0 = time.perf_counter()
+        hyps, search_s = _decode_array(cfg, cmd, beam, am_dir, data_dir, out_dir, lang_dir, utts, frames, log)
+        wall_decode = time.perf_counter() - t0
     write_hyps(out_dir, hyps, beam.nbest)
     return _score_and_report(cfg, data_dir, out_dir, beam, em, utts, audio_s, search_s, wall_decode, t_start,
                              trial_rows, warnings, nj)
@@ -162,6 +177,79 @@ def _tune_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Pat
     missing = merge_job_trials(cfg, beam, out_dir, lang_dir, tune_sil)
     if missing:
         raise W2vtkError(f"tune: {missing} trials have no result after the array jobs (see {out_dir}/log/tune.*.log)")
+
+
+def _decode_signature(out_dir: Path, beam: BeamConfig, shard: list[str]) -> dict:
+    return {"params": params_of(beam), "emissions_sha256": sha256_file(out_dir / "emissions.ark"), "utts": shard}
+
+
+def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Path, data_dir: Path, out_dir: Path,
+                  lang_dir, utts: list[str], frames: dict[str, int],
+                  log: Callable[[str], None]) -> tuple[dict[str, list[Hypothesis]], float]:
+    """The search as array jobs, one balanced shard of the utterances each (see :func:`decode_dir`);
+    returns the merged hypotheses and the jobs' summed search seconds."""
+    n = len(balanced_shards(utts, frames, cfg.nj if cfg.nj > 0 else 4))
+    atomic_write_text(out_dir / "decode_params.yaml", yaml.safe_dump({"params": params_of(beam)}, sort_keys=False))
+    argv = [sys.executable, "-m", "w2vtk", "decode", "--am", str(am_dir.absolute()), "--data",
+            str(data_dir.absolute()), "--out", str(out_dir.absolute()),
+            "--conf", str((out_dir / "decode.yaml").absolute()), "--params",
+            str((out_dir / "decode_params.yaml").absolute()), "--nj", "1", "--decode-job", "JOB",
+            "--decode-jobs", str(n)]
+    if lang_dir is not None:
+        argv[4:4] = ["--lang", str(Path(lang_dir).absolute())]
+    log(f"decode: {len(utts)} utterances as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/decode.JOB.log")
+    run_jobs(cmd, n, out_dir / "log" / "decode.JOB.log", argv, name="decode")
+    hyps: dict[str, list[Hypothesis]] = {}
+    secs = 0.0
+    for k, shard in enumerate(balanced_shards(utts, frames, n), start=1):
+        path = out_dir / f"hyps.job{k}.json"
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if data.get("signature") != json.loads(json.dumps(_decode_signature(out_dir, beam, shard))):
+            raise W2vtkError(f"decode job {k}: {path} is missing or from another decode (see {out_dir}/log/decode.{k}.log)")
+        hyps.update({u: [Hypothesis(*h) for h in hs] for u, hs in data["hyps"].items()})
+        secs += float(data["search_s"])
+    for path in out_dir.glob("hyps.job*.json"):
+        path.unlink()
+    return hyps, secs
+
+
+def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params, job: int,
+                num_jobs: int, log: Callable[[str], None]) -> None:
+    """One array job of :func:`_decode_array`: shard ``job`` of the utterances, unless a finished
+    run of it (same weights, emissions and utterances) is there already."""
+    if not 1 <= job <= num_jobs:
+        raise W2vtkError(f"--decode-job {job}: must be 1..{num_jobs} (--decode-jobs)")
+    if not (out_dir / "emissions.yaml").is_file():
+        raise W2vtkError(f"--decode-job {job}: {out_dir} has no emissions cache; array jobs are started by "
+                         f"`w2vtk decode --cmd slurm`")
+    refs = _check_request(cfg, data_dir, lang_dir, False, params)
+    beam = cfg.beam if params is None else dataclasses.replace(cfg.beam, **load_params(params))
+    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
+                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
+    utts, _, frames, _ = _scored_utterances(em, refs, data_dir, log)
+    shards = balanced_shards(utts, frames, num_jobs)
+    if job > len(shards):
+        raise W2vtkError(f"--decode-job {job}: only {len(shards)} shards for {len(utts)} utterances")
+    shard = shards[job - 1]
+    path = out_dir / f"hyps.job{job}.json"
+    signature = _decode_signature(out_dir, beam, shard)
+    if path.is_file():
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("signature") == json.loads(json.dumps(signature)):
+                log(f"decode job {job} of {num_jobs}: already done ({path})")
+                return None
+        except (OSError, ValueError):
+            pass
+    res = LMResources(lang_dir, em.tokens, cfg.decoder) if cfg.decoder != "greedy" else None
+    spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
+    with DecodePool(spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
+                    transitions=em.provenance.get("asg_transitions")) as pool:
+        hyps, secs = pool.decode(shard, beam, frames)
+    rows = {u: [[h.words, h.tokens, h.score, h.am_score, h.lm_score] for h in hs] for u, hs in hyps.items()}
+    atomic_write_text(path, json.dumps({"signature": signature, "hyps": rows, "search_s": secs}) + "\n")
+    log(f"decode job {job} of {num_jobs}: {len(shard)} utterances, {sum(frames[u] for u in shard) * FRAME_SECONDS:.1f} "
+        f"audio-s, search {secs:.1f} s")
+    return None
 
 
 def _tune_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, job: int, num_jobs: int,
