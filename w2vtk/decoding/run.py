@@ -164,23 +164,30 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
                              trial_rows, warnings, nj)
 
 
+def _job_argv(kind: str, n: int, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, *extra: str) -> list[str]:
+    """The ``w2vtk decode`` command of array job ``JOB`` of ``n`` (``kind``: trial | decode), reading
+    the resolved config this process saved (decode.yaml), one decoder process each."""
+    argv = [sys.executable, "-m", "w2vtk", "decode", "--am", str(am_dir.absolute()), "--data", str(data_dir.absolute()),
+            "--out", str(out_dir.absolute()), "--conf", str((out_dir / "decode.yaml").absolute()), "--nj", "1",
+            *extra, f"--{kind}-job", "JOB", f"--{kind}-jobs", str(n)]
+    return argv + (["--lang", str(Path(lang_dir).absolute())] if lang_dir is not None else [])
+
+
 def _tune_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Path, data_dir: Path, out_dir: Path,
                 lang_dir, tune_sil: bool, log: Callable[[str], None]) -> None:
     """The tuning trials as array jobs, merged into trials.json (see :func:`decode_dir`)."""
     n = min(cfg.nj if cfg.nj > 0 else 4, cfg.trials)
-    argv = [sys.executable, "-m", "w2vtk", "decode", "--am", str(am_dir.absolute()), "--data",
-            str(data_dir.absolute()), "--out", str(out_dir.absolute()), "--lang", str(Path(lang_dir).absolute()),
-            "--conf", str((out_dir / "decode.yaml").absolute()), "--tune", "--nj", "1",
-            "--trial-job", "JOB", "--trial-jobs", str(n)]
     log(f"tune: {cfg.trials} trials as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/tune.JOB.log")
-    run_jobs(cmd, n, out_dir / "log" / "tune.JOB.log", argv, name="tune")
+    run_jobs(cmd, n, out_dir / "log" / "tune.JOB.log", _job_argv("trial", n, am_dir, data_dir, out_dir, lang_dir,
+                                                                 "--tune"), name="tune")
     missing = merge_job_trials(cfg, beam, out_dir, lang_dir, tune_sil)
     if missing:
         raise W2vtkError(f"tune: {missing} trials have no result after the array jobs (see {out_dir}/log/tune.*.log)")
 
 
-def _decode_signature(out_dir: Path, beam: BeamConfig, shard: list[str]) -> dict:
-    return {"params": params_of(beam), "emissions_sha256": sha256_file(out_dir / "emissions.ark"), "utts": shard}
+def _decode_signature(emissions_sha256: str, beam: BeamConfig, shard: list[str]) -> dict:
+    """What a decode job's hyps.job<K>.json must match: the weights, the emissions and the shard."""
+    return json.loads(json.dumps({"params": params_of(beam), "emissions_sha256": emissions_sha256, "utts": shard}))
 
 
 def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Path, data_dir: Path, out_dir: Path,
@@ -188,23 +195,20 @@ def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: P
                   log: Callable[[str], None]) -> tuple[dict[str, list[Hypothesis]], float]:
     """The search as array jobs, one balanced shard of the utterances each (see :func:`decode_dir`);
     returns the merged hypotheses and the jobs' summed search seconds."""
-    n = len(balanced_shards(utts, frames, cfg.nj if cfg.nj > 0 else 4))
+    shards = balanced_shards(utts, frames, cfg.nj if cfg.nj > 0 else 4)
+    n = len(shards)
     atomic_write_text(out_dir / "decode_params.yaml", yaml.safe_dump({"params": params_of(beam)}, sort_keys=False))
-    argv = [sys.executable, "-m", "w2vtk", "decode", "--am", str(am_dir.absolute()), "--data",
-            str(data_dir.absolute()), "--out", str(out_dir.absolute()),
-            "--conf", str((out_dir / "decode.yaml").absolute()), "--params",
-            str((out_dir / "decode_params.yaml").absolute()), "--nj", "1", "--decode-job", "JOB",
-            "--decode-jobs", str(n)]
-    if lang_dir is not None:
-        argv[4:4] = ["--lang", str(Path(lang_dir).absolute())]
+    argv = _job_argv("decode", n, am_dir, data_dir, out_dir, lang_dir, "--params",
+                     str((out_dir / "decode_params.yaml").absolute()))
     log(f"decode: {len(utts)} utterances as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/decode.JOB.log")
     run_jobs(cmd, n, out_dir / "log" / "decode.JOB.log", argv, name="decode")
+    emissions_sha256 = sha256_file(out_dir / "emissions.ark")
     hyps: dict[str, list[Hypothesis]] = {}
     secs = 0.0
-    for k, shard in enumerate(balanced_shards(utts, frames, n), start=1):
+    for k, shard in enumerate(shards, start=1):
         path = out_dir / f"hyps.job{k}.json"
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        if data.get("signature") != json.loads(json.dumps(_decode_signature(out_dir, beam, shard))):
+        if data.get("signature") != _decode_signature(emissions_sha256, beam, shard):
             raise W2vtkError(f"decode job {k}: {path} is missing or from another decode (see {out_dir}/log/decode.{k}.log)")
         hyps.update({u: [Hypothesis(*h) for h in hs] for u, hs in data["hyps"].items()})
         secs += float(data["search_s"])
@@ -213,37 +217,48 @@ def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: P
     return hyps, secs
 
 
+def _job_setup(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params, job: int,
+               num_jobs: int, kind: str, log: Callable[[str], None]):
+    """What every array job of a decode reads: the checks, the cached emissions (never computed
+    here: the parent did), the scored utterances, and a one-process pool. Returns (pool, utts,
+    refs, frames, LM resources or None)."""
+    if not 1 <= job <= num_jobs:
+        raise W2vtkError(f"--{kind}-job {job}: must be 1..{num_jobs} (--{kind}-jobs)")
+    if not (out_dir / "emissions.yaml").is_file():
+        raise W2vtkError(f"--{kind}-job {job}: {out_dir} has no emissions cache; array jobs are started by "
+                         f"`w2vtk decode --cmd slurm`")
+    refs = _check_request(cfg, data_dir, lang_dir, kind == "trial", params)
+    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
+                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
+    utts, refs_scored, frames, _ = _scored_utterances(em, refs, data_dir, log)
+    res = LMResources(lang_dir, em.tokens, cfg.decoder) if cfg.decoder != "greedy" else None
+    spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
+    pool = DecodePool(spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
+                      transitions=em.provenance.get("asg_transitions"))
+    return pool, utts, refs_scored, frames, res
+
+
 def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params, job: int,
                 num_jobs: int, log: Callable[[str], None]) -> None:
     """One array job of :func:`_decode_array`: shard ``job`` of the utterances, unless a finished
     run of it (same weights, emissions and utterances) is there already."""
-    if not 1 <= job <= num_jobs:
-        raise W2vtkError(f"--decode-job {job}: must be 1..{num_jobs} (--decode-jobs)")
-    if not (out_dir / "emissions.yaml").is_file():
-        raise W2vtkError(f"--decode-job {job}: {out_dir} has no emissions cache; array jobs are started by "
-                         f"`w2vtk decode --cmd slurm`")
-    refs = _check_request(cfg, data_dir, lang_dir, False, params)
     beam = cfg.beam if params is None else dataclasses.replace(cfg.beam, **load_params(params))
-    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
-                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
-    utts, _, frames, _ = _scored_utterances(em, refs, data_dir, log)
-    shards = balanced_shards(utts, frames, num_jobs)
-    if job > len(shards):
-        raise W2vtkError(f"--decode-job {job}: only {len(shards)} shards for {len(utts)} utterances")
-    shard = shards[job - 1]
-    path = out_dir / f"hyps.job{job}.json"
-    signature = _decode_signature(out_dir, beam, shard)
-    if path.is_file():
+    pool, utts, _, frames, _ = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, params, job, num_jobs,
+                                          "decode", log)
+    with pool:
+        shards = balanced_shards(utts, frames, num_jobs)
+        if job > len(shards):
+            raise W2vtkError(f"--decode-job {job}: only {len(shards)} shards for {len(utts)} utterances")
+        shard = shards[job - 1]
+        path = out_dir / f"hyps.job{job}.json"
+        signature = _decode_signature(sha256_file(out_dir / "emissions.ark"), beam, shard)
         try:
-            if json.loads(path.read_text(encoding="utf-8")).get("signature") == json.loads(json.dumps(signature)):
-                log(f"decode job {job} of {num_jobs}: already done ({path})")
-                return None
+            done = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("signature") == signature
         except (OSError, ValueError):
-            pass
-    res = LMResources(lang_dir, em.tokens, cfg.decoder) if cfg.decoder != "greedy" else None
-    spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
-    with DecodePool(spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
-                    transitions=em.provenance.get("asg_transitions")) as pool:
+            done = False
+        if done:
+            log(f"decode job {job} of {num_jobs}: already done ({path})")
+            return None
         hyps, secs = pool.decode(shard, beam, frames)
     rows = {u: [[h.words, h.tokens, h.score, h.am_score, h.lm_score] for h in hs] for u, hs in hyps.items()}
     atomic_write_text(path, json.dumps({"signature": signature, "hyps": rows, "search_s": secs}) + "\n")
@@ -255,21 +270,11 @@ def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, 
 def _tune_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, job: int, num_jobs: int,
               log: Callable[[str], None]) -> None:
     """One array job of :func:`_tune_array`: its share of the trials on the cached emissions."""
-    if not 1 <= job <= num_jobs:
-        raise W2vtkError(f"--trial-job {job}: must be 1..{num_jobs} (--trial-jobs)")
     if cfg.decoder == "greedy" or lang_dir is None:
         raise W2vtkError("--trial-job: tuning needs the lexicon or lexfree decoder and --lang")
-    if not (out_dir / "emissions.yaml").is_file():
-        raise W2vtkError(f"--trial-job {job}: {out_dir} has no emissions cache; array jobs are started by "
-                         f"`w2vtk decode --tune --cmd slurm`")
-    refs = _check_request(cfg, data_dir, lang_dir, True, None)
-    em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
-                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
-    utts, refs_scored, _, _ = _scored_utterances(em, refs, data_dir, log)
-    res = LMResources(lang_dir, em.tokens, cfg.decoder)
-    job_spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir), str(out_dir))
-    with DecodePool(job_spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
-                    transitions=em.provenance.get("asg_transitions")) as pool:
+    pool, utts, refs_scored, _, res = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, None, job, num_jobs,
+                                                 "trial", log)
+    with pool:
         tune_job(pool, cfg, cfg.beam, utts, refs_scored, out_dir=out_dir, lang_dir=lang_dir,
                  tune_sil=res.has_silence, job=job, num_jobs=num_jobs, log=log)
     return None
