@@ -66,6 +66,7 @@ def test_extract_array_job_writes_the_local_runs_bytes(mini_corpus, local_feats,
     code, log = _finish(_extract(mini_corpus / "train", out, "--cmd", "slurm"))
     assert code == 0, log[-3000:]
     assert "sbatch --wait --parsable --array=1-3" in log
+    assert "(3 array jobs and the merge in" in log and "audio-s this run" not in log
     _same_arks(local_feats, out)
     for k in (1, 2, 3):
         text = (out / "log" / f"extract.{k}.log").read_text()
@@ -170,11 +171,13 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     assert code == 0, log[-3000:]
     assert (tmp_path / "slurm" / "results.json").read_text() == first
     ours = {j: st for j, st in _jobs().items() if int(j.split("_")[0]) > max(before, default=0)}
-    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds), 2 tunings,
-    # 8 decodes (4 AMs x dev and test)
-    assert len(ours) >= 21 and set(ours.values()) == {"COMPLETED"}, ours
+    # pre-training, 6 extraction arrays (2 systems x 3 sets), 4 AMs (2 systems x 2 seeds), 8 emissions
+    # (4 AMs x dev and test), 2 tunings, 8 decodes
+    assert len(ours) >= 29 and set(ours.values()) == {"COMPLETED"}, ours
     assert (tmp_path / "slurm" / "data" / "dev_w2v" / "log" / "extract.1.log").is_file()
     tune_log = (tmp_path / "slurm" / "am_w2v_s1" / "decode_dev" / "log" / "tune.1.log").read_text()
     assert "tune job 1 of 1: 2 trials, 0 already done" in tune_log
+    emissions_log = (tmp_path / "slurm" / "am_fbank_s2" / "decode_test" / "log" / "emissions.1.log").read_text()
+    assert "emissions job 1 of 1:" in emissions_log and "# ended (code 0)" in emissions_log
     decode_log = (tmp_path / "slurm" / "am_fbank_s2" / "decode_test" / "log" / "decode.1.log").read_text()
     assert "decode job 1 of 1:" in decode_log and "# ended (code 0)" in decode_log

@@ -332,3 +332,64 @@ def test_decode_as_array_jobs_equals_the_one_process_decode(lm_case, fake_am, tm
     job_logs = sorted(p.name for p in (split / "log").glob("decode.*.log"))
     assert job_logs == ["decode.1.log", "decode.2.log"]
     assert "decode job 2 of 2:" in (split / "log" / "decode.2.log").read_text()
+
+
+def test_emissions_as_array_jobs_write_the_one_process_bytes_and_resume(lm_case, fake_am, tmp_path, monkeypatch,
+                                                                         capsys):
+    # decode_dir's emissions under --cmd slurm: array jobs (real `w2vtk decode --emissions-job K`
+    # processes, run here by w2vtk.cluster's local backend) each computing whole batches of the
+    # one-process run; the merged ark is that run's, byte for byte. A rerun keeps a finished job.
+    from cli_helpers import run_main
+    from w2vtk import cluster
+    from w2vtk.config import save_config
+    from w2vtk.decoding import run as decode_run
+    from w2vtk.decoding.emissions import emission_shards
+    from w2vtk.am.data import load_feature_dir
+
+    texts = {f"u{i}": "the cat sat" for i in range(7)}
+    data = write_feature_dir(tmp_path / "dev7", texts)
+    cfg = DecodeConfig(decoder="greedy", nj=3, batch_frames=60)  # batches of two 30-frame utterances
+    shards = emission_shards(load_feature_dir(data, need_text=False), 60, 3)
+    assert sorted(len(b) for s in shards for b in s) == [1, 2, 2, 2] and len(shards) == 3
+    whole = tmp_path / "whole"
+    decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=whole, **QUIET)
+
+    split = tmp_path / "split"
+    split.mkdir()
+    save_config(cfg, split / "decode.yaml")
+    base = ["decode", "--am", str(fake_am), "--data", str(data), "--out", str(split), "--conf",
+            str(split / "decode.yaml"), "--emissions-jobs", "3", "--emissions-job"]
+    code, out, err = run_main(capsys, base + ["1"])  # job 1 finished before the array was cut short
+    assert code == 0 and "emissions job 1 of 3:" in out, err
+    record = json.loads((split / "emissions.job1.json").read_text())
+    assert record["signature"]["batches"] == shards[0]
+    code, out, _ = run_main(capsys, base + ["1"])
+    assert code == 0 and "already done" in out
+    code, _, err = run_main(capsys, base + ["4"])
+    assert code != 0 and "--emissions-job 4: must be 1..3" in err
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(decode_run, "run_jobs", lambda cmd, *a, **kw: cluster.run_jobs(cluster.CmdConfig(), *a, **kw))
+    logs: list[str] = []
+    arr = decode_dir(cfg, am_dir=fake_am, data_dir=data, out_dir=split, log=logs.append, progress_enabled=False,
+                     cmd=cluster.CmdConfig("slurm"))
+    assert any("emissions: 3 slurm array jobs" in m for m in logs)
+    assert "already done" in (split / "log" / "emissions.1.log").read_text()
+    assert "emissions job 3 of 3: 2 utterances" in (split / "log" / "emissions.3.log").read_text()
+    assert (split / "emissions.ark").read_bytes() == (whole / "emissions.ark").read_bytes()
+    assert (split / "emissions.scp").read_text() == (whole / "emissions.scp").read_text().replace(str(whole), str(split))
+    info = yaml.safe_load((split / "emissions.yaml").read_text())
+    assert info["array_jobs"] == 3 and info["utterances"] == 7
+    assert not list(split.glob("emissions.job*")) and not list(split.glob(".*.tmp"))
+    assert (split / "hyp.txt").read_text() == (whole / "hyp.txt").read_text() and arr.ler is not None
+
+    # a record from another model's run is not "done": the job recomputes its shard
+    other = tmp_path / "other"
+    other.mkdir()
+    save_config(cfg, other / "decode.yaml")
+    bad = {"signature": {**record["signature"], "am_checkpoint_sha256": "0" * 64}, "seconds": 1.0}
+    (other / "emissions.job1.json").write_text(json.dumps(bad))
+    capsys.readouterr()
+    code, out, _ = run_main(capsys, base[:6] + [str(other)] + base[7:] + ["1"])
+    assert code == 0 and "already done" not in out
+    assert f"emissions job 1 of 3: {sum(len(b) for b in shards[0])} utterances" in out

@@ -31,14 +31,17 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         lm_weight: float = typer.Option(None, "--lm-weight", help="alpha: weight of the log10 LM score."),
         word_score: float = typer.Option(None, "--word-score", help="beta: score per word."),
         sil_score: float = typer.Option(None, "--sil-score", help="gamma: score per silence."),
-        cmd: str = typer.Option("local", "--cmd", help="local, or slurm: --tune's trials and the decode as Slurm "
-                                "arrays of --nj jobs (sbatch --wait; logs OUT/log/tune.JOB.log, decode.JOB.log) on "
-                                "the emissions computed here; merged and scored here."),
+        cmd: str = typer.Option("local", "--cmd", help="local, or slurm: the emissions, --tune's trials and the "
+                                "decode as Slurm arrays of --nj jobs (sbatch --wait; logs OUT/log/emissions.JOB.log, "
+                                "tune.JOB.log, decode.JOB.log), merged and scored here."),
         cmd_opts: str = typer.Option("", "--cmd-opts", help="Extra sbatch options for --cmd slurm."),
         trial_job: int = typer.Option(None, "--trial-job", hidden=True, help="One array job of a --cmd slurm tuning."),
         trial_jobs: int = typer.Option(0, "--trial-jobs", hidden=True, help="The array's size."),
         decode_job: int = typer.Option(None, "--decode-job", hidden=True, help="One array job of a --cmd slurm decode."),
         decode_jobs: int = typer.Option(0, "--decode-jobs", hidden=True, help="The array's size."),
+        emissions_job: int = typer.Option(None, "--emissions-job", hidden=True, help="One array job of the "
+                                          "emissions of a --cmd slurm decode."),
+        emissions_jobs: int = typer.Option(0, "--emissions-jobs", hidden=True, help="The array's size."),
         set_: List[str] = typer.Option(None, "--set", hidden=True, help="Old form of a KEY=VALUE override."),
         overrides: Optional[List[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Config overrides, "
                                                         "e.g. beam.beam_threshold=30 trials=16."),
@@ -75,15 +78,27 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
 
         cluster = CmdConfig.parse(cmd, cmd_opts)
         console = LoggedConsole()
-        if trial_job is not None or decode_job is not None:  # an array job: its output is its own log
+        job = _array_job(emissions=(emissions_job, emissions_jobs), trial=(trial_job, trial_jobs),
+                         decode=(decode_job, decode_jobs))
+        if job is not None:  # an array job: its output is its own log
             from w2vtk.decoding.run import decode_dir
 
             decode_dir(cfg, am_dir=am, data_dir=data, out_dir=out, lang_dir=lang, tune=tune, params=params,
-                       log=lambda m: console.print(m, highlight=False, markup=False), trial_job=trial_job,
-                       trial_jobs=trial_jobs, decode_job=decode_job, decode_jobs=decode_jobs)
+                       log=lambda m: console.print(m, highlight=False, markup=False), job=job)
             return
         with command_log(out, "decode"):
             _run(cfg, am, data, out, lang, tune, params, console, cluster)
+
+
+def _array_job(**given: tuple):
+    """The one array job of the hidden --KIND-job K --KIND-jobs N options (None: not a job)."""
+    from w2vtk.decoding.run import ArrayJob
+    from w2vtk.errors import W2vtkError
+
+    jobs = [ArrayJob(kind, k, n) for kind, (k, n) in given.items() if k is not None]
+    if len(jobs) > 1:
+        raise W2vtkError("give one of --emissions-job, --trial-job and --decode-job")
+    return jobs[0] if jobs else None
 
 
 def _run(cfg, am, data, out, lang, tune, params, console, cluster=None) -> None:

@@ -93,7 +93,8 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
 def _summary(result, is_main: bool, console) -> None:
     if is_main and result.complete:
         rate = result.audio_seconds / result.wall_seconds if result.wall_seconds > 0 else 0.0
-        console.print(f"extracted {result.num_utterances} utterances, {result.num_frames} frames "
-                      f"({result.audio_seconds:.1f} audio-s this run, {rate:.1f} audio-s/s)"
+        how = (f"{result.array_jobs} array jobs and the merge in {result.wall_seconds:.1f} s; their rates are in "
+               f"their logs" if result.array_jobs else f"{result.audio_seconds:.1f} audio-s this run, {rate:.1f} audio-s/s")
+        console.print(f"extracted {result.num_utterances} utterances, {result.num_frames} frames ({how})"
                       + (f"; skipped {len(result.skipped)} short" if result.skipped else "")
                       + (f" -> {result.scp}" if result.scp else ""), highlight=False, soft_wrap=True)

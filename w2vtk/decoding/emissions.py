@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import kaldiio
 import numpy as np
@@ -121,12 +122,36 @@ def load_am(exp_dir: str | Path, which: str = "auto", device: str = "cpu") -> Lo
                     input_dim=int(ckpt["input_dim"]), config=ckpt.get("config", {}), device=dev)
 
 
+def emission_batches(fd: FeatureDir, batch_frames: int) -> list[list[str]]:
+    """The batches :func:`compute_emissions` runs, in order: at most ``batch_frames`` padded input
+    frames each, shortest utterances first (``w2vtk.am.data.make_batches``)."""
+    if batch_frames < 1:
+        raise W2vtkError(f"batch_frames must be >= 1, got {batch_frames}")
+    return make_batches(fd.ids, fd.frames, batch_frames, 10 ** 9)
+
+
+def emission_shards(fd: FeatureDir, batch_frames: int, n: int) -> list[list[list[str]]]:
+    """:func:`emission_batches` dealt into up to ``n`` array-job shards of similar padded size, whole
+    batches each (a job then runs exactly the batches a one-process run would, so its numbers are
+    the same to the bit), every shard in batch order."""
+    batches = emission_batches(fd, batch_frames)
+    n = max(1, min(n, len(batches)))
+    load, owner = [0] * n, {}
+    # largest first to the least loaded job: padded frames = count x longest
+    for i in sorted(range(len(batches)), key=lambda i: -len(batches[i]) * max(fd.frames[u] for u in batches[i])):
+        k = load.index(min(load))
+        owner[i] = k
+        load[k] += len(batches[i]) * max(fd.frames[u] for u in batches[i])
+    return [s for s in ([batches[i] for i in range(len(batches)) if owner[i] == k] for k in range(n)) if s]
+
+
 def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | FeatureDir, *,
                       batch_frames: int = 40000, device: str = "cpu", which: str = "auto",
-                      allow_feature_mismatch: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+                      allow_feature_mismatch: bool = False,
+                      batches: Sequence[Sequence[str]] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (utt_id, (T', V) float32 natural-log probabilities; an ASG model's raw frame scores) for
     every utterance of a feature data dir (feats.scp; text not needed), in batches of at most ``batch_frames`` padded input
-    frames, shortest utterances first.
+    frames, shortest utterances first (:func:`emission_batches`; ``batches``: only these).
 
     ``am``: a :class:`LoadedAM` or an exp dir (loaded with :func:`load_am`). The features are
     normalised exactly as in training; features of another type / checkpoint / layer than the
@@ -142,9 +167,7 @@ def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | Feature
         raise W2vtkError(f"{fd.path}: features have dimension {fd.dim} but the model {am.checkpoint} takes "
                          f"{am.input_dim}-dim features")
     check_provenance(am.feats, fd.provenance, where=str(fd.path), allow_mismatch=allow_feature_mismatch)
-    if batch_frames < 1:
-        raise W2vtkError(f"batch_frames must be >= 1, got {batch_frames}")
-    for utts in make_batches(fd.ids, fd.frames, batch_frames, 10 ** 9):
+    for utts in (emission_batches(fd, batch_frames) if batches is None else batches):
         mats = [am.normaliser(fd.load(u)) for u in utts]
         lengths = torch.tensor([m.shape[0] for m in mats], dtype=torch.long)
         x = np.zeros((len(mats), int(lengths.max()), fd.dim), dtype=np.float32)
@@ -156,7 +179,10 @@ def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | Feature
             scores = logits.float() if am.criterion == "asg" else logits.float().log_softmax(-1)
             log_probs = scores.cpu().numpy()
         for i, utt in enumerate(utts):
-            yield utt, np.ascontiguousarray(log_probs[i, : int(out_lengths[i])])
+            em = np.ascontiguousarray(log_probs[i, : int(out_lengths[i])])
+            if not np.all(np.isfinite(em)):
+                raise W2vtkError(f"{am.checkpoint}: non-finite emissions for utterance {utt!r}")
+            yield utt, em
 
 
 @dataclass
@@ -187,76 +213,178 @@ def emissions_provenance(am_checkpoint: Path, tokens: Sequence[str], feats_dir: 
             "feats_yaml_sha256": sha256_file(feats_yaml) if feats_yaml.is_file() else None}
 
 
+def _check_cache(cache_dir: Path, prov: dict, am_checkpoint: Path, feats_dir: Path) -> dict:
+    """The cached emissions.yaml, when it was made by this checkpoint from these features and tokens."""
+    cached = read_emissions_info(cache_dir)
+    if cached.get("am_checkpoint_sha256") != prov["am_checkpoint_sha256"]:
+        raise W2vtkError(f"{cache_dir}/emissions.ark was computed by another acoustic model "
+                         f"({cached.get('am_checkpoint')}, sha256 {str(cached.get('am_checkpoint_sha256'))[:12]}) "
+                         f"than {am_checkpoint} (sha256 {prov['am_checkpoint_sha256'][:12]}): decode into "
+                         f"a new --out dir or delete {cache_dir}/emissions.*")
+    if cached.get("feats_scp_sha256") != prov["feats_scp_sha256"] or cached.get("tokens_sha256") != prov["tokens_sha256"]:
+        raise W2vtkError(f"{cache_dir}/emissions.ark was computed from other features "
+                         f"({cached.get('feats_dir')}) or tokens than {feats_dir}: decode into a new "
+                         f"--out dir or delete {cache_dir}/emissions.*")
+    return cached
+
+
+def _write_matrices(name: Path, items: Iterable[tuple[str, np.ndarray]],
+                    on_item: Callable[[str], None] = lambda utt: None) -> dict[str, np.ndarray]:
+    """``name``.ark and ``name``.scp from ``items``, in their order, under hidden temporary names
+    renamed when whole (ark first, so an scp never names a missing ark); returns the matrices."""
+    ark, scp = name.with_name(f"{name.name}.ark"), name.with_name(f"{name.name}.scp")
+    tmp_ark, tmp_scp = ark.with_name(f".{ark.name}.tmp"), scp.with_name(f".{scp.name}.tmp")
+    mats: dict[str, np.ndarray] = {}
+    try:
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+            for utt, em in items:
+                writer(utt, em)
+                faults.hit("ark_write", tmp_ark)
+                mats[utt] = em
+                on_item(utt)
+    except BaseException as err:
+        # no half file left behind (a kill leaves the hidden temporaries; the next run replaces them)
+        tmp_ark.unlink(missing_ok=True)
+        tmp_scp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise W2vtkError(f"{ark}: no space left on device (disk or quota full) while writing emissions; "
+                             f"nothing was kept") from None
+        raise
+    os.replace(tmp_ark, ark)
+    # the scp names the temporary ark: rewrite it with the final name
+    atomic_write_text(scp, tmp_scp.read_text(encoding="utf-8").replace(str(tmp_ark), str(ark)))
+    tmp_scp.unlink(missing_ok=True)
+    return mats
+
+
 def load_or_compute_emissions(am_dir: str | Path, feats_dir: str | Path, cache_dir: str | Path, *,
                               which: str = "auto", device: str = "cpu", batch_frames: int = 40000,
                               allow_feature_mismatch: bool = False, log: Callable[[str], None] = print,
-                              progress_enabled: bool | None = None) -> Emissions:
+                              progress_enabled: bool | None = None,
+                              array: tuple[int, Callable[[int], None]] | None = None) -> Emissions:
     """Emissions of ``feats_dir`` under the AM of ``am_dir``, from ``cache_dir`` when it holds them.
 
     A cache from another checkpoint or other features is a :class:`W2vtkError` (use a new decode
     dir, or delete ``emissions.*``).  The ark and scp are written under temporary names and renamed,
     ``emissions.yaml`` last, so an interrupted computation leaves no cache that looks whole.
+
+    ``array`` = (N, run): compute them as N array jobs instead (``run(n)`` runs jobs 1..n, each
+    :func:`emissions_job`), then merge the jobs' shards into the same ark a one-process run writes.
     """
     am_dir, feats_dir, cache_dir = Path(am_dir), Path(feats_dir), Path(cache_dir)
-    am = load_am(am_dir, which=which, device=device)
+    # with array jobs this process never runs the model (a submit host may have no GPU)
+    am = load_am(am_dir, which=which, device=device if array is None else "cpu")
     fd = load_feature_dir(feats_dir, need_text=False)
     prov = emissions_provenance(am.checkpoint, am.tokens.tokens, feats_dir)
-    yaml_path = cache_dir / "emissions.yaml"
-    if yaml_path.is_file():
-        cached = read_emissions_info(cache_dir)
-        if cached.get("am_checkpoint_sha256") != prov["am_checkpoint_sha256"]:
-            raise W2vtkError(f"{cache_dir}/emissions.ark was computed by another acoustic model "
-                             f"({cached.get('am_checkpoint')}, sha256 {str(cached.get('am_checkpoint_sha256'))[:12]}) "
-                             f"than {am.checkpoint} (sha256 {prov['am_checkpoint_sha256'][:12]}): decode into "
-                             f"a new --out dir or delete {cache_dir}/emissions.*")
-        if cached.get("feats_scp_sha256") != prov["feats_scp_sha256"] or cached.get("tokens_sha256") != prov["tokens_sha256"]:
-            raise W2vtkError(f"{cache_dir}/emissions.ark was computed from other features "
-                             f"({cached.get('feats_dir')}) or tokens than {feats_dir}: decode into a new "
-                             f"--out dir or delete {cache_dir}/emissions.*")
+    if (cache_dir / "emissions.yaml").is_file():
+        cached = _check_cache(cache_dir, prov, am.checkpoint, feats_dir)
         mats = read_emissions(cache_dir)
         log(f"emissions: reusing {cache_dir}/emissions.ark ({len(mats)} utterances, {am.checkpoint.name})")
         return Emissions(mats, am.tokens, cached, dict(fd.frames), cache_dir)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp_ark, tmp_scp = cache_dir / ".emissions.ark.tmp", cache_dir / ".emissions.scp.tmp"
-    mats: dict[str, np.ndarray] = {}
     total_s = FRAME_SECONDS * sum(fd.frames.values())
     t0 = time.perf_counter()
-    try:
+    if array is None:
         with progress("emissions", total=total_s, unit="audio-s", enabled=progress_enabled) as bar:
-            with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-                for utt, em in compute_emissions(am, fd, batch_frames=batch_frames,
-                                                 allow_feature_mismatch=allow_feature_mismatch):
-                    if not np.all(np.isfinite(em)):
-                        raise W2vtkError(f"{am.checkpoint}: non-finite emissions for utterance {utt!r}")
-                    writer(utt, em)
-                    faults.hit("ark_write", tmp_ark)
-                    mats[utt] = em
-                    bar.advance(FRAME_SECONDS * fd.frames[utt])
-    except BaseException as err:
-        # no half cache left behind (a kill leaves the hidden temporaries; the next run replaces them)
-        tmp_ark.unlink(missing_ok=True)
-        tmp_scp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise W2vtkError(f"{cache_dir / 'emissions.ark'}: no space left on device (disk or quota full) "
-                             f"while writing the emissions cache; nothing was cached") from None
-        raise
-    seconds = time.perf_counter() - t0
-    os.replace(tmp_ark, cache_dir / "emissions.ark")
-    # the scp names the temporary ark: rewrite it with the final name
-    scp_text = tmp_scp.read_text(encoding="utf-8").replace(str(tmp_ark), str(cache_dir / "emissions.ark"))
-    atomic_write_text(cache_dir / "emissions.scp", scp_text)
-    tmp_scp.unlink(missing_ok=True)
+            mats = _write_matrices(cache_dir / "emissions", compute_emissions(
+                am, fd, batch_frames=batch_frames, allow_feature_mismatch=allow_feature_mismatch),
+                lambda utt: bar.advance(FRAME_SECONDS * fd.frames[utt]))
+        seconds = time.perf_counter() - t0
+    else:
+        mats, seconds, jobs = _merge_jobs(fd, prov, cache_dir, batch_frames, *array)
     prov.update({"which": am.which, "source": am.source, "utterances": len(mats), "criterion": am.criterion,
                  "frames": int(sum(m.shape[0] for m in mats.values())), "num_tokens": len(am.tokens.tokens),
                  "audio_seconds": round(total_s, 2), "seconds": round(seconds, 3),
                  "rtf": round(seconds / total_s, 5) if total_s else None, "w2vtk_version": __version__})
+    if array is not None:
+        prov["array_jobs"] = jobs
     if am.criterion == "asg":  # what an ASG decoder adds to the scores (flashlight-text needs them)
         prov["asg_transitions"] = am.asg_transitions()
-    atomic_write_text(yaml_path, yaml.safe_dump(prov, sort_keys=False))
-    log(f"emissions: {len(mats)} utterances, {total_s:.1f} audio-s in {seconds:.1f} s "
+    atomic_write_text(cache_dir / "emissions.yaml", yaml.safe_dump(prov, sort_keys=False))
+    for path in cache_dir.glob("emissions.job*.*"):  # the jobs' shards, merged (a kill before the yaml keeps them)
+        path.unlink()
+    how = f"{jobs} array jobs, {seconds:.1f} s of compute" if array is not None else f"{seconds:.1f} s"
+    log(f"emissions: {len(mats)} utterances, {total_s:.1f} audio-s in {how} "
         f"(RTF {seconds / max(total_s, 1e-9):.4f}) -> {cache_dir}/emissions.ark")
     return Emissions(mats, am.tokens, prov, dict(fd.frames), cache_dir)
+
+
+def _job_signature(prov: dict, batch_frames: int, shard: list[list[str]]) -> dict:
+    """What an emissions job's record must match: the model, tokens, features and its batches."""
+    keys = ("am_checkpoint_sha256", "tokens_sha256", "feats_scp_sha256", "feats_yaml_sha256")
+    return {**{k: prov[k] for k in keys}, "batch_frames": batch_frames, "batches": [list(b) for b in shard]}
+
+
+def _job_record(cache_dir: Path, job: int) -> Path:
+    return cache_dir / f"emissions.job{job}.json"
+
+
+def emissions_job(am_dir: str | Path, feats_dir: str | Path, cache_dir: str | Path, job: int, num_jobs: int, *,
+                  which: str = "auto", device: str = "cpu", batch_frames: int = 40000,
+                  allow_feature_mismatch: bool = False, log: Callable[[str], None] = print) -> None:
+    """Array job ``job`` of ``num_jobs``: the emissions of its shard (:func:`emission_shards`) in
+    ``cache_dir/emissions.job<K>.{ark,scp}``, then its record ``emissions.job<K>.json`` (the
+    signature and timing), last; nothing to do when a finished run of this shard is there."""
+    am_dir, feats_dir, cache_dir = Path(am_dir), Path(feats_dir), Path(cache_dir)
+    if not 1 <= job <= num_jobs:
+        raise W2vtkError(f"--emissions-job {job}: must be 1..{num_jobs} (--emissions-jobs)")
+    am = load_am(am_dir, which=which, device=device)
+    fd = load_feature_dir(feats_dir, need_text=False)
+    shards = emission_shards(fd, batch_frames, num_jobs)
+    if job > len(shards):
+        log(f"emissions job {job} of {num_jobs}: nothing to do ({len(shards)} shards of whole batches)")
+        return
+    signature = _job_signature(emissions_provenance(am.checkpoint, am.tokens.tokens, feats_dir), batch_frames,
+                               shards[job - 1])
+    record = _job_record(cache_dir, job)
+    if _read_record(record).get("signature") == signature:
+        log(f"emissions job {job} of {num_jobs}: already done ({record})")
+        return
+    record.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    mats = _write_matrices(cache_dir / f"emissions.job{job}", compute_emissions(
+        am, fd, batch_frames=batch_frames, allow_feature_mismatch=allow_feature_mismatch, batches=shards[job - 1]))
+    seconds = time.perf_counter() - t0
+    audio_s = FRAME_SECONDS * sum(fd.frames[u] for u in mats)
+    atomic_write_text(record, json.dumps({"signature": signature, "seconds": seconds, "audio_seconds": audio_s}) + "\n")
+    log(f"emissions job {job} of {num_jobs}: {len(mats)} utterances, {audio_s:.1f} audio-s in {seconds:.1f} s "
+        f"(RTF {seconds / max(audio_s, 1e-9):.4f})")
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _merge_jobs(fd: FeatureDir, prov: dict, cache_dir: Path, batch_frames: int, n: int,
+                run: Callable[[int], None]) -> tuple[dict[str, np.ndarray], float, int]:
+    """Run the array (``run(jobs)``: up to ``n``, one per batch at most), check each job's record,
+    and write emissions.{ark,scp} in the one-process order from the jobs' shards. Returns the
+    matrices, the jobs' summed compute seconds and the number of jobs."""
+    shards = emission_shards(fd, batch_frames, n)
+    run(len(shards))
+    tables: dict[str, ScpReader] = {}
+    seconds = 0.0
+    for k, shard in enumerate(shards, start=1):
+        record = _read_record(_job_record(cache_dir, k))
+        if record.get("signature") != _job_signature(prov, batch_frames, shard):
+            raise W2vtkError(f"emissions job {k}: {_job_record(cache_dir, k)} is missing or from another model "
+                             f"or features (see {cache_dir}/log/emissions.{k}.log)")
+        scp = cache_dir / f"emissions.job{k}.scp"
+        reader = ScpReader(scp, read_kv(scp, any_order=True, what="utterance"))
+        tables.update({utt: reader for utt in reader})
+        seconds += float(record.get("seconds", 0.0))
+    missing = [u for b in emission_batches(fd, batch_frames) for u in b if u not in tables]
+    if missing:
+        raise W2vtkError(f"emissions jobs: no emissions for utterance {missing[0]!r} ({len(missing)} missing)")
+    order = (u for b in emission_batches(fd, batch_frames) for u in b)
+    mats = _write_matrices(cache_dir / "emissions",
+                           ((u, np.ascontiguousarray(tables[u][u], dtype=np.float32)) for u in order))
+    return mats, seconds, len(shards)
 
 
 def read_emissions_info(cache_dir: str | Path) -> dict:

@@ -18,7 +18,7 @@ from w2vtk.cluster import CmdConfig, run_jobs
 from w2vtk.config import save_config
 from w2vtk.data.kaldi_dir import read_role
 from w2vtk.decoding.config import FRAME_SECONDS, BeamConfig, DecodeConfig
-from w2vtk.decoding.emissions import Emissions, load_or_compute_emissions
+from w2vtk.decoding.emissions import Emissions, emissions_job, load_or_compute_emissions
 from w2vtk.decoding.pool import DecodeJob, DecodePool, balanced_shards
 from w2vtk.decoding.search import Hypothesis
 from w2vtk.decoding.tune import load_params, merge_job_trials, params_of, tune as run_tuning, tune_job
@@ -64,7 +64,18 @@ def check_not_test_set(data_dir: Path, test_sets: Sequence[str]) -> None:
 # Files :func:`decode_dir` writes into its out dir (glob patterns; scoring adds per-metric files).
 DECODE_OUTPUTS = ("decode.yaml", "emissions.ark", "emissions.scp", "emissions.yaml", "trials.json", "trials.tsv",
                   "best.yaml", "hyp.txt", "nbest.txt", "nbest.tsv", "wer.txt", "alignments*.txt", "score.json",
-                  "per_speaker.tsv", "decode.json", "trials.job*.json", "hyps.job*.json", "decode_params.yaml")
+                  "per_speaker.tsv", "decode.json", "trials.job*.json", "hyps.job*.json", "decode_params.yaml",
+                  "emissions.job*.ark", "emissions.job*.scp", "emissions.job*.json")
+
+
+@dataclass(frozen=True)
+class ArrayJob:
+    """One array job of a ``--cmd slurm`` decode (hidden CLI options ``--KIND-job K --KIND-jobs N``):
+    ``kind`` emissions | trial | decode, ``index`` K (1-based) of ``count`` N."""
+
+    kind: str
+    index: int
+    count: int
 
 
 @dataclass
@@ -89,8 +100,7 @@ class DecodeResult:
 def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                lang_dir: str | Path | None = None, tune: bool = False, params: str | Path | None = None,
                log: Callable[[str], None] = print, progress_enabled: bool | None = None,
-               cmd: CmdConfig | None = None, trial_job: int | None = None,
-               trial_jobs: int = 0, decode_job: int | None = None, decode_jobs: int = 0) -> DecodeResult | None:
+               cmd: CmdConfig | None = None, job: ArrayJob | None = None) -> DecodeResult | None:
     """``w2vtk decode``: emissions (cached), then tuning (``tune``) or one decode, hyp.txt and scoring.
 
     ``data_dir``: a feature data dir (feats.scp, text). ``lang_dir``: an LM dir (``prep lm``) for
@@ -99,18 +109,16 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     (+ nbest.txt with ``beam.nbest`` > 1), wer.txt / alignments.txt / score.json (w2vtk.scoring),
     decode.json (parameters, rates, real-time factors) and the resolved decode.yaml.
 
-    ``cmd`` slurm with ``tune``: the trials run as an array of ``cfg.nj`` Slurm jobs (logs
-    ``out_dir/log/tune.JOB.log``), each ``trial_job`` K of ``trial_jobs`` N taking trials K-1,
-    K-1+N, ... on the emissions cached here first; their rows are merged into trials.json. The
-    decode itself (with the tuned or given weights) is an array of ``cfg.nj`` jobs too, each
-    ``decode_job`` K searching one balanced shard of the utterances; their hypotheses are merged
-    here, then scored. A job returns None.
+    ``cmd`` slurm: every step is an array of ``cfg.nj`` Slurm jobs (logs ``out_dir/log/KIND.JOB.log``),
+    merged here into the files a one-process run writes. The emissions (when not cached): job K
+    runs its share of the AM's batches (:func:`w2vtk.decoding.emissions.emission_shards`). With
+    ``tune``, the trials: job K takes trials K-1, K-1+N, ...; their rows are merged into trials.json.
+    The decode itself (with the tuned or given weights): job K searches one balanced shard of the
+    utterances; the hypotheses are merged here, then scored. A rerun keeps the jobs that finished.
+    ``job``: run one such array job (it returns None).
     """
-    if trial_job is not None:
-        return _tune_job(cfg, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, trial_job, trial_jobs, log)
-    if decode_job is not None:
-        return _decode_job(cfg, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, params, decode_job,
-                           decode_jobs, log)
+    if job is not None:
+        return _array_job(cfg, job, Path(am_dir), Path(data_dir), Path(out_dir), lang_dir, params, log)
     t_start = time.perf_counter()
     am_dir, data_dir, out_dir = Path(am_dir), Path(data_dir), Path(out_dir)
     refs = _check_request(cfg, data_dir, lang_dir, tune, params)
@@ -123,8 +131,11 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     remove_stale_temporaries(out_dir, DECODE_OUTPUTS)
     save_config(cfg, out_dir / "decode.yaml")
 
+    array = cmd is not None and cmd.backend != "local"
     em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
-                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=progress_enabled)
+                                   batch_frames=cfg.batch_frames, log=log, progress_enabled=progress_enabled,
+                                   array=_emissions_array(cfg, cmd, am_dir, data_dir, out_dir, lang_dir, log)
+                                   if array else None)
     utts, refs_scored, frames, audio_s = _scored_utterances(em, refs, data_dir, log)
     res = None
     if cfg.decoder != "greedy":
@@ -138,7 +149,6 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     trial_rows = None
     # with workers, each loads its own LM: free this copy before they start
     local_res, res = (res if nj == 1 else None), None
-    array = cmd is not None and cmd.backend != "local"
     if tune and array:
         _tune_array(cfg, cmd, beam, am_dir, data_dir, out_dir, lang_dir, tune_sil, log)
     if tune or not array:
@@ -173,10 +183,38 @@ def _job_argv(kind: str, n: int, am_dir: Path, data_dir: Path, out_dir: Path, la
     return argv + (["--lang", str(Path(lang_dir).absolute())] if lang_dir is not None else [])
 
 
+def _array_size(cfg: DecodeConfig) -> int:
+    """Jobs per array: ``nj``, or 4 when it is 0 (all cores: meaningless for a cluster)."""
+    return cfg.nj if cfg.nj > 0 else 4
+
+
+def _emissions_array(cfg: DecodeConfig, cmd: CmdConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir,
+                     log: Callable[[str], None]) -> tuple[int, Callable[[int], None]]:
+    """(N, run) for :func:`load_or_compute_emissions`: the AM forward pass as array jobs."""
+    def run(n: int) -> None:
+        log(f"emissions: {n} {cmd.backend} array jobs; logs {out_dir}/log/emissions.JOB.log")
+        run_jobs(cmd, n, out_dir / "log" / "emissions.JOB.log",
+                 _job_argv("emissions", n, am_dir, data_dir, out_dir, lang_dir), name="emissions")
+    return _array_size(cfg), run
+
+
+def _array_job(cfg: DecodeConfig, job: ArrayJob, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params,
+               log: Callable[[str], None]) -> None:
+    """Run one array job (see :func:`decode_dir`)."""
+    if job.kind == "emissions":
+        return emissions_job(am_dir, data_dir, out_dir, job.index, job.count, which=cfg.checkpoint,
+                             device=cfg.device, batch_frames=cfg.batch_frames, log=log)
+    if job.kind == "trial":
+        return _tune_job(cfg, am_dir, data_dir, out_dir, lang_dir, job.index, job.count, log)
+    if job.kind == "decode":
+        return _decode_job(cfg, am_dir, data_dir, out_dir, lang_dir, params, job.index, job.count, log)
+    raise W2vtkError(f"unknown array job kind {job.kind!r}")
+
+
 def _tune_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: Path, data_dir: Path, out_dir: Path,
                 lang_dir, tune_sil: bool, log: Callable[[str], None]) -> None:
     """The tuning trials as array jobs, merged into trials.json (see :func:`decode_dir`)."""
-    n = min(cfg.nj if cfg.nj > 0 else 4, cfg.trials)
+    n = min(_array_size(cfg), cfg.trials)
     log(f"tune: {cfg.trials} trials as a {cmd.backend} array of {n} jobs; logs {out_dir}/log/tune.JOB.log")
     run_jobs(cmd, n, out_dir / "log" / "tune.JOB.log", _job_argv("trial", n, am_dir, data_dir, out_dir, lang_dir,
                                                                  "--tune"), name="tune")
@@ -195,7 +233,7 @@ def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: P
                   log: Callable[[str], None]) -> tuple[dict[str, list[Hypothesis]], float]:
     """The search as array jobs, one balanced shard of the utterances each (see :func:`decode_dir`);
     returns the merged hypotheses and the jobs' summed search seconds."""
-    shards = balanced_shards(utts, frames, cfg.nj if cfg.nj > 0 else 4)
+    shards = balanced_shards(utts, frames, _array_size(cfg))
     n = len(shards)
     atomic_write_text(out_dir / "decode_params.yaml", yaml.safe_dump({"params": params_of(beam)}, sort_keys=False))
     argv = _job_argv("decode", n, am_dir, data_dir, out_dir, lang_dir, "--params",
@@ -219,9 +257,8 @@ def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: P
 
 def _job_setup(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params, job: int,
                num_jobs: int, kind: str, log: Callable[[str], None]):
-    """What every array job of a decode reads: the checks, the cached emissions (never computed
-    here: the parent did), the scored utterances, and a one-process pool. Returns (pool, utts,
-    refs, frames, LM resources or None)."""
+    """What every search job of a decode reads: the checks, the cached emissions (never computed
+    here: the parent did) and the scored utterances. Returns (emissions, utts, refs, frames)."""
     if not 1 <= job <= num_jobs:
         raise W2vtkError(f"--{kind}-job {job}: must be 1..{num_jobs} (--{kind}-jobs)")
     if not (out_dir / "emissions.yaml").is_file():
@@ -231,11 +268,16 @@ def _job_setup(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, l
     em = load_or_compute_emissions(am_dir, data_dir, out_dir, which=cfg.checkpoint, device=cfg.device,
                                    batch_frames=cfg.batch_frames, log=log, progress_enabled=False)
     utts, refs_scored, frames, _ = _scored_utterances(em, refs, data_dir, log)
+    return em, utts, refs_scored, frames
+
+
+def _job_pool(cfg: DecodeConfig, em: Emissions, am_dir: Path, out_dir: Path, lang_dir):
+    """A search job's one-process pool and its LM resources (None for greedy); the LM is loaded here,
+    once the job knows it has work."""
     res = LMResources(lang_dir, em.tokens, cfg.decoder) if cfg.decoder != "greedy" else None
     spec = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
-    pool = DecodePool(spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
-                      transitions=em.provenance.get("asg_transitions"))
-    return pool, utts, refs_scored, frames, res
+    return DecodePool(spec, 1, tokens=em.tokens, mats=em.mats, resources=res,
+                      transitions=em.provenance.get("asg_transitions")), res
 
 
 def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, lang_dir, params, job: int,
@@ -243,22 +285,22 @@ def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, 
     """One array job of :func:`_decode_array`: shard ``job`` of the utterances, unless a finished
     run of it (same weights, emissions and utterances) is there already."""
     beam = cfg.beam if params is None else dataclasses.replace(cfg.beam, **load_params(params))
-    pool, utts, _, frames, _ = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, params, job, num_jobs,
-                                          "decode", log)
+    em, utts, _, frames = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, params, job, num_jobs, "decode", log)
+    shards = balanced_shards(utts, frames, num_jobs)
+    if job > len(shards):
+        raise W2vtkError(f"--decode-job {job}: only {len(shards)} shards for {len(utts)} utterances")
+    shard = shards[job - 1]
+    path = out_dir / f"hyps.job{job}.json"
+    signature = _decode_signature(sha256_file(out_dir / "emissions.ark"), beam, shard)
+    try:
+        done = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("signature") == signature
+    except (OSError, ValueError):
+        done = False
+    if done:
+        log(f"decode job {job} of {num_jobs}: already done ({path})")
+        return None
+    pool, _ = _job_pool(cfg, em, am_dir, out_dir, lang_dir)
     with pool:
-        shards = balanced_shards(utts, frames, num_jobs)
-        if job > len(shards):
-            raise W2vtkError(f"--decode-job {job}: only {len(shards)} shards for {len(utts)} utterances")
-        shard = shards[job - 1]
-        path = out_dir / f"hyps.job{job}.json"
-        signature = _decode_signature(sha256_file(out_dir / "emissions.ark"), beam, shard)
-        try:
-            done = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("signature") == signature
-        except (OSError, ValueError):
-            done = False
-        if done:
-            log(f"decode job {job} of {num_jobs}: already done ({path})")
-            return None
         hyps, secs = pool.decode(shard, beam, frames)
     rows = {u: [[h.words, h.tokens, h.score, h.am_score, h.lm_score] for h in hs] for u, hs in hyps.items()}
     atomic_write_text(path, json.dumps({"signature": signature, "hyps": rows, "search_s": secs}) + "\n")
@@ -272,8 +314,8 @@ def _tune_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, la
     """One array job of :func:`_tune_array`: its share of the trials on the cached emissions."""
     if cfg.decoder == "greedy" or lang_dir is None:
         raise W2vtkError("--trial-job: tuning needs the lexicon or lexfree decoder and --lang")
-    pool, utts, refs_scored, _, res = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, None, job, num_jobs,
-                                                 "trial", log)
+    em, utts, refs_scored, _ = _job_setup(cfg, am_dir, data_dir, out_dir, lang_dir, None, job, num_jobs, "trial", log)
+    pool, res = _job_pool(cfg, em, am_dir, out_dir, lang_dir)
     with pool:
         tune_job(pool, cfg, cfg.beam, utts, refs_scored, out_dir=out_dir, lang_dir=lang_dir,
                  tune_sil=res.has_silence, job=job, num_jobs=num_jobs, log=log)

@@ -83,6 +83,7 @@ class ExtractResult:
     skipped: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    array_jobs: int = 0  # --cmd slurm: the shards ran as this many array jobs (wall_seconds: theirs and the merge)
 
 
 # ------------------------------------------------------------------------------------ layout

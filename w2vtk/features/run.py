@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -129,10 +130,13 @@ def _run_array(req: ExtractRequest, sources, extractor, ark: Path | None, log: C
     log_dir = Path(req.log_dir) if req.log_dir is not None else meta / "log"
     n = req.options.num_shards
     log(f"extracting {n} shards as a {req.cmd.backend} array job; logs {log_dir}/extract.JOB.log")
+    t0 = time.perf_counter()
     run_jobs(req.cmd, n, log_dir / "extract.JOB.log", req.job_argv(), name="extract")
     merged = replace(req.options, resume=True, overwrite=False)
-    return extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=merged, log=log,
-                            progress_enabled=progress_enabled)
+    result = extract_features(sources, extractor, ark=ark, npy_dir=req.npy_dir, opts=merged, log=log,
+                              progress_enabled=progress_enabled)
+    # the audio went through the jobs (their logs have the rates); here: the array's wall time
+    return replace(result, array_jobs=n, wall_seconds=time.perf_counter() - t0)
 
 
 def run_extract(req: ExtractRequest, log: Callable[[str], None] = print,
