@@ -41,7 +41,7 @@ queue_curve_am() {
 # The point of the recipe's own amount (--am-minutes; the main model $exp/w2v) is stage 4's AMs.
 curves_stage() {
   local flags=$1 lang=$2 lm=$3 train=$4 am_train=$5 dev=$6 test=$7
-  local -a am_points pre_points new_am=() kept=() sets=() extra common decodes=() args
+  local -a am_points pre_points new_am=() kept=() sets=() extra decodes=() args
   local kinds feat seed m p tag suffix am dir best main_am main_pre="" src set metrics first=${am_seed_list[0]}
   read -r -a am_points <<< "${curve_am_minutes:-}"
   read -r -a pre_points <<< "${curve_pretrain_minutes:-}"
@@ -145,7 +145,6 @@ curves_stage() {
   run_queue
 
   log "stage 7: decoding with each system's stage-5 parameters, scoring"
-  read -r -a common <<< "${decode_common_opts:-}"
   for m in "${decodes[@]}"; do
     read -r tag suffix feat <<< "$m"
     am="$exp/curves/am_$tag"
@@ -153,7 +152,7 @@ curves_stage() {
     for set in "$dev" "$test"; do
       dir="$am/decode_$set"
       run_step "decode_curves_${tag}_$set" w2vtk decode --am "$am" --lang "$lm" --decoder lexicon \
-        --params "$best" --data "$data/${set}_$suffix" --out "$dir" "${common[@]}"
+        --params "$best" --data "$data/${set}_$suffix" --out "$dir" "${decode_common[@]}"
       if ! [ "$dir/score.json" -nt "$dir/hyp.txt" ]; then
         # shellcheck disable=SC2086
         w2vtk score $flags "${score_extra[@]}" --out-dir "$dir" "$data/$set" "$dir/hyp.txt" > "$dir/score.log"

@@ -101,12 +101,12 @@ run_queue() {
       i=${pending[$next]}
       next=$((next + 1))
       eval "step=(${lines[$i]})"
-      # bin/launch.sh execs w2vtk, so the pid is the training's own (what _queue_abort stops);
-      # under --cmd slurm it is launch.sh's, which cancels its Slurm job when stopped
-      if [ "${step[0]}" = launch ] && [ "$cmd" = slurm ]; then
-        step=("$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts" --nproc 1 "${step[@]:1}")
-      elif [ "${step[0]}" = launch ]; then
-        step=("$root/bin/launch.sh" --nproc 1 "${step[@]:1}")
+      # one process each (side by side); bin/launch.sh execs w2vtk, so the pid is the training's
+      # own (what _queue_abort stops); under --cmd slurm it is launch.sh's, which cancels its Slurm
+      # job when stopped
+      if [ "${step[0]}" = launch ]; then
+        launch_argv 1 "" "${step[@]:1}"
+        step=("${launch_line[@]}")
       fi
       logfile="$exp/log/${names[$i]}.log"
       log "${names[$i]}: started, output in $logfile: ${lines[$i]}"
@@ -162,18 +162,28 @@ require() {
   done
 }
 
-# launch STAGE ARGS...: a w2vtk stage on $nproc processes (bin/launch.sh; $launch_opts for nodes).
-launch() {
+# launch_argv NPROC LAUNCH_OPTS STAGE ARGS...: sets $launch_line, the command that runs a w2vtk
+# stage on NPROC processes (per node; LAUNCH_OPTS: more bin/launch.sh options, e.g. for nodes):
+# bin/launch.sh here, or under --cmd slurm one Slurm job of bin/launch.sh (training) or, for
+# extract, its shards as a Slurm array (logs OUT_DIR/log/extract.JOB.log) merged here.
+launch_argv() {
+  local n=$1 extra=$2
   local -a opts
-  read -r -a opts <<< "$launch_opts"
+  shift 2
+  read -r -a opts <<< "$extra"
   if [ "$cmd" = slurm ] && [ "$1" = extract ]; then
-    # the shards as a Slurm array (logs OUT_DIR/log/extract.JOB.log), merged here
-    w2vtk "$@" --cmd slurm --cmd-opts "$cmd_opts"
+    launch_line=(w2vtk "$@" --cmd slurm --cmd-opts "$cmd_opts $extract_cmd_opts")
   elif [ "$cmd" = slurm ]; then
-    "$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts" --nproc "$nproc" "${opts[@]}" "$@"
+    launch_line=("$root/bin/launch.sh" --cmd slurm --cmd-opts "$cmd_opts $train_cmd_opts" --nproc "$n" "${opts[@]}" "$@")
   else
-    "$root/bin/launch.sh" --nproc "$nproc" "${opts[@]}" "$@"
+    launch_line=("$root/bin/launch.sh" --nproc "$n" "${opts[@]}" "$@")
   fi
+}
+
+# launch STAGE ARGS...: a w2vtk stage on $nproc processes ($launch_opts for nodes; see launch_argv).
+launch() {
+  launch_argv "$nproc" "$launch_opts" "$@"
+  "${launch_line[@]}"
 }
 
 # load_profile: sources conf/profile_$profile.sh of the recipe (defaults that options left empty).
@@ -253,10 +263,19 @@ resolve_nproc() {
   [[ "$nproc" =~ ^[1-9][0-9]*$ ]] || die "--nproc $nproc: expected a positive integer"
   : "${nj:=$nproc}"
   [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj $nj: expected a positive integer"
+  check_cmd_options
+}
+
+# check_cmd_options: --cmd and the sbatch options. With --cmd local the options set by conf/cmd.sh
+# are dropped (a local try on a cluster machine) and any given on the command line are an error.
+check_cmd_options() {
   case "$cmd" in
-    local) [ -z "$cmd_opts" ] || die "--cmd-opts is for --cmd slurm" ;;
+    local)
+      [ "$cmd_opts|$train_cmd_opts|$extract_cmd_opts|$decode_cmd_opts" = "$_cmd_conf_opts" ] \
+        || die "--cmd-opts, --train-cmd-opts, --extract-cmd-opts and --decode-cmd-opts are for --cmd slurm"
+      cmd_opts="" train_cmd_opts="" extract_cmd_opts="" decode_cmd_opts="" ;;
     slurm) command -v sbatch >/dev/null || die "--cmd slurm: sbatch is not on PATH (bash bin/local_slurm.sh start)" ;;
-    *) die "--cmd $cmd: expected local or slurm" ;;
+    *) die "--cmd $cmd: expected local or slurm (${_cmd_conf:-conf/cmd.sh} or --cmd)" ;;
   esac
 }
 
@@ -291,8 +310,8 @@ setup_recipe() {
   fi
   read -r -a decode_tune <<< "${decode_opts:-}"
   read -r -a decode_common <<< "${decode_common_opts:-}"
-  # --cmd slurm: every decode's search (and a tuning's trials) as arrays of --nj jobs
-  [ "$cmd" != slurm ] || decode_common+=(--cmd slurm --cmd-opts "$cmd_opts" --nj "$nj")
+  # --cmd slurm: every decode's emissions, search (and a tuning's trials) as arrays of --nj jobs
+  [ "$cmd" != slurm ] || decode_common+=(--cmd slurm --cmd-opts "$cmd_opts $decode_cmd_opts" --nj "$nj")
   read -r -a score_extra <<< "${score_opts:-}"
   w2v_model=$(w2v_checkpoint)  # what stage 3 extracts with
 }

@@ -5,8 +5,11 @@ stage=0
 stop_stage=6
 nproc=""             # processes per stage (default: visible GPUs, 1 without CUDA)
 launch_opts=""       # extra bin/launch.sh options, e.g. "--num-nodes 2 --rdzv-endpoint host:29500"
-cmd=local            # local | slurm: training stages as Slurm jobs, extraction as array jobs
-cmd_opts=""          # extra sbatch options for --cmd slurm, e.g. "--partition gpu --time 600"
+cmd=local            # local | slurm; these four are set in conf/cmd.sh (below)
+cmd_opts=""          # sbatch options of every --cmd slurm job, e.g. "--partition gpu --time 600"
+train_cmd_opts=""    # ... added for pretrain / train-am jobs
+extract_cmd_opts=""  # ... for extraction arrays
+decode_cmd_opts=""   # ... for emissions, tuning and decoding arrays
 nj=""                # extraction shards, decode and tuning jobs (arrays under --cmd slurm) [nproc]
 w2v_checkpoint=""    # existing wav2vec checkpoint (w2vtk or fairseq): skips stage 2
 w2v_layer=c          # wav2vec features: c (the paper), z or context-N
@@ -20,6 +23,16 @@ criterion=""         # ctc | asg (default: the profile's; asg in the paper profi
 am_seeds=""          # e.g. "1 2 3": one AM per system and seed in $exp/am_<feat>_s<seed> (empty: one AM
                      # per system in $exp/am_<feat>, with the AM config's own seed)
 
+# conf/cmd.sh, the cluster file a user edits once (W2VTK_CMD_CONF: another one). What it set is kept
+# to tell its options from the command line's (check_cmd_options).
+_cmd_conf=${W2VTK_CMD_CONF:-$root/conf/cmd.sh}
+if [ -n "${W2VTK_CMD_CONF:-}" ] || [ -f "$_cmd_conf" ]; then
+  [ -f "$_cmd_conf" ] || die "W2VTK_CMD_CONF=$_cmd_conf: no such file"
+  # shellcheck disable=SC1090
+  . "$_cmd_conf" || die "$_cmd_conf: error while sourcing it"
+fi
+_cmd_conf_opts="$cmd_opts|$train_cmd_opts|$extract_cmd_opts|$decode_cmd_opts"
+
 # The help lines of the options above (with the defaults in force when it is called).
 common_options_help() {
   cat <<HELP
@@ -28,7 +41,9 @@ common_options_help() {
   --launch-opts STR       extra bin/launch.sh options for several nodes
   --cmd local|slurm       slurm: pretrain / train-am as Slurm jobs (bin/launch.sh --cmd slurm),
                           extraction, decoding and tuning trials as arrays of --nj jobs [$cmd]
-  --cmd-opts STR          extra sbatch options of those jobs (partition, time, GPUs, memory)
+  --cmd-opts STR          extra sbatch options of every such job (partition, account, time)
+  --train-cmd-opts STR --extract-cmd-opts STR --decode-cmd-opts STR   more for one kind of job
+                          (e.g. --train-cmd-opts '--gres gpu:8'); defaults: ${_cmd_conf:-conf/cmd.sh}
   --nj N                  extraction shards, decode / tuning array jobs [--nproc]
   --w2v-checkpoint FILE   use this wav2vec model, skip stage 2
   --w2v-layer c|z|context-N   the wav2vec layer extracted as features [$w2v_layer]

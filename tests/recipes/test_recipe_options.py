@@ -136,3 +136,52 @@ def test_paper_profiles_train_with_asg():
             out = os.popen(f"bash -c '{script}'").read().split()
             assert out[0] == want_crit and out[1] == str(ROOT / "conf/am" / want_conf)
             assert out[2] == ("1" if recipe == "timit" else "2")
+
+
+CMD_SCRIPT = """\
+root={root}
+. "$root/bin/log.sh"
+. "$root/recipes/common/options.sh"
+help_message="demo"
+. "$root/bin/parse_options.sh" || exit 1
+. "$root/recipes/common/lib.sh"
+[ "$cmd" = slurm ] || check_cmd_options
+for stage in pretrain extract; do
+  launch_argv 2 "" "$stage" --x 1
+  echo "${{launch_line[*]}}"
+done
+echo "decode: $cmd_opts $decode_cmd_opts"
+"""
+
+
+def test_cmd_conf_file_sets_the_jobs_options_per_kind_and_the_command_line_wins(tmp_path):
+    """conf/cmd.sh (here a user's copy through W2VTK_CMD_CONF), as Kaldi's cmd.sh: cmd and the sbatch
+    options of every job and of each kind, sourced before the command line (which overrides it);
+    a local try (--cmd local) drops the file's sbatch options, while ones given with it are an error."""
+    script = tmp_path / "demo.sh"
+    script.write_text(CMD_SCRIPT.format(root=ROOT))
+    conf = tmp_path / "cmd.sh"
+    conf.write_text('cmd=slurm\ncmd_opts="--partition speech"\ntrain_cmd_opts="--gres gpu:8"\n'
+                    'extract_cmd_opts="--gres gpu:1"\ndecode_cmd_opts="--mem 16G"\n')
+    res = run_script([script], W2VTK_CMD_CONF=str(conf))
+    assert res.returncode == 0, res.stderr
+    train, extract, decode = res.stdout.splitlines()
+    assert train == f"{ROOT}/bin/launch.sh --cmd slurm --cmd-opts --partition speech --gres gpu:8 --nproc 2 pretrain --x 1"
+    assert extract == "w2vtk extract --x 1 --cmd slurm --cmd-opts --partition speech --gres gpu:1"
+    assert decode == "decode: --partition speech --mem 16G"
+    res = run_script([script, "--train-cmd-opts", "--gres gpu:4"], W2VTK_CMD_CONF=str(conf))
+    assert "--cmd-opts --partition speech --gres gpu:4 --nproc 2" in res.stdout.splitlines()[0]
+    res = run_script([script, "--cmd", "local"], W2VTK_CMD_CONF=str(conf))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{ROOT}/bin/launch.sh --nproc 2 pretrain --x 1",
+                                       f"{ROOT}/bin/launch.sh --nproc 2 extract --x 1", "decode:  "]
+    res = run_script([script, "--cmd", "local", "--decode-cmd-opts", "--mem 8G"], W2VTK_CMD_CONF=str(conf))
+    assert res.returncode == 1 and "are for --cmd slurm" in res.stderr
+    conf.write_text("cmd=pbs\n")
+    res = run_script([script], W2VTK_CMD_CONF=str(conf))
+    assert res.returncode == 1 and f"--cmd pbs: expected local or slurm ({conf} or --cmd)" in res.stderr
+    res = run_script([script], W2VTK_CMD_CONF=str(tmp_path / "none.sh"))
+    assert res.returncode == 1 and "none.sh: no such file" in res.stderr
+    # the shipped file runs everything here
+    res = run_script([script])
+    assert res.returncode == 0 and res.stdout.splitlines()[0] == f"{ROOT}/bin/launch.sh --nproc 2 pretrain --x 1"
