@@ -82,3 +82,15 @@ def test_extract_job_needs_a_prepared_run(tmp_path, capsys):
     code, _, err = run_main(capsys, ["extract", "--type", "logmel", "--in", str(tmp_path / "wav.scp"),
                                      "--out", str(tmp_path / "f" / "feats.ark"), "--cmd-opts", "--time 5"])
     assert code != 0 and "only for --cmd slurm" in err
+
+
+def test_pending_task_ranges_and_ended_lines_are_read(tmp_path):
+    from w2vtk.cluster import _ended_state, _task_range
+
+    # scontrol shows the tasks not yet started as one record: ArrayTaskId=2-4, 1-9:4, 3-8%2
+    assert _task_range("2-4") == [2, 3, 4] and _task_range("1-3,7") == [1, 2, 3, 7]
+    assert _task_range("1-9:4") == [1, 5, 9] and _task_range("3-5%2") == [3, 4, 5] and _task_range("x-2") == []
+    (tmp_path / "a.log").write_text("# cmd\nout\n# ended (code 0) at Sat\n")
+    (tmp_path / "b.log").write_text("# cmd\n# ended (code 3) at Sat\nslurmstepd: late message\n")
+    (tmp_path / "c.log").write_text("# cmd\nslurmstepd: error: *** JOB 7 CANCELLED AT 12:00 DUE TO TIME LIMIT ***\n")
+    assert [_ended_state(tmp_path / f"{n}.log") for n in "abcd"] == ["COMPLETED", "FAILED", None, None]

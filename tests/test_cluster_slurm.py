@@ -65,7 +65,7 @@ def test_extract_array_job_writes_the_local_runs_bytes(mini_corpus, local_feats,
     out = tmp_path / "train_fbank"
     code, log = _finish(_extract(mini_corpus / "train", out, "--cmd", "slurm"))
     assert code == 0, log[-3000:]
-    assert "sbatch --wait --parsable --array=1-3" in log
+    assert "sbatch --parsable --array=1-3" in log
     assert "(3 array jobs and the merge in" in log and "audio-s this run" not in log
     _same_arks(local_feats, out)
     for k in (1, 2, 3):
@@ -75,6 +75,20 @@ def test_extract_array_job_writes_the_local_runs_bytes(mini_corpus, local_feats,
                   if line.startswith("# slurm job")).split()[3].split("_")[0]
     jobs = _jobs()
     assert [jobs.get(f"{job_id}_{k}") for k in (1, 2, 3)] == ["COMPLETED"] * 3
+
+
+def test_tasks_slurm_no_longer_reports_take_their_state_from_their_logs(tmp_path):
+    # a job id the controller does not know (as after MinJobAge without accounting): the tasks'
+    # "# ended (code N)" lines settle them; without those lines the array is reported lost
+    from w2vtk.cluster import wait_for_tasks
+    from w2vtk.errors import W2vtkError
+
+    (tmp_path / "t.1.log").write_text("# x\n# ended (code 0) at now\n")
+    (tmp_path / "t.2.log").write_text("# x\n# ended (code 2) at now\n")
+    assert wait_for_tasks("99999999", 2, tmp_path / "t.JOB.log") == {1: "COMPLETED", 2: "FAILED"}
+    (tmp_path / "t.2.log").write_text("# x\n")
+    with pytest.raises(W2vtkError, match=r"slurm array 99999999: Slurm no longer reports tasks \[2\].*t\.2\.log"):
+        wait_for_tasks("99999999", 2, tmp_path / "t.JOB.log", lost_s=1.0)
 
 
 def test_a_cancelled_job_fails_the_stage_and_a_rerun_resumes_to_the_same_bytes(mini_corpus, local_feats, tmp_path):
@@ -104,17 +118,6 @@ def test_a_cancelled_job_fails_the_stage_and_a_rerun_resumes_to_the_same_bytes(m
 
 
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch")
-def test_a_job_over_its_time_limit_is_reported_with_its_log(mini_corpus, tmp_path):
-    out = tmp_path / "train_fbank"
-    # Slurm's limits are whole minutes: job 3 stalls and is killed after about 60-90 s
-    proc = _extract(mini_corpus / "train", out, "--cmd", "slurm", "--cmd-opts", "--time 1",
-                    env={"W2VTK_FAULT": "shard_done:1:stall#3"})
-    code, log = _finish(proc, timeout=400)
-    log3 = out / "log" / "extract.3.log"
-    assert code != 0 and "(extract 3 of 3) ended TIMEOUT: see " + str(log3) in log, log[-2000:]
-    assert "DUE TO TIME LIMIT" in log3.read_text()
-
-
 def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tmp_path):
     # bin/launch.sh --cmd slurm: srun starts one launch.sh per task ("node"), each a one-process
     # torchrun meeting at a c10d rendezvous; on this one-machine Slurm both tasks share the node
@@ -149,10 +152,31 @@ def test_pretrain_as_two_slurm_tasks_gives_the_two_process_model(mini_corpus, tm
         in bad.stderr, bad.stderr[-2000:]
 
 
-def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
+@pytest.fixture(scope="module")
+def time_limited_extraction(mini_corpus, tmp_path_factory):
+    """An extraction under ``--time 1`` whose job 3 stalls, started in the background by the first
+    test that asks: Slurm's limits are whole minutes, so the kill comes 60-90 s after the start,
+    time that the tiny mini test's local runs (no Slurm) fill with work."""
+    out = tmp_path_factory.mktemp("timeout") / "train_fbank"
+    proc = _extract(mini_corpus / "train", out, "--cmd", "slurm", "--cmd-opts", "--time 1",
+                    env={"W2VTK_FAULT": "shard_done:1:stall#3"})
+    done: list = []
+
+    def finish() -> tuple[int, str, Path]:
+        """(exit code, output, out dir), waiting for it the first time."""
+        if not done:
+            done.extend([*_finish(proc, timeout=400), out])
+        return tuple(done)
+    yield finish
+    if proc.poll() is None:
+        proc.kill()
+
+
+def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path, time_limited_extraction):
     # two local runs agree with each other (the wav2vec path included), and the --cmd slurm run
-    # (pre-training and the AMs as Slurm jobs, every extraction, tuning and decode as an array)
-    # writes the same results.json; every job it submitted is listed COMPLETED by bin/local_slurm.sh jobs
+    # (pre-training and the AMs as Slurm jobs, every extraction, emissions, tuning and decode as an
+    # array) writes the same results.json; every job it submitted is listed COMPLETED by
+    # bin/local_slurm.sh jobs. (time_limited_extraction: started now, checked by the next test.)
     env = _env()
 
     def recipe(exp: Path, *extra: str) -> subprocess.Popen:
@@ -166,6 +190,7 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
         assert code == 0, log[-3000:]
     first = (tmp_path / "local1" / "results.json").read_text()
     assert first == (tmp_path / "local2" / "results.json").read_text()
+    time_limited_extraction()  # over by now: its jobs are not this run's
     before = {int(j.split("_")[0]) for j in _jobs()}
     code, log = _finish(recipe(tmp_path / "slurm", "--cmd", "slurm"), timeout=900)
     assert code == 0, log[-3000:]
@@ -181,3 +206,10 @@ def test_tiny_mini_recipe_under_slurm_gives_the_local_results(tmp_path):
     assert "emissions job 1 of 1:" in emissions_log and "# ended (code 0)" in emissions_log
     decode_log = (tmp_path / "slurm" / "am_fbank_s2" / "decode_test" / "log" / "decode.1.log").read_text()
     assert "decode job 1 of 1:" in decode_log and "# ended (code 0)" in decode_log
+
+
+def test_a_job_over_its_time_limit_is_reported_with_its_log(time_limited_extraction):
+    code, log, out = time_limited_extraction()
+    log3 = out / "log" / "extract.3.log"
+    assert code != 0 and "(extract 3 of 3) ended TIMEOUT: see " + str(log3) in log, log[-2000:]
+    assert "DUE TO TIME LIMIT" in log3.read_text()

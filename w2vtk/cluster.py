@@ -9,12 +9,15 @@ log's file name (not in its directories). A log starts with the command and ends
 such line, and Slurm's own message about it lands in the same log (``sbatch -o``).
 
 * ``local``: the jobs run one after another in this process's environment.
-* ``slurm``: one ``sbatch --wait --array=1-N`` (Slurm's own tools, no scheduler of ours). The jobs
+* ``slurm``: one ``sbatch --array=1-N`` (Slurm's own tools, no scheduler of ours). The jobs
   inherit the environment (``--export=ALL``, so the same thread settings as a local run) and the
   working directory; extra ``sbatch`` options (partition, time, memory, GPUs) come from
-  ``CmdConfig.opts``. When the array ends, each task's state is read with ``scontrol show job``
-  (``sacct`` where accounting keeps it), so a job that timed out is reported as TIMEOUT, with its
-  log. Interrupting the waiting process (Ctrl-C, SIGTERM) cancels the array (``scancel``).
+  ``CmdConfig.opts``. The tasks' states are then read with ``scontrol show job`` (``sacct`` where
+  accounting keeps them) every 0.5 s at first, every 5 s at most, until each is final, so a job
+  that timed out is reported as TIMEOUT, with its log. (``sbatch --wait`` polls every 2, 8, then
+  32 s on a cluster with the default MinJobAge: half a minute lost per array of short jobs, and
+  a decode runs three.) Interrupting the waiting process (Ctrl-C, SIGTERM) cancels the array
+  (``scancel``).
 
 What a rerun redoes is the stage's business: the stages run as arrays (``extract``) skip the jobs
 whose output is complete.
@@ -148,32 +151,25 @@ def _run_slurm(cmd: CmdConfig, num_jobs: int, log_pattern: str | Path, argv: Seq
     # '%' is Slurm's filename-pattern escape: %% for a literal one, %a for the array index
     out_pattern = str(log_pattern.parent).replace("%", "%%") + "/" + \
         log_pattern.name.replace("%", "%%").replace(PLACEHOLDER, "%a")
-    sbatch = ["sbatch", "--wait", "--parsable", f"--array=1-{num_jobs}", f"--job-name={name}",
+    sbatch = ["sbatch", "--parsable", f"--array=1-{num_jobs}", f"--job-name={name}",
               "--export=ALL", f"--chdir={os.getcwd()}", "-o", out_pattern, *cmd.opts, str(script)]
     print(f"{shlex.join(sbatch)}", file=sys.stderr, flush=True)
-    code, job_id, err = _submit_and_wait(sbatch)
-    if not job_id:
-        raise W2vtkError(f"sbatch refused the array job: {' '.join(err.split())[:300]}")
-    states = task_states(job_id, num_jobs)
+    res = subprocess.run(sbatch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job_id = res.stdout.strip().split(";")[0]
+    if res.returncode != 0 or not job_id.isdigit():
+        raise W2vtkError(f"sbatch refused the array job: {' '.join((res.stderr or res.stdout).split())[:300]}")
+    states = _wait_cancelling_on_interrupt(job_id, num_jobs, log_pattern)
     bad = [(task, st) for task, st in sorted(states.items()) if st != "COMPLETED"]
-    missing = [t for t in range(1, num_jobs + 1) if t not in states]
-    if code == 0 and not bad:
-        return
     if bad:
         task, st = bad[0]
         raise W2vtkError(f"slurm job {job_id}_{task} ({name} {task} of {num_jobs}) ended {st}: see "
                          f"{job_path(log_pattern, task)}"
                          + (f" ({len(bad) - 1} more jobs did not complete)" if len(bad) > 1 else ""))
-    task = missing[0] if missing else 1
-    raise W2vtkError(f"slurm array {job_id} ({name}) failed (sbatch exit code {code}): see "
-                     f"{job_path(log_pattern, task)}")
 
 
-def _submit_and_wait(sbatch: list[str]) -> tuple[int, str, str]:
-    """Run ``sbatch --wait --parsable``: (exit code, job id, stderr). The id is read as soon as the
-    job is submitted, so an interrupt (Ctrl-C, SIGTERM) cancels the job instead of orphaning it."""
-    proc = subprocess.Popen(sbatch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    job_id = proc.stdout.readline().strip().split(";")[0]
+def _wait_cancelling_on_interrupt(job_id: str, num_jobs: int, log_pattern: Path) -> dict[int, str]:
+    """:func:`wait_for_tasks`; an interrupt (Ctrl-C, SIGTERM) meanwhile ``scancel``s the array
+    instead of leaving it to run orphaned."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):
@@ -183,36 +179,77 @@ def _submit_and_wait(sbatch: list[str]) -> tuple[int, str, str]:
     if in_main:
         signal.signal(signal.SIGTERM, on_term)
     try:
-        _, err = proc.communicate()
+        return wait_for_tasks(job_id, num_jobs, log_pattern)
     except BaseException:
-        if job_id:
-            subprocess.run(["scancel", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            print(f"cancelled slurm job {job_id}", file=sys.stderr, flush=True)
-        proc.kill()
+        subprocess.run(["scancel", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"cancelled slurm job {job_id}", file=sys.stderr, flush=True)
         raise
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    return proc.returncode, job_id, err
 
 
-UNFINISHED = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
+UNFINISHED = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
+              "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
 
 
-def task_states(job_id: str, num_jobs: int, settle_s: float = 60.0) -> dict[int, str]:
-    """Final state of each task of array ``job_id`` (COMPLETED, FAILED, TIMEOUT, CANCELLED, ...).
-    ``sbatch --wait`` can return while a task is still COMPLETING (its epilog): read again, for up
-    to ``settle_s`` seconds, until every task has a final state."""
-    deadline = time.monotonic() + settle_s
+def wait_for_tasks(job_id: str, num_jobs: int, log_pattern: str | Path | None = None, *,
+                   first_s: float = 0.5, most_s: float = 5.0, lost_s: float = 120.0) -> dict[int, str]:
+    """Final state of each task 1..``num_jobs`` of array ``job_id`` (COMPLETED, FAILED, TIMEOUT,
+    CANCELLED, ...), read every ``first_s`` seconds at first, 1.5 times longer each time, every
+    ``most_s`` at most. A task Slurm no longer reports (the controller purged it after MinJobAge
+    and no accounting keeps it) takes its state from its log's last line (``# ended (code N)``:
+    COMPLETED or FAILED); if Slurm reports none of the tasks left for ``lost_s`` seconds and
+    their logs do not settle it, the array is reported lost (W2vtkError)."""
+    delay, unknown_since = first_s, None
     while True:
         states = _read_states(job_id)
-        if not any(st.split("+")[0] in UNFINISHED for st in states.values()) or time.monotonic() > deadline:
+        if log_pattern is not None:  # tasks Slurm does not report: their logs may say how they ended
+            ended = {t: _ended_state(job_path(log_pattern, t)) for t in range(1, num_jobs + 1) if t not in states}
+            states.update({t: st for t, st in ended.items() if st})
+        open_tasks = [t for t in range(1, num_jobs + 1)
+                      if t not in states or states[t].split("+")[0] in UNFINISHED]
+        if not open_tasks:
             return states
-        time.sleep(0.5)
+        if any(t in states for t in open_tasks):
+            unknown_since = None
+        elif unknown_since is None:
+            unknown_since = time.monotonic()
+        elif time.monotonic() - unknown_since > lost_s:
+            raise W2vtkError(f"slurm array {job_id}: Slurm no longer reports tasks {open_tasks} and their logs "
+                             f"do not say how they ended (see {job_path(log_pattern, open_tasks[0])})"
+                             if log_pattern is not None else f"slurm array {job_id}: no longer reported")
+        time.sleep(delay)
+        delay = min(delay * 1.5, most_s)
+
+
+def _ended_state(log: Path) -> str | None:
+    """COMPLETED / FAILED from the ``# ended (code N)`` line the task script appends; None without it."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[-5:]):
+        if line.startswith("# ended (code "):
+            return "COMPLETED" if line.startswith("# ended (code 0)") else "FAILED"
+    return None
+
+
+def _task_range(spec: str) -> list[int]:
+    """Task numbers of ``1-3,5`` or ``2-10:2`` (scontrol's pending part of an array); [] if odd."""
+    out: list[int] = []
+    for part in spec.split("%")[0].split(","):
+        rng, _, step = part.partition(":")
+        lo, _, hi = rng.partition("-")
+        if not (lo.isdigit() and (hi or lo).isdigit() and (step or "1").isdigit()):
+            return []
+        out.extend(range(int(lo), int(hi or lo) + 1, max(1, int(step or 1))))
+    return out
 
 
 def _read_states(job_id: str) -> dict[int, str]:
-    """``scontrol show job`` while the controller still holds the job (MinJobAge), else ``sacct``."""
+    """``scontrol show job`` while the controller still holds the job (MinJobAge), else ``sacct``.
+    Pending tasks not yet split off the array record (``ArrayTaskId=2-4``) are PENDING."""
     states: dict[int, str] = {}
     res = subprocess.run(["scontrol", "-o", "show", "job", job_id], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
@@ -221,6 +258,9 @@ def _read_states(job_id: str) -> dict[int, str]:
         task, state = fields.get("ArrayTaskId"), fields.get("JobState")
         if task and task.isdigit() and state:
             states[int(task)] = state
+        elif task and state:
+            for t in _task_range(task):
+                states.setdefault(t, "PENDING")
     if states:
         return states
     res = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State"], stdout=subprocess.PIPE,

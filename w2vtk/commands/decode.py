@@ -32,7 +32,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         word_score: float = typer.Option(None, "--word-score", help="beta: score per word."),
         sil_score: float = typer.Option(None, "--sil-score", help="gamma: score per silence."),
         cmd: str = typer.Option("local", "--cmd", help="local, or slurm: the emissions, --tune's trials and the "
-                                "decode as Slurm arrays of --nj jobs (sbatch --wait; logs OUT/log/emissions.JOB.log, "
+                                "decode as Slurm arrays of --nj jobs (sbatch --array; logs OUT/log/emissions.JOB.log, "
                                 "tune.JOB.log, decode.JOB.log), merged and scored here."),
         cmd_opts: str = typer.Option("", "--cmd-opts", help="Extra sbatch options for --cmd slurm."),
         trial_job: int = typer.Option(None, "--trial-job", hidden=True, help="One array job of a --cmd slurm tuning."),

@@ -54,7 +54,7 @@ def register(app: typer.Typer, prep_app: typer.Typer) -> None:
         fail_on_short: bool = typer.Option(False, "--fail-on-short", help="Fail on audio shorter than one "
                                            "frame's receptive field instead of skipping it."),
         cmd: str = typer.Option("local", "--cmd", help="local, or slurm: the --num-shards shards as a Slurm "
-                                "array job (sbatch --wait), merged here; rerun with --resume after a failure."),
+                                "array job (sbatch --array), merged here; rerun with --resume after a failure."),
         cmd_opts: str = typer.Option("", "--cmd-opts", help="Extra sbatch options for --cmd slurm, e.g. "
                                      "'--partition gpu --gres gpu:1 --time 60'."),
         jobs_log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="--cmd slurm: the jobs' logs "
