@@ -30,9 +30,12 @@ def test_every_module_imports_first():
     that a test suite importing in one fixed order can miss."""
     modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
                      for p in (REPO / "w2vtk").rglob("*.py") if p.name != "__main__.py")
-    code = ("import importlib, subprocess, sys\n"
-            "bad = [m for m in sys.argv[1:] if subprocess.run([sys.executable, '-c', f'import {m}'],"
-            " capture_output=True).returncode]\n"
-            "print(' '.join(bad))")
+    # one interpreter per module, as many at once as there are cores
+    code = ("import os, subprocess, sys\n"
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "def fails(m): return subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True).returncode\n"
+            "with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:\n"
+            "    codes = list(pool.map(fails, sys.argv[1:]))\n"
+            "print(' '.join(m for m, c in zip(sys.argv[1:], codes) if c))")
     proc = subprocess.run([sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr
