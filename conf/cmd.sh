@@ -1,6 +1,7 @@
 # Where the recipes' jobs run: edit once per cluster, as Kaldi's cmd.sh. Every recipes/*/run.sh
-# sources this file after its defaults and before --config and the command line, so --cmd,
-# --cmd-opts, --train-cmd-opts, ... given there still win. W2VTK_CMD_CONF=FILE reads FILE instead.
+# sources this file (from recipes/common/options.sh, after the common option defaults) before
+# --config and the command line, so --cmd, --cmd-opts, --train-cmd-opts, ... given there still
+# win. W2VTK_CMD_CONF=FILE reads FILE instead.
 #
 #   cmd=local   all on this machine: training through bin/launch.sh --nproc N, the rest in-process
 #   cmd=slurm   each pretrain / train-am is one sbatch job (one task per node, torchrun on each;

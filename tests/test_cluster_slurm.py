@@ -21,7 +21,8 @@ BIN = str(Path(sys.executable).parent)
 
 def _env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "W2VTK_FAULT"}
-    env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", **extra)
+    env.update(PATH=BIN + os.pathsep + env.get("PATH", ""), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
+               W2VTK_CMD_CONF=str(ROOT / "tests" / "fixtures" / "cmd_local.sh"), **extra)
     return env
 
 pytestmark = pytest.mark.skipif(
@@ -87,7 +88,7 @@ def test_tasks_slurm_no_longer_reports_take_their_state_from_their_logs(tmp_path
     (tmp_path / "t.2.log").write_text("# x\n# ended (code 2) at now\n")
     assert wait_for_tasks("99999999", 2, tmp_path / "t.JOB.log") == {1: "COMPLETED", 2: "FAILED"}
     (tmp_path / "t.2.log").write_text("# x\n")
-    with pytest.raises(W2vtkError, match=r"slurm array 99999999: Slurm no longer reports tasks \[2\].*t\.2\.log"):
+    with pytest.raises(W2vtkError, match=r"slurm array 99999999: Slurm no longer knows tasks \[2\].*t\.2\.log"):
         wait_for_tasks("99999999", 2, tmp_path / "t.JOB.log", lost_s=1.0)
 
 

@@ -180,6 +180,8 @@ def _wait_cancelling_on_interrupt(job_id: str, num_jobs: int, log_pattern: Path)
         signal.signal(signal.SIGTERM, on_term)
     try:
         return wait_for_tasks(job_id, num_jobs, log_pattern)
+    except W2vtkError:  # the array is unknown to Slurm: nothing left to cancel
+        raise
     except BaseException:
         subprocess.run(["scancel", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"cancelled slurm job {job_id}", file=sys.stderr, flush=True)
@@ -191,34 +193,51 @@ def _wait_cancelling_on_interrupt(job_id: str, num_jobs: int, log_pattern: Path)
 
 UNFINISHED = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
               "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
+# states a task may pass through on its way back to the queue (requeue after preemption or a lost
+# node): final only when they last
+MAYBE_REQUEUED = ("PREEMPTED", "NODE_FAIL", "BOOT_FAIL")
 
 
 def wait_for_tasks(job_id: str, num_jobs: int, log_pattern: str | Path | None = None, *,
-                   first_s: float = 0.5, most_s: float = 5.0, lost_s: float = 120.0) -> dict[int, str]:
+                   first_s: float = 0.5, most_s: float = 5.0, lost_s: float = 120.0,
+                   requeue_s: float = 30.0) -> dict[int, str]:
     """Final state of each task 1..``num_jobs`` of array ``job_id`` (COMPLETED, FAILED, TIMEOUT,
     CANCELLED, ...), read every ``first_s`` seconds at first, 1.5 times longer each time, every
-    ``most_s`` at most. A task Slurm no longer reports (the controller purged it after MinJobAge
-    and no accounting keeps it) takes its state from its log's last line (``# ended (code N)``:
-    COMPLETED or FAILED); if Slurm reports none of the tasks left for ``lost_s`` seconds and
-    their logs do not settle it, the array is reported lost (W2vtkError)."""
+    ``most_s`` at most. A final state is kept once seen (the controller forgets finished tasks
+    after MinJobAge while others still run). A task Slurm no longer reports and no accounting
+    keeps takes its state from its log's last line (``# ended (code N)``: COMPLETED or FAILED).
+    PREEMPTED / NODE_FAIL / BOOT_FAIL count only after ``requeue_s`` seconds (a requeued task
+    passes through them). If Slurm answers that it does not know the array for ``lost_s`` seconds
+    and the logs do not settle every task, the array is reported lost (W2vtkError); a controller
+    that does not answer is waited for."""
     delay, unknown_since = first_s, None
+    final: dict[int, str] = {}
+    first_seen: dict[tuple[int, str], float] = {}
     while True:
-        states = _read_states(job_id)
+        states, known = _read_states(job_id, num_jobs)
+        now = time.monotonic()
+        for t, st in states.items():
+            base = st.split("+")[0]
+            if t in final or base in UNFINISHED:
+                continue
+            if base in MAYBE_REQUEUED and now - first_seen.setdefault((t, base), now) < requeue_s:
+                continue
+            final[t] = st
         if log_pattern is not None:  # tasks Slurm does not report: their logs may say how they ended
-            ended = {t: _ended_state(job_path(log_pattern, t)) for t in range(1, num_jobs + 1) if t not in states}
-            states.update({t: st for t, st in ended.items() if st})
-        open_tasks = [t for t in range(1, num_jobs + 1)
-                      if t not in states or states[t].split("+")[0] in UNFINISHED]
+            for t in range(1, num_jobs + 1):
+                if t not in final and t not in states and (ended := _ended_state(job_path(log_pattern, t))):
+                    final[t] = ended
+        open_tasks = [t for t in range(1, num_jobs + 1) if t not in final]
         if not open_tasks:
-            return states
-        if any(t in states for t in open_tasks):
+            return final
+        if known is not False or any(t in states for t in open_tasks):
             unknown_since = None
         elif unknown_since is None:
-            unknown_since = time.monotonic()
-        elif time.monotonic() - unknown_since > lost_s:
-            raise W2vtkError(f"slurm array {job_id}: Slurm no longer reports tasks {open_tasks} and their logs "
+            unknown_since = now
+        elif now - unknown_since > lost_s:
+            raise W2vtkError(f"slurm array {job_id}: Slurm no longer knows tasks {open_tasks} and their logs "
                              f"do not say how they ended (see {job_path(log_pattern, open_tasks[0])})"
-                             if log_pattern is not None else f"slurm array {job_id}: no longer reported")
+                             if log_pattern is not None else f"slurm array {job_id}: no longer known to Slurm")
         time.sleep(delay)
         delay = min(delay * 1.5, most_s)
 
@@ -247,27 +266,30 @@ def _task_range(spec: str) -> list[int]:
     return out
 
 
-def _read_states(job_id: str) -> dict[int, str]:
-    """``scontrol show job`` while the controller still holds the job (MinJobAge), else ``sacct``.
-    Pending tasks not yet split off the array record (``ArrayTaskId=2-4``) are PENDING."""
+def _read_states(job_id: str, num_jobs: int) -> tuple[dict[int, str], bool | None]:
+    """(task -> state, whether Slurm knows the job). ``scontrol show job`` while the controller
+    holds the job (MinJobAge); ``sacct`` when it does not report all ``num_jobs`` tasks. A record of tasks not
+    yet split off the array (``ArrayTaskId=2-4``) gives each of them the record's state. Known:
+    True / False, or None when the controller did not answer (down, timed out)."""
     states: dict[int, str] = {}
     res = subprocess.run(["scontrol", "-o", "show", "job", job_id], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+                         stderr=subprocess.PIPE, text=True)
+    known: bool | None = True if res.returncode == 0 else (False if "invalid job id" in res.stderr.lower() else None)
     for line in res.stdout.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         task, state = fields.get("ArrayTaskId"), fields.get("JobState")
-        if task and task.isdigit() and state:
-            states[int(task)] = state
-        elif task and state:
-            for t in _task_range(task):
-                states.setdefault(t, "PENDING")
-    if states:
-        return states
+        if task and state:
+            for t in ([int(task)] if task.isdigit() else _task_range(task)):
+                states.setdefault(t, state)
+    if len(states) >= num_jobs:
+        return states, known
     res = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
     for line in res.stdout.splitlines():
         jid, _, state = line.partition("|")
         _, _, task = jid.partition("_")
-        if task.isdigit():
-            states[int(task)] = state.split()[0] if state else ""
-    return states
+        for t in ([int(task)] if task.isdigit() else _task_range(task.strip("[]"))):
+            if state:
+                states.setdefault(t, state.split()[0])
+                known = True
+    return states, known

@@ -254,7 +254,7 @@ am_tag() {
 # resolve_nproc: the visible GPUs (1 without CUDA) when --nproc was not given.
 resolve_nproc() {
   # on a cluster the submitting machine's GPUs say nothing about the nodes'
-  [ "$cmd" != slurm ] || [ -n "$nproc" ] || die "--cmd slurm: give --nproc N, the processes of a training job per node"
+  [ "$cmd" != slurm ] || [ -n "$nproc" ] || die "--cmd slurm (${_cmd_conf:-conf/cmd.sh} or --cmd): give --nproc N, the processes of a training job per node"
   if [ -z "$nproc" ]; then
     cuda_devices=$(python -c 'import torch; print(torch.cuda.device_count())') \
       || die "cannot import torch to count GPUs; give --nproc N"
@@ -272,9 +272,9 @@ check_cmd_options() {
   case "$cmd" in
     local)
       [ "$cmd_opts|$train_cmd_opts|$extract_cmd_opts|$decode_cmd_opts" = "$_cmd_conf_opts" ] \
-        || die "--cmd-opts, --train-cmd-opts, --extract-cmd-opts and --decode-cmd-opts are for --cmd slurm"
+        || die "--cmd-opts, --train-cmd-opts, --extract-cmd-opts and --decode-cmd-opts (command line or --config) are for --cmd slurm"
       cmd_opts="" train_cmd_opts="" extract_cmd_opts="" decode_cmd_opts="" ;;
-    slurm) command -v sbatch >/dev/null || die "--cmd slurm: sbatch is not on PATH (bash bin/local_slurm.sh start)" ;;
+    slurm) command -v sbatch >/dev/null || die "--cmd slurm (${_cmd_conf:-conf/cmd.sh} or --cmd): sbatch is not on PATH (bash bin/local_slurm.sh start)" ;;
     *) die "--cmd $cmd: expected local or slurm (${_cmd_conf:-conf/cmd.sh} or --cmd)" ;;
   esac
 }

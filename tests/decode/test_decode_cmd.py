@@ -365,6 +365,10 @@ def test_emissions_as_array_jobs_write_the_one_process_bytes_and_resume(lm_case,
     assert record["signature"]["batches"] == shards[0]
     code, out, _ = run_main(capsys, base + ["1"])
     assert code == 0 and "already done" in out
+    ark1 = split / "emissions.job1.ark"
+    ark1.write_bytes(ark1.read_bytes()[:-100])  # the record outlived a crash, the archive did not
+    code, out, _ = run_main(capsys, base + ["1"])
+    assert code == 0 and "already done" not in out and record["ark_bytes"] == ark1.stat().st_size
     code, _, err = run_main(capsys, base + ["4"])
     assert code != 0 and "--emissions-job 4: must be 1..3" in err
 

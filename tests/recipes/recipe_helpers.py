@@ -16,6 +16,8 @@ def script_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
+    # the shipped conf/cmd.sh is the user's to edit (cmd=slurm on their cluster): not the tests'
+    env["W2VTK_CMD_CONF"] = str(ROOT / "tests" / "fixtures" / "cmd_local.sh")
     env["COLUMNS"] = "120"
     env.update(extra)
     return env

@@ -148,7 +148,7 @@ help_message="demo"
 [ "$cmd" = slurm ] || check_cmd_options
 for stage in pretrain extract; do
   launch_argv 2 "" "$stage" --x 1
-  echo "${{launch_line[*]}}"
+  printf '[%s]' "${{launch_line[@]}}"; echo
 done
 echo "decode: $cmd_opts $decode_cmd_opts"
 """
@@ -166,15 +166,17 @@ def test_cmd_conf_file_sets_the_jobs_options_per_kind_and_the_command_line_wins(
     res = run_script([script], W2VTK_CMD_CONF=str(conf))
     assert res.returncode == 0, res.stderr
     train, extract, decode = res.stdout.splitlines()
-    assert train == f"{ROOT}/bin/launch.sh --cmd slurm --cmd-opts --partition speech --gres gpu:8 --nproc 2 pretrain --x 1"
-    assert extract == "w2vtk extract --x 1 --cmd slurm --cmd-opts --partition speech --gres gpu:1"
+    # one word per option value, split later by launch.sh / w2vtk.cluster
+    assert train == (f"[{ROOT}/bin/launch.sh][--cmd][slurm][--cmd-opts][--partition speech --gres gpu:8][--nproc][2]"
+                     "[pretrain][--x][1]")
+    assert extract == "[w2vtk][extract][--x][1][--cmd][slurm][--cmd-opts][--partition speech --gres gpu:1]"
     assert decode == "decode: --partition speech --mem 16G"
     res = run_script([script, "--train-cmd-opts", "--gres gpu:4"], W2VTK_CMD_CONF=str(conf))
-    assert "--cmd-opts --partition speech --gres gpu:4 --nproc 2" in res.stdout.splitlines()[0]
+    assert res.returncode == 0 and "[--cmd-opts][--partition speech --gres gpu:4][--nproc]" in res.stdout
     res = run_script([script, "--cmd", "local"], W2VTK_CMD_CONF=str(conf))
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [f"{ROOT}/bin/launch.sh --nproc 2 pretrain --x 1",
-                                       f"{ROOT}/bin/launch.sh --nproc 2 extract --x 1", "decode:  "]
+    assert res.stdout.splitlines() == [f"[{ROOT}/bin/launch.sh][--nproc][2][pretrain][--x][1]",
+                                       f"[{ROOT}/bin/launch.sh][--nproc][2][extract][--x][1]", "decode:  "]
     res = run_script([script, "--cmd", "local", "--decode-cmd-opts", "--mem 8G"], W2VTK_CMD_CONF=str(conf))
     assert res.returncode == 1 and "are for --cmd slurm" in res.stderr
     conf.write_text("cmd=pbs\n")
@@ -182,6 +184,7 @@ def test_cmd_conf_file_sets_the_jobs_options_per_kind_and_the_command_line_wins(
     assert res.returncode == 1 and f"--cmd pbs: expected local or slurm ({conf} or --cmd)" in res.stderr
     res = run_script([script], W2VTK_CMD_CONF=str(tmp_path / "none.sh"))
     assert res.returncode == 1 and "none.sh: no such file" in res.stderr
-    # the shipped file runs everything here
-    res = run_script([script])
-    assert res.returncode == 0 and res.stdout.splitlines()[0] == f"{ROOT}/bin/launch.sh --nproc 2 pretrain --x 1"
+    # the shipped file (whatever a user set in it) defines every setting the recipes read
+    shipped = "set -u; . conf/cmd.sh; echo \"$cmd|$cmd_opts|$train_cmd_opts|$extract_cmd_opts|$decode_cmd_opts\""
+    res = run_script(["-c", shipped])
+    assert res.returncode == 0 and res.stdout.count("|") == 4 and res.stdout.split("|")[0] in ("local", "slurm")

@@ -231,9 +231,12 @@ def _check_cache(cache_dir: Path, prov: dict, am_checkpoint: Path, feats_dir: Pa
 def _write_matrices(name: Path, items: Iterable[tuple[str, np.ndarray]],
                     on_item: Callable[[str], None] = lambda utt: None) -> dict[str, np.ndarray]:
     """``name``.ark and ``name``.scp from ``items``, in their order, under hidden temporary names
-    renamed when whole (ark first, so an scp never names a missing ark); returns the matrices."""
+    renamed when whole and on disk (ark first, so an scp never names a missing ark); returns the
+    matrices. The temporaries carry the process id: an orphaned writer of the same name (a job
+    Slurm still runs) never shares one."""
     ark, scp = name.with_name(f"{name.name}.ark"), name.with_name(f"{name.name}.scp")
-    tmp_ark, tmp_scp = ark.with_name(f".{ark.name}.tmp"), scp.with_name(f".{scp.name}.tmp")
+    tmp_ark, tmp_scp = (ark.with_name(f".{ark.name}.{os.getpid()}.tmp"),
+                        scp.with_name(f".{scp.name}.{os.getpid()}.tmp"))
     mats: dict[str, np.ndarray] = {}
     try:
         with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
@@ -250,6 +253,8 @@ def _write_matrices(name: Path, items: Iterable[tuple[str, np.ndarray]],
             raise W2vtkError(f"{ark}: no space left on device (disk or quota full) while writing emissions; "
                              f"nothing was kept") from None
         raise
+    with open(tmp_ark, "rb+") as fh:  # on disk before the rename (a record written next trusts it)
+        os.fsync(fh.fileno())
     os.replace(tmp_ark, ark)
     # the scp names the temporary ark: rewrite it with the final name
     atomic_write_text(scp, tmp_scp.read_text(encoding="utf-8").replace(str(tmp_ark), str(ark)))
@@ -338,7 +343,7 @@ def emissions_job(am_dir: str | Path, feats_dir: str | Path, cache_dir: str | Pa
     signature = _job_signature(emissions_provenance(am.checkpoint, am.tokens.tokens, feats_dir), batch_frames,
                                shards[job - 1])
     record = _job_record(cache_dir, job)
-    if _read_record(record).get("signature") == signature:
+    if _job_done(cache_dir, job, signature):
         log(f"emissions job {job} of {num_jobs}: already done ({record})")
         return
     record.unlink(missing_ok=True)
@@ -347,7 +352,9 @@ def emissions_job(am_dir: str | Path, feats_dir: str | Path, cache_dir: str | Pa
         am, fd, batch_frames=batch_frames, allow_feature_mismatch=allow_feature_mismatch, batches=shards[job - 1]))
     seconds = time.perf_counter() - t0
     audio_s = FRAME_SECONDS * sum(fd.frames[u] for u in mats)
-    atomic_write_text(record, json.dumps({"signature": signature, "seconds": seconds, "audio_seconds": audio_s}) + "\n")
+    ark_bytes = (cache_dir / f"emissions.job{job}.ark").stat().st_size
+    atomic_write_text(record, json.dumps({"signature": signature, "ark_bytes": ark_bytes, "seconds": seconds,
+                                          "audio_seconds": audio_s}) + "\n")
     log(f"emissions job {job} of {num_jobs}: {len(mats)} utterances, {audio_s:.1f} audio-s in {seconds:.1f} s "
         f"(RTF {seconds / max(audio_s, 1e-9):.4f})")
 
@@ -360,6 +367,14 @@ def _read_record(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _job_done(cache_dir: Path, job: int, signature: dict) -> bool:
+    """Job ``job``'s record matches ``signature`` and its archive has the size recorded."""
+    record = _read_record(_job_record(cache_dir, job))
+    ark = cache_dir / f"emissions.job{job}.ark"
+    return (record.get("signature") == signature and ark.is_file()
+            and record.get("ark_bytes") == ark.stat().st_size)
+
+
 def _merge_jobs(fd: FeatureDir, prov: dict, cache_dir: Path, batch_frames: int, n: int,
                 run: Callable[[int], None]) -> tuple[dict[str, np.ndarray], float, int]:
     """Run the array (``run(jobs)``: up to ``n``, one per batch at most), check each job's record,
@@ -370,10 +385,11 @@ def _merge_jobs(fd: FeatureDir, prov: dict, cache_dir: Path, batch_frames: int, 
     tables: dict[str, ScpReader] = {}
     seconds = 0.0
     for k, shard in enumerate(shards, start=1):
+        if not _job_done(cache_dir, k, _job_signature(prov, batch_frames, shard)):
+            _job_record(cache_dir, k).unlink(missing_ok=True)  # so that a rerun redoes this job
+            raise W2vtkError(f"emissions job {k}: its record or archive is missing, damaged or from another "
+                             f"model or features (see {cache_dir}/log/emissions.{k}.log); rerun to redo it")
         record = _read_record(_job_record(cache_dir, k))
-        if record.get("signature") != _job_signature(prov, batch_frames, shard):
-            raise W2vtkError(f"emissions job {k}: {_job_record(cache_dir, k)} is missing or from another model "
-                             f"or features (see {cache_dir}/log/emissions.{k}.log)")
         scp = cache_dir / f"emissions.job{k}.scp"
         reader = ScpReader(scp, read_kv(scp, any_order=True, what="utterance"))
         tables.update({utt: reader for utt in reader})

@@ -145,6 +145,8 @@ def decode_dir(cfg: DecodeConfig, *, am_dir: str | Path, data_dir: str | Path, o
     warnings, tune_sil = (list(res.warnings), res.has_silence) if res is not None else ([], False)
     nj = cfg.nj if cfg.nj > 0 else max(1, len(os.sched_getaffinity(0)))
     nj = 1 if cfg.decoder == "greedy" else min(nj, cfg.trials if tune else len(utts))
+    if array:  # the trials and the search run as array jobs: this process only reads their results
+        nj = 1
     job = DecodeJob(cfg.decoder, str(am_dir), str(lang_dir) if lang_dir else None, str(out_dir))
     trial_rows = None
     # with workers, each loads its own LM: free this copy before they start
