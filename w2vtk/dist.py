@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,20 @@ def owned_group() -> Iterator[None]:
     finally:
         if own:
             cleanup()
+
+
+def balanced_shards(items: list, weights: Mapping, n: int) -> list[list]:
+    """Heaviest-first greedy split of ``items`` into up to ``n`` shards of similar total weight
+    (``weights[item]``, 0 when absent; e.g. utterances by frames), each item to the lightest shard
+    so far; empty shards dropped."""
+    n = max(1, min(n, len(items)))
+    shards: list[list] = [[] for _ in range(n)]
+    load = [0] * n
+    for item in sorted(items, key=lambda item: -weights.get(item, 0)):
+        k = load.index(min(load))
+        shards[k].append(item)
+        load[k] += weights.get(item, 0)
+    return [s for s in shards if s]
 
 
 def shard_indices(n_items: int, num_shards: int, shard: int) -> list[int]:

@@ -6,6 +6,7 @@ An interrupted run therefore never leaves a half-written file under the final na
 from __future__ import annotations
 
 import contextlib
+import json
 import errno
 import fnmatch
 import os
@@ -104,6 +105,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+def read_json_record(path: str | Path) -> dict:
+    """The JSON object a job left in ``path`` (a resume record); {} when it is missing, unreadable,
+    damaged or not an object: such a record never counts as work done."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def run_pipe(cmd: str, who: str) -> bytes:

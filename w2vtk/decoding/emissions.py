@@ -31,7 +31,8 @@ from w2vtk.decoding.config import FRAME_SECONDS
 from w2vtk.data.kaldi_dir import read_kv
 from w2vtk.errors import W2vtkError
 from w2vtk.features.archive import ScpReader
-from w2vtk.io import atomic_write_text, sha256_file
+from w2vtk.dist import balanced_shards
+from w2vtk.io import atomic_write_text, read_json_record, sha256_file
 from w2vtk.progress import progress
 from w2vtk.tokens import TokenSet
 
@@ -135,14 +136,8 @@ def emission_shards(fd: FeatureDir, batch_frames: int, n: int) -> list[list[list
     batches each (a job then runs exactly the batches a one-process run would, so its numbers are
     the same to the bit), every shard in batch order."""
     batches = emission_batches(fd, batch_frames)
-    n = max(1, min(n, len(batches)))
-    load, owner = [0] * n, {}
-    # largest first to the least loaded job: padded frames = count x longest
-    for i in sorted(range(len(batches)), key=lambda i: -len(batches[i]) * max(fd.frames[u] for u in batches[i])):
-        k = load.index(min(load))
-        owner[i] = k
-        load[k] += len(batches[i]) * max(fd.frames[u] for u in batches[i])
-    return [s for s in ([batches[i] for i in range(len(batches)) if owner[i] == k] for k in range(n)) if s]
+    padded = {i: len(b) * max(fd.frames[u] for u in b) for i, b in enumerate(batches)}  # count x longest
+    return [[batches[i] for i in sorted(shard)] for shard in balanced_shards(list(padded), padded, n)]
 
 
 def compute_emissions(am: LoadedAM | str | Path, feats_dir: str | Path | FeatureDir, *,
@@ -359,17 +354,9 @@ def emissions_job(am_dir: str | Path, feats_dir: str | Path, cache_dir: str | Pa
         f"(RTF {seconds / max(audio_s, 1e-9):.4f})")
 
 
-def _read_record(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _job_done(cache_dir: Path, job: int, signature: dict) -> bool:
     """Job ``job``'s record matches ``signature`` and its archive has the size recorded."""
-    record = _read_record(_job_record(cache_dir, job))
+    record = read_json_record(_job_record(cache_dir, job))
     ark = cache_dir / f"emissions.job{job}.ark"
     return (record.get("signature") == signature and ark.is_file()
             and record.get("ark_bytes") == ark.stat().st_size)
@@ -389,15 +376,15 @@ def _merge_jobs(fd: FeatureDir, prov: dict, cache_dir: Path, batch_frames: int, 
             _job_record(cache_dir, k).unlink(missing_ok=True)  # so that a rerun redoes this job
             raise W2vtkError(f"emissions job {k}: its record or archive is missing, damaged or from another "
                              f"model or features (see {cache_dir}/log/emissions.{k}.log); rerun to redo it")
-        record = _read_record(_job_record(cache_dir, k))
+        record = read_json_record(_job_record(cache_dir, k))
         scp = cache_dir / f"emissions.job{k}.scp"
         reader = ScpReader(scp, read_kv(scp, any_order=True, what="utterance"))
         tables.update({utt: reader for utt in reader})
         seconds += float(record.get("seconds", 0.0))
-    missing = [u for b in emission_batches(fd, batch_frames) for u in b if u not in tables]
+    order = [u for b in emission_batches(fd, batch_frames) for u in b]  # the one-process order
+    missing = [u for u in order if u not in tables]
     if missing:
         raise W2vtkError(f"emissions jobs: no emissions for utterance {missing[0]!r} ({len(missing)} missing)")
-    order = (u for b in emission_batches(fd, batch_frames) for u in b)
     mats = _write_matrices(cache_dir / "emissions",
                            ((u, np.ascontiguousarray(tables[u][u], dtype=np.float32)) for u in order))
     return mats, seconds, len(shards)

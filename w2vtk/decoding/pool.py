@@ -14,6 +14,7 @@ from typing import Any, Callable
 from w2vtk.decoding.config import BeamConfig
 from w2vtk.decoding.emissions import read_emissions, read_emissions_info
 from w2vtk.decoding.search import Decoder, Hypothesis
+from w2vtk.dist import balanced_shards
 from w2vtk.errors import W2vtkError
 from w2vtk.lm.reading import LMResources
 from w2vtk.tokens import TokenSet
@@ -188,15 +189,3 @@ class DecodePool:
         futures = [self._pool.submit(_run_trial, i, b, utts) for i, b in enumerate(beams)]
         for f in as_completed(futures):
             on_done(*_result(f))
-
-
-def balanced_shards(utts: list[str], frames: dict[str, int], n: int) -> list[list[str]]:
-    """Longest-first greedy split of utterances into up to ``n`` shards of similar frame totals."""
-    n = max(1, min(n, len(utts)))
-    shards: list[list[str]] = [[] for _ in range(n)]
-    load = [0] * n
-    for u in sorted(utts, key=lambda u: -frames.get(u, 0)):
-        k = load.index(min(load))
-        shards[k].append(u)
-        load[k] += frames.get(u, 0)
-    return [s for s in shards if s]

@@ -19,11 +19,12 @@ from w2vtk.config import save_config
 from w2vtk.data.kaldi_dir import read_role
 from w2vtk.decoding.config import FRAME_SECONDS, BeamConfig, DecodeConfig
 from w2vtk.decoding.emissions import Emissions, emissions_job, load_or_compute_emissions
-from w2vtk.decoding.pool import DecodeJob, DecodePool, balanced_shards
+from w2vtk.decoding.pool import DecodeJob, DecodePool
 from w2vtk.decoding.search import Hypothesis
 from w2vtk.decoding.tune import load_params, merge_job_trials, params_of, tune as run_tuning, tune_job
+from w2vtk.dist import balanced_shards
 from w2vtk.errors import W2vtkError
-from w2vtk.io import atomic_write_text, remove_stale_temporaries, sha256_file
+from w2vtk.io import atomic_write_text, read_json_record, remove_stale_temporaries, sha256_file
 from w2vtk.lm.reading import LMResources
 from w2vtk.progress import progress
 from w2vtk.scoring import score_files
@@ -247,7 +248,7 @@ def _decode_array(cfg: DecodeConfig, cmd: CmdConfig, beam: BeamConfig, am_dir: P
     secs = 0.0
     for k, shard in enumerate(shards, start=1):
         path = out_dir / f"hyps.job{k}.json"
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        data = read_json_record(path)
         if data.get("signature") != _decode_signature(emissions_sha256, beam, shard):
             raise W2vtkError(f"decode job {k}: {path} is missing or from another decode (see {out_dir}/log/decode.{k}.log)")
         hyps.update({u: [Hypothesis(*h) for h in hs] for u, hs in data["hyps"].items()})
@@ -294,11 +295,7 @@ def _decode_job(cfg: DecodeConfig, am_dir: Path, data_dir: Path, out_dir: Path, 
     shard = shards[job - 1]
     path = out_dir / f"hyps.job{job}.json"
     signature = _decode_signature(sha256_file(out_dir / "emissions.ark"), beam, shard)
-    try:
-        done = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("signature") == signature
-    except (OSError, ValueError):
-        done = False
-    if done:
+    if read_json_record(path).get("signature") == signature:
         log(f"decode job {job} of {num_jobs}: already done ({path})")
         return None
     pool, _ = _job_pool(cfg, em, am_dir, out_dir, lang_dir)
